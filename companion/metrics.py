@@ -1,0 +1,250 @@
+r"""Distances between a sample and a law (or another sample), each with a known answer in the tests.
+
+* :func:`w1_to_cdf` — Wasserstein-1 in 1-D against an exact CDF, :math:`\int|F_n-F|\,dx`;
+  its Monte-Carlo floor for an exact sample is of order :math:`n^{-1/2}`.
+* :func:`w1_1d` — exact W1 between two 1-D samples (merge of the empirical CDFs).
+* :func:`sliced_wasserstein` — mean W1 over random 1-D projections.
+* :func:`mmd_rbf` — unbiased squared MMD with a Gaussian kernel.
+* :func:`total_variation`, :func:`empirical_pmf` — for discrete laws.
+* :func:`frechet_distance` / :func:`gaussian_frechet` — Fréchet distance between Gaussian fits;
+  :func:`digit_frechet_distance` computes it on the features of a small digit classifier.
+* :func:`loglog_slope` — least-squares slope of :math:`\log y` on :math:`\log x` (orders of convergence).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+
+import torch
+
+from .utils import check_int, check_tensor, make_generator
+
+__all__ = [
+    "w1_to_cdf",
+    "w1_1d",
+    "sliced_wasserstein",
+    "mmd_rbf",
+    "total_variation",
+    "empirical_pmf",
+    "gaussian_frechet",
+    "frechet_distance",
+    "digit_classifier",
+    "digit_frechet_distance",
+    "loglog_slope",
+]
+
+
+def _flat1d(name: str, x) -> torch.Tensor:
+    x = check_tensor(name, x, ndim=(1, 2))
+    if x.ndim == 2:
+        if x.shape[1] != 1:
+            raise ValueError(f"{name} must be 1-D samples of shape (n,) or (n, 1), got {tuple(x.shape)}")
+        x = x[:, 0]
+    if x.numel() < 1:
+        raise ValueError(f"{name} must not be empty")
+    return x.to(torch.float64)
+
+
+def w1_to_cdf(
+    samples: torch.Tensor,
+    cdf: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    grid_size: int = 1 << 16,
+) -> float:
+    r"""Wasserstein-1 distance :math:`\int|F_n(x)-F(x)|\,dx` between a 1-D sample and a law.
+
+    Args:
+        samples: ``(n,)`` or ``(n, 1)``.
+        cdf: the law's CDF, a torch function (e.g. ``GaussianMixture.cdf``).
+        lo, hi: integration range; by default the sample range widened by 6 sample
+            standard deviations (the tails beyond contribute far below the :math:`n^{-1/2}` floor).
+        grid_size: trapezoid-rule points.
+    """
+    x = torch.sort(_flat1d("samples", samples)).values
+    sd = x.std().item() if x.numel() > 1 else 1.0
+    lo = x[0].item() - 6 * sd if lo is None else float(lo)
+    hi = x[-1].item() + 6 * sd if hi is None else float(hi)
+    if not hi > lo:
+        raise ValueError(f"hi must be > lo, got lo={lo}, hi={hi}")
+    grid = torch.linspace(lo, hi, check_int("grid_size", grid_size, minimum=16), dtype=torch.float64)
+    Fn = torch.searchsorted(x, grid, right=True).to(torch.float64) / x.numel()
+    F = cdf(grid).reshape(-1).to(torch.float64)
+    if F.shape != grid.shape:
+        raise ValueError(f"cdf must map a ({grid.numel()},) grid to ({grid.numel()},) values, got {tuple(F.shape)}")
+    return torch.trapezoid((Fn - F).abs(), grid).item()
+
+
+def w1_1d(x: torch.Tensor, y: torch.Tensor) -> float:
+    r"""Exact Wasserstein-1 distance between two 1-D samples (sizes may differ):
+    :math:`\int|F_x-F_y|` summed over the merged sorted support."""
+    x, y = _flat1d("x", x), _flat1d("y", y)
+    if x.numel() == y.numel():
+        return (torch.sort(x).values - torch.sort(y).values).abs().mean().item()
+    allv = torch.sort(torch.cat([x, y])).values
+    xs, ys = torch.sort(x).values, torch.sort(y).values
+    Fx = torch.searchsorted(xs, allv[:-1], right=True).to(torch.float64) / x.numel()
+    Fy = torch.searchsorted(ys, allv[:-1], right=True).to(torch.float64) / y.numel()
+    return ((Fx - Fy).abs() * torch.diff(allv)).sum().item()
+
+
+def sliced_wasserstein(
+    x: torch.Tensor, y: torch.Tensor, n_projections: int = 128, generator=None
+) -> float:
+    r"""Sliced W1: the mean over ``n_projections`` random unit directions :math:`u` of
+    :math:`W_1(u^\top x, u^\top y)`. ``x``: ``(n, d)``, ``y``: ``(m, d)``."""
+    x = check_tensor("x", x, ndim=2).to(torch.float64)
+    y = check_tensor("y", y, ndim=2).to(torch.float64)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    n_projections = check_int("n_projections", n_projections, minimum=1)
+    u = torch.randn(n_projections, x.shape[1], generator=make_generator(generator), dtype=torch.float64)
+    u = u / u.norm(dim=1, keepdim=True)
+    px, py = x @ u.T, y @ u.T
+    return sum(w1_1d(px[:, j], py[:, j]) for j in range(n_projections)) / n_projections
+
+
+def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, chunk: int = 4096) -> float:
+    r"""Unbiased squared maximum mean discrepancy with kernel :math:`e^{-\|u-v\|^2/(2h^2)}`.
+
+    ``x``: ``(n, d)``, ``y``: ``(m, d)``; ``bandwidth`` :math:`h` defaults to the median
+    pairwise distance of the pooled sample (on at most 1000 points). Unbiased, so it can
+    be slightly negative when the laws are equal.
+    """
+    x = check_tensor("x", x, ndim=2).to(torch.float64)
+    y = check_tensor("y", y, ndim=2).to(torch.float64)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    if x.shape[0] < 2 or y.shape[0] < 2:
+        raise ValueError("x and y need at least 2 points each")
+    if bandwidth is None:
+        z = torch.cat([x[:500], y[:500]])
+        bandwidth = torch.pdist(z).median().item()
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+    gamma = 1.0 / (2 * bandwidth**2)
+
+    def ksum(a: torch.Tensor, b: torch.Tensor) -> float:
+        s = 0.0
+        for i in range(0, a.shape[0], chunk):
+            s += torch.exp(-gamma * torch.cdist(a[i : i + chunk], b) ** 2).sum().item()
+        return s
+
+    n, m = x.shape[0], y.shape[0]
+    kxx = (ksum(x, x) - n) / (n * (n - 1))
+    kyy = (ksum(y, y) - m) / (m * (m - 1))
+    kxy = ksum(x, y) / (n * m)
+    return kxx + kyy - 2 * kxy
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    r"""Total variation :math:`\tfrac12\sum_i|p_i-q_i|` between two pmfs of the same shape."""
+    p = check_tensor("p", p).to(torch.float64)
+    q = check_tensor("q", q).to(torch.float64)
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    for name, v in (("p", p), ("q", q)):
+        if (v < 0).any() or abs(v.sum().item() - 1) > 1e-6:
+            raise ValueError(f"{name} must be a pmf (non-negative, summing to 1)")
+    return 0.5 * (p - q).abs().sum().item()
+
+
+def empirical_pmf(labels: torch.Tensor, n_states: int) -> torch.Tensor:
+    """Frequencies of integer ``labels`` ``(n,)`` in ``0..n_states-1``, as a float64 pmf."""
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
+        raise TypeError("labels must be an integer tensor")
+    n_states = check_int("n_states", n_states, minimum=1)
+    if labels.numel() == 0 or labels.min() < 0 or labels.max() >= n_states:
+        raise ValueError(f"labels must be non-empty and lie in [0, {n_states})")
+    return torch.bincount(labels.reshape(-1), minlength=n_states).to(torch.float64) / labels.numel()
+
+
+def _sqrtm_psd(c: torch.Tensor) -> torch.Tensor:
+    w, v = torch.linalg.eigh(c)
+    return (v * w.clamp_min(0).sqrt()) @ v.T
+
+
+def gaussian_frechet(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    r"""Fréchet (2-Wasserstein squared) distance between :math:`\mathcal N(\mu_1,C_1)` and
+    :math:`\mathcal N(\mu_2,C_2)`: :math:`\|\mu_1-\mu_2\|^2+\mathrm{tr}(C_1+C_2-2(C_1^{1/2}C_2C_1^{1/2})^{1/2})`."""
+    mu1, mu2 = mu1.to(torch.float64), mu2.to(torch.float64)
+    cov1, cov2 = cov1.to(torch.float64), cov2.to(torch.float64)
+    if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.numel(), mu1.numel()):
+        raise ValueError("mu1, mu2 must be (d,) and cov1, cov2 must be (d, d) with the same d")
+    s1 = _sqrtm_psd(cov1)
+    cross = _sqrtm_psd(s1 @ cov2 @ s1)
+    return ((mu1 - mu2) ** 2).sum().item() + torch.trace(cov1 + cov2 - 2 * cross).item()
+
+
+def frechet_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Fréchet distance between Gaussian fits of two feature samples ``(n, d)`` and ``(m, d)``."""
+    x = check_tensor("x", x, ndim=2).to(torch.float64)
+    y = check_tensor("y", y, ndim=2).to(torch.float64)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    if min(x.shape[0], y.shape[0]) < 2:
+        raise ValueError("x and y need at least 2 rows each")
+    return gaussian_frechet(x.mean(0), torch.cov(x.T).reshape(x.shape[1], -1),
+                            y.mean(0), torch.cov(y.T).reshape(y.shape[1], -1))
+
+
+@lru_cache(maxsize=2)
+def digit_classifier(seed: int = 0, steps: int = 600):
+    """Train (once per process; cached) the small classifier of :class:`companion.nets.DigitClassifier`
+    on the digits' training split. Returns ``(model, test_accuracy)``; about 3 s on 2 cores."""
+    from .data import digits
+    from .nets import DigitClassifier
+
+    xtr, ytr = digits("train")
+    xte, yte = digits("test")
+    g = make_generator(seed)
+    torch.manual_seed(seed)
+    model = DigitClassifier()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(steps):
+        idx = torch.randint(0, xtr.shape[0], (128,), generator=g)
+        xb = xtr[idx] + 0.05 * torch.randn(xtr[idx].shape, generator=g)  # light noise for robustness
+        loss = torch.nn.functional.cross_entropy(model(xb), ytr[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = (model(xte).argmax(1) == yte).double().mean().item()
+    return model, acc
+
+
+def digit_frechet_distance(samples: torch.Tensor, reference: torch.Tensor | None = None, seed: int = 0) -> float:
+    """Fréchet distance between digit ``samples`` ``(n, 1, 8, 8)`` and ``reference`` (default:
+    the test split) in the feature space of :func:`digit_classifier` (an 8×8 "FID")."""
+    from .data import digits
+
+    samples = check_tensor("samples", samples, ndim=4)
+    if reference is None:
+        reference = digits("test")[0]
+    model, _ = digit_classifier(seed)
+    with torch.no_grad():
+        fx = model.features(samples.to(torch.float32).clamp(-1, 1))
+        fy = model.features(reference.to(torch.float32))
+    return frechet_distance(fx, fy)
+
+
+def loglog_slope(x, y) -> float:
+    r"""Least-squares slope of :math:`\log y` against :math:`\log x` (the observed order)."""
+    x = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
+    y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+    if x.shape != y.shape or x.numel() < 2:
+        raise ValueError("x and y must have the same length >= 2")
+    if (x <= 0).any() or (y <= 0).any():
+        raise ValueError("x and y must be positive for a log-log fit")
+    lx, ly = torch.log(x), torch.log(y)
+    lx0 = lx - lx.mean()
+    return ((lx0 * (ly - ly.mean())).sum() / (lx0 * lx0).sum()).item()
+
+
+def w1_floor(n: int) -> float:
+    """Rule-of-thumb scale of the W1 Monte-Carlo floor, :math:`n^{-1/2}` (unit-scale law)."""
+    return 1 / math.sqrt(check_int("n", n, minimum=1))

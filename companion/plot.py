@@ -1,0 +1,88 @@
+"""Figure helpers with one consistent style (used by every chapter notebook)."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["set_style", "density_1d", "scatter_2d", "loglog_convergence", "image_grid", "COLORS"]
+
+#: The book's palette (colour-blind safe, readable on light and dark backgrounds).
+COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+def set_style() -> None:
+    """Set the book's matplotlib style: readable fonts, light grid, the palette, PNG at 110 dpi."""
+    mpl.rcParams.update({
+        "figure.figsize": (6.4, 3.6),
+        "figure.dpi": 110,
+        "savefig.dpi": 110,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.prop_cycle": mpl.cycler(color=COLORS),
+        "font.size": 10,
+        "legend.frameon": False,
+        "figure.facecolor": "white",
+        "axes.facecolor": "white",
+    })
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def density_1d(ax, samples, pdf=None, *, bins: int = 120, label: str = "samples", lo=None, hi=None):
+    """Histogram of 1-D ``samples`` with an exact density ``pdf(grid) -> values`` on top."""
+    s = _np(samples).reshape(-1)
+    lo = s.min() if lo is None else lo
+    hi = s.max() if hi is None else hi
+    ax.hist(s, bins=bins, range=(lo, hi), density=True, alpha=0.5, label=label)
+    if pdf is not None:
+        grid = torch.linspace(float(lo), float(hi), 800, dtype=torch.float64)
+        ax.plot(grid.numpy(), _np(pdf(grid)), color="k", lw=1.2, label="exact density")
+    ax.legend()
+    return ax
+
+
+def scatter_2d(ax, x, *, s: float = 2.0, alpha: float = 0.4, label: str | None = None, lim: float | None = 3.5):
+    """Scatter a 2-D sample ``(n, 2)`` with equal axes."""
+    x = _np(x)
+    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, label=label, linewidths=0)
+    ax.set_aspect("equal")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    return ax
+
+
+def loglog_convergence(ax, h, err, *, label: str, ref_slope: float | None = None, marker: str = "o"):
+    """Plot an error against a step size on log-log axes, with a dashed reference slope."""
+    h, err = _np(h).astype(float), _np(err).astype(float)
+    ax.loglog(h, err, marker=marker, label=label)
+    if ref_slope is not None:
+        ref = err[-1] * (h / h[-1]) ** ref_slope
+        ax.loglog(h, ref, "k--", lw=0.8, label=f"slope {ref_slope:g}")
+    ax.legend()
+    return ax
+
+
+def image_grid(images, nrow: int = 8, ax=None, title: str | None = None):
+    """Show a batch of images ``(n, 1, H, W)`` in [-1, 1] as one grey-scale grid."""
+    imgs = _np(images)
+    n, _, H, W = imgs.shape
+    ncol = int(np.ceil(n / nrow))
+    canvas = np.ones((ncol * (H + 1) + 1, nrow * (W + 1) + 1))
+    for i in range(n):
+        r, c = divmod(i, nrow)
+        canvas[1 + r * (H + 1): 1 + r * (H + 1) + H, 1 + c * (W + 1): 1 + c * (W + 1) + W] = imgs[i, 0]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(nrow * 0.45, ncol * 0.45))
+    ax.imshow(canvas, cmap="gray_r", vmin=-1, vmax=1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -1,0 +1,145 @@
+"""One training loop for every chapter: seeded, with a tqdm bar, EMA and a loss history."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .utils import check_int, check_positive, make_generator
+
+__all__ = ["EMA", "FitResult", "fit", "batches"]
+
+
+class EMA:
+    r"""Exponential moving average of a model's parameters, :math:`\bar\theta\leftarrow d\,\bar\theta+(1-d)\theta`.
+
+    ``ema.model`` is a frozen copy used for evaluation; buffers (e.g. batch-norm statistics)
+    are copied as they are.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for pe, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            pe.lerp_(p.detach(), 1 - self.decay)
+        for be, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            be.copy_(b)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained ``model``, its EMA copy and the per-step losses."""
+
+    model: nn.Module
+    ema: nn.Module
+    losses: list[float] = field(default_factory=list)
+
+    def smoothed(self, window: int = 50) -> torch.Tensor:
+        """Running mean of the loss history (for plots)."""
+        x = torch.tensor(self.losses, dtype=torch.float64)
+        if len(x) < window:
+            return x
+        c = torch.cumsum(torch.cat([torch.zeros(1, dtype=x.dtype), x]), 0)
+        return (c[window:] - c[:-window]) / window
+
+
+def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator):
+    """Endless random mini-batches (with replacement) of the rows of ``data``."""
+    n = data.shape[0]
+    while True:
+        idx = torch.randint(0, n, (batch_size,), generator=generator)
+        yield data[idx]
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
+    data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor],
+    *,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    ema_decay: float = 0.999,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = 1.0,
+    warmup: int = 0,
+    cosine: bool = True,
+    progress: bool = True,
+    desc: str = "training",
+) -> FitResult:
+    """Train ``model`` with Adam(W) on ``loss_fn(model, batch, generator)``.
+
+    Args:
+        model: the network; its initial weights are the caller's (seed before building it).
+        loss_fn: returns a scalar loss; draws its own randomness (times, noise) from the
+            generator it receives, so runs are reproducible.
+        data: a tensor of examples ``(N, ...)`` (mini-batches drawn with replacement), or a
+            callable ``(batch_size, generator) -> batch`` for laws we can sample exactly.
+        steps, batch_size, lr, weight_decay: optimisation settings.
+        seed: seeds the generator passed to ``loss_fn`` and used for batches.
+        ema_decay: decay of the parameter EMA (returned as ``FitResult.ema``).
+        grad_clip: max gradient norm (``None`` disables clipping).
+        warmup, cosine: linear warm-up steps, then cosine decay to 10 % of ``lr`` if ``cosine``.
+        progress: show a ``tqdm`` bar (the loss is refreshed every 1 % of the steps).
+    """
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_positive("lr", lr)
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable (model, batch, generator) -> scalar loss")
+    g = make_generator(seed)
+    if isinstance(data, torch.Tensor):
+        stream = batches(data, batch_size, g)
+        draw = lambda: next(stream)
+    elif callable(data):
+        draw = lambda: data(batch_size, g)
+    else:
+        raise TypeError("data must be a tensor of examples or a callable (batch_size, generator) -> batch")
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def lr_factor(i: int) -> float:
+        if warmup and i < warmup:
+            return (i + 1) / warmup
+        if not cosine:
+            return 1.0
+        frac = (i - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * frac)).item())
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    ema = EMA(model, ema_decay)
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=0.5)
+    every = max(1, steps // 100)
+    for i in bar:
+        loss = loss_fn(model, draw(), g)
+        if loss.ndim != 0:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {i}; lower lr or check the data")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        sched.step()
+        ema.update(model)
+        losses.append(loss.item())
+        if i % every == 0:
+            bar.set_postfix(loss=f"{sum(losses[-every:]) / len(losses[-every:]):.4f}")
+    model.eval()
+    return FitResult(model=model, ema=ema.model, losses=losses)
