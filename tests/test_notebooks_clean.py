@@ -1,0 +1,28 @@
+"""Notebooks are stored without outputs: the book build and nbval execute them."""
+
+import json
+import pathlib
+
+import pytest
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found under notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_clean(path):
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        assert cell.get("outputs") == [], f"{path.name}: cell {i} has stored outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_in_toc(path):
+    toc = (path.parents[1] / "_toc.yml").read_text()
+    assert f"notebooks/{path.stem}" in toc, f"{path.name} is not listed in _toc.yml"
