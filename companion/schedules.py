@@ -253,6 +253,8 @@ class ContinuousSchedule:
         t = _as_time(t, self.t_min, self.t_max).detach().clone().requires_grad_(True)
         with torch.enable_grad():
             y = fn(t)
+            if not y.requires_grad:  # a constant, e.g. alpha_bar = 1 for VE
+                return y.detach(), torch.zeros_like(t)
             (dy,) = torch.autograd.grad(y.sum(), t)
         return y.detach(), dy
 

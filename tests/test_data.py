@@ -1,0 +1,50 @@
+"""Data: shapes, determinism, the laws' defining properties, digits scaling and split."""
+
+import pytest
+import torch
+
+from companion import data
+
+
+@pytest.mark.parametrize("name", list(data.TOY_2D))
+def test_toy_laws_are_deterministic_2d(name):
+    f = data.TOY_2D[name]
+    x = f(1000, 0)
+    assert x.shape == (1000, 2) and x.dtype == torch.float64
+    torch.testing.assert_close(x, f(1000, 0))
+    assert x.abs().max() < 3
+
+
+def test_checkerboard_points_lie_on_black_squares():
+    x = data.checkerboard(5000, 1, cells=4)
+    ij = torch.floor((x + 2) / 4 * 4).long()
+    assert ((ij.sum(1) % 2) == 0).all()
+
+
+def test_rings_radii():
+    x = data.rings(20000, 2, radii=(0.5, 1.5), noise=0.0)
+    r = x.norm(dim=1)
+    assert torch.isclose(r, torch.tensor(0.5, dtype=torch.float64)).logical_or(
+        torch.isclose(r, torch.tensor(1.5, dtype=torch.float64))).all()
+    frac = (r < 1).double().mean().item()
+    assert abs(frac - 0.5) < 4 * (0.25 / 20000) ** 0.5
+
+
+def test_digits_scaling_and_split():
+    xtr, ytr = data.digits("train")
+    xte, yte = data.digits("test")
+    assert xtr.shape[1:] == (1, 8, 8) and xtr.shape[0] + xte.shape[0] == 1797
+    assert xtr.min() >= -1 and xtr.max() <= 1 and xtr.min() == -1 and xtr.max() == 1
+    flat = {tuple(v.tolist()) for v in xtr.reshape(len(xtr), -1)}
+    overlap = sum(tuple(v.tolist()) in flat for v in xte.reshape(len(xte), -1))
+    assert overlap <= 5  # the digits set itself has a handful of exact duplicates
+    assert set(ytr.tolist()) == set(range(10))
+
+
+def test_data_validation():
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        data.moons(0)
+    with pytest.raises(ValueError, match="split"):
+        data.digits("val")
+    with pytest.raises(ValueError, match="noise must be finite and >= 0"):
+        data.moons(10, noise=-1.0)

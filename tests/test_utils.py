@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+import torch
+
+from companion import utils
+
+
+def test_append_dims():
+    assert utils.append_dims(torch.ones(3), 4).shape == (3, 1, 1, 1)
+    with pytest.raises(ValueError, match="more than the target"):
+        utils.append_dims(torch.ones(3, 2), 1)
+
+
+def test_checks():
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        utils.check_tensor("x", np.zeros(3))
+    with pytest.raises(ValueError, match="x must have 2 dims"):
+        utils.check_tensor("x", torch.zeros(3), ndim=2)
+    with pytest.raises(ValueError, match="lam must be finite and > 0"):
+        utils.check_positive("lam", 0.0)
+    with pytest.raises(TypeError, match="k must be an int"):
+        utils.check_int("k", 1.0)
+    assert utils.check_positive("s", torch.tensor(2.0)) == 2.0
+
+
+def test_make_generator_and_show_source():
+    g = utils.make_generator(3)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=utils.make_generator(3)))
+    md = utils.show_source(utils.append_dims)
+    assert "def append_dims" in getattr(md, "data", md)
