@@ -5,9 +5,9 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup book test unit notebooks lint clean
+.PHONY: setup browser book check-html test unit notebooks lint clean
 
-setup: $(VENV)/.installed _mathjax/mathjax/tex-mml-chtml.js
+setup: $(VENV)/.installed _mathjax/mathjax/tex-mml-chtml.js browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 _mathjax/mathjax/tex-mml-chtml.js: tools/get_mathjax.sh
 	bash tools/get_mathjax.sh
 
+# Headless Chromium for tools/check_html.py: installed from Debian's packages when we are root
+# (CI, containers); elsewhere install it yourself, or the browser checks are skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium not found; the browser checks of the built book will be skipped"; fi; }
+
 book: setup
 	rm -rf _build
 	TQDM_MININTERVAL=10 $(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python tools/check_html.py _build/html
+
+check-html:
+	$(BIN)/python tools/check_html.py _build/html
 
 test: setup
 	$(BIN)/ruff check .

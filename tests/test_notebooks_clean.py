@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
@@ -25,4 +26,4 @@ def test_notebook_is_stored_clean(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_in_toc(path):
     toc = (path.parents[1] / "_toc.yml").read_text()
-    assert f"notebooks/{path.stem}" in toc, f"{path.name} is not listed in _toc.yml"
+    assert f"{path.parent.name}/{path.stem}" in toc, f"{path.name} is not listed in _toc.yml"
