@@ -1,0 +1,643 @@
+r"""Chapter 3 — the diffusion ODE derived directly: Jacobian, continuity equation, heat equation.
+
+The chapter builds a deterministic generative model without any SDE. One Euler step of
+:math:`dx/dt=f_t(x)` changes the log-density by :math:`-\nabla\!\cdot f_t\,\Delta t` (the
+Jacobian determinant, eq. ``ode-jacobian``); a Taylor expansion gives the same change a second
+way; equating both gives the continuity equation (eq. ``ode-continuity``). The ansatz
+:math:`f_t=-D_t\nabla\log p_t` turns it into the heat equation, solved by a Gaussian convolution
+of width :math:`\sigma_t^2=2\int_0^tD_s\,ds`, and the generative model is
+
+.. math:: \frac{dx}{dt}=-\dot\sigma_t\sigma_t\,\nabla\log p_t(x)
+          \quad\Longleftrightarrow\quad
+          \frac{dx}{d\sigma}=-\sigma\,\nabla\log p_\sigma(x)=\frac{x-\hat x_0(x,\sigma)}{\sigma}
+
+(eqs. ``ode-model`` and ``ode-sigma``), with :math:`\hat x_0=x+\sigma^2\nabla\log p_\sigma`
+Tweedie's denoiser.
+
+**Conventions.** A *score function* is any callable ``score_fn(x, sigma) -> (n, ...)`` giving
+:math:`\nabla\log p_\sigma(x)` for :math:`p_\sigma=p_0*\mathcal N(0,\sigma^2I)`, with ``x`` of
+shape ``(n, ...)`` and ``sigma`` a Python float. :func:`gmm_score_fn` builds the exact one of the
+laboratory; :class:`ScoreNet` wraps a trained network. Here :math:`\sigma` is the heat-kernel
+width, which is also the VE / EDM noise level and the book's noise-to-signal ratio
+:math:`\bar\beta_t/\bar\alpha_t` (eq. ``ode-vp-rescale``).
+
+**Solvers.** :func:`sample_euler`, :func:`sample_heun` and :func:`sample_rk4` are plain functions
+over a decreasing grid of noise levels (k-diffusion style); each returns ``(x, info)`` with
+``info['nfe']`` and ``info['denoised']`` (the last :math:`\hat x_0`), and calls
+``callback({'i', 'x', 'sigma', 'sigma_next', 'denoised'})`` once per step.
+:func:`solve_adaptive` is a Dormand–Prince 5(4) reference for any ODE, and
+:func:`log_likelihood` the instantaneous change of variables (eq. ``ode-loglik``) with an exact
+or a Hutchinson divergence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .gmm import GaussianMixture
+from .schedules import ContinuousSchedule
+from .utils import append_dims, check_int, check_positive, check_tensor, make_generator
+
+__all__ = [
+    "gmm_score_fn",
+    "heat_log_density",
+    "heat_spectral_1d",
+    "sigma_grid",
+    "heat_velocity",
+    "heat_drift",
+    "pf_ode_drift",
+    "vp_to_heat",
+    "sample_euler",
+    "sample_heun",
+    "sample_rk4",
+    "SOLVERS",
+    "solve_adaptive",
+    "sample_adaptive",
+    "batch_jacobian",
+    "divergence",
+    "gaussian_log_prob",
+    "log_likelihood",
+    "ScoreNet",
+    "csm_loss",
+]
+
+ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
+Velocity = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+# ============================================================================ validation
+def _check_x(name: str, x) -> torch.Tensor:
+    x = check_tensor(name, x)
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (n, ...) with at least 2 dims, got {tuple(x.shape)}")
+    return x
+
+
+def _check_callable(name: str, fn) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+
+
+def _score(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Call ``score_fn`` and check that it returns a finite tensor of ``x``'s shape."""
+    s = score_fn(x, sigma)
+    if not isinstance(s, torch.Tensor):
+        raise TypeError(f"score_fn must return a torch.Tensor, got {type(s).__name__}")
+    if s.shape != x.shape:
+        raise ValueError(f"score_fn returned shape {tuple(s.shape)}, expected the shape of x {tuple(x.shape)}")
+    if not torch.isfinite(s).all():
+        raise ValueError(f"score_fn returned NaN or infinite values at sigma={sigma:.6g}")
+    return s.to(dtype=x.dtype)
+
+
+def _check_sigmas(sigmas) -> list[float]:
+    sigmas = check_tensor("sigmas", sigmas, ndim=1)
+    if sigmas.numel() < 2:
+        raise ValueError(f"sigmas must hold at least 2 noise levels, got {sigmas.numel()}")
+    if not (sigmas > 0).all():
+        raise ValueError(f"sigmas must all be > 0 (sigma_min > 0), got min {sigmas.min().item():.6g}")
+    if not (sigmas[1:] < sigmas[:-1]).all():
+        raise ValueError("sigmas must be strictly decreasing (from sigma_max down to sigma_min)")
+    return [float(s) for s in sigmas]
+
+
+# ======================================================================= the laboratory
+def gmm_score_fn(gm: GaussianMixture) -> ScoreFn:
+    r"""Exact score of :math:`p_\sigma=p_0*\mathcal N(0,\sigma^2I)` for a mixture ``p_0``
+    (eq. ``ode-heat-solution``): ``score_fn(x, sigma)``, ``x``: ``(n, d)`` -> ``(n, d)``.
+
+    Each component becomes :math:`\mathcal N(\mu_k,\Sigma_k+\sigma^2I)`; with the
+    eigendecomposition :math:`\Sigma_k=U_k\Lambda_kU_k^\top` computed once, every noise level
+    costs one rotation and a division (no new mixture is built). Computed in float64, returned
+    in ``x``'s dtype.
+    """
+    if not isinstance(gm, GaussianMixture):
+        raise TypeError(f"gm must be a GaussianMixture, got {type(gm).__name__}")
+    lam, U = torch.linalg.eigh(gm.covs.to(torch.float64))  # (K, d), (K, d, d)
+    mu_rot = torch.einsum("kd,kde->ke", gm.means.to(torch.float64), U)
+    logw = torch.log(gm.weights.to(torch.float64).clamp_min(1e-300))
+
+    def score_fn(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        x = check_tensor("x", x, ndim=2)
+        if x.shape[1] != gm.dim:
+            raise ValueError(f"x must have shape (n, {gm.dim}), got {tuple(x.shape)}")
+        sigma = check_positive("sigma", sigma, allow_zero=True)
+        dev = x.device
+        var = lam.to(dev) + sigma**2  # (K, d) eigenvalues of Sigma_k + sigma^2 I
+        z = torch.einsum("nd,kde->nke", x.to(torch.float64), U.to(dev)) - mu_rot.to(dev)
+        zs = z / var
+        r = torch.softmax(-0.5 * ((z * zs).sum(-1) + torch.log(var).sum(-1)) + logw.to(dev), dim=1)
+        return -torch.einsum("nke,kde->nd", r[..., None] * zs, U.to(dev)).to(x.dtype)
+
+    return score_fn
+
+
+def heat_log_density(gm: GaussianMixture, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+    r"""The heat equation's solution for a mixture ``p_0``, differentiable in ``x`` *and* ``sigma``.
+
+    :math:`\log p_\sigma(x)=\log\sum_k\pi_k\,\mathcal N(x;\mu_k,\Sigma_k+\sigma^2I)` — the Gaussian
+    convolution of eq. ``ode-heat-solution``. ``x``: ``(n, d)``; ``sigma``: float, 0-d tensor or
+    ``(n,)`` tensor (may require grad). Returns ``(n,)`` in ``x``'s dtype.
+    """
+    if not isinstance(gm, GaussianMixture):
+        raise TypeError(f"gm must be a GaussianMixture, got {type(gm).__name__}")
+    x = check_tensor("x", x, ndim=2)
+    if x.shape[1] != gm.dim:
+        raise ValueError(f"x must have shape (n, {gm.dim}), got {tuple(x.shape)}")
+    if not isinstance(sigma, torch.Tensor):
+        sigma = torch.tensor(check_positive("sigma", sigma, allow_zero=True), dtype=x.dtype, device=x.device)
+    sigma = check_tensor("sigma", sigma, ndim=(0, 1))
+    if sigma.ndim == 1 and sigma.shape[0] != x.shape[0]:
+        raise ValueError(f"sigma of shape (n,) must have n={x.shape[0]} entries, got {sigma.shape[0]}")
+    if (sigma < 0).any():
+        raise ValueError("sigma must be >= 0")
+    n, d = x.shape
+    w, mu, cov = (t.to(device=x.device, dtype=x.dtype) for t in (gm.weights, gm.means, gm.covs))
+    s2 = (sigma**2).reshape(-1, 1, 1, 1) if sigma.ndim == 1 else sigma**2
+    C = cov + s2 * torch.eye(d, dtype=x.dtype, device=x.device)  # (K, d, d) or (n, K, d, d)
+    L = torch.linalg.cholesky(C)
+    diff = (x[:, None, :] - mu).unsqueeze(-1)  # (n, K, d, 1)
+    z = torch.linalg.solve_triangular(L, diff, upper=False).squeeze(-1)
+    logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    comp = -0.5 * ((z * z).sum(-1) + logdet + d * math.log(2 * math.pi))
+    return torch.logsumexp(comp + torch.log(w), dim=-1)
+
+
+def heat_spectral_1d(p0: torch.Tensor, dx: float, sigma: float) -> torch.Tensor:
+    r"""Solve the 1-D heat equation on a periodic grid by Fourier transform (eq. ``ode-fourier``).
+
+    Multiplies the discrete Fourier transform of ``p0`` by :math:`e^{-\frac12\sigma^2\omega^2}`,
+    which is the exact solution of :math:`\partial_tp=D_t\partial_x^2p` after
+    :math:`\sigma^2=2\int_0^tD_s\,ds`. ``p0``: ``(m,)`` values on a uniform periodic grid of
+    spacing ``dx``; returns ``(m,)`` (real, same dtype).
+    """
+    p0 = check_tensor("p0", p0, ndim=1)
+    dx = check_positive("dx", dx)
+    sigma = check_positive("sigma", sigma, allow_zero=True)
+    m = p0.shape[0]
+    omega = 2 * math.pi * torch.fft.rfftfreq(m, d=dx, dtype=p0.dtype, device=p0.device)
+    return torch.fft.irfft(torch.fft.rfft(p0) * torch.exp(-0.5 * sigma**2 * omega**2), n=m)
+
+
+# ==================================================================== the ODE's velocity
+def sigma_grid(n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: float = 7.0,
+               dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    r"""Karras et al.'s decreasing grid of ``n + 1`` noise levels (eq. ``ode-grid``):
+    :math:`\sigma_i=(\sigma_{\max}^{1/\rho}+\tfrac in(\sigma_{\min}^{1/\rho}-\sigma_{\max}^{1/\rho}))^\rho`,
+    ``i = 0..n``. ``rho = 1`` is uniform in :math:`\sigma`; large ``rho`` tends to uniform in
+    :math:`\log\sigma`. Returns ``(n + 1,)`` from ``sigma_max`` to ``sigma_min``."""
+    n = check_int("n", n, minimum=1)
+    sigma_min = check_positive("sigma_min", sigma_min)
+    sigma_max = check_positive("sigma_max", sigma_max)
+    rho = check_positive("rho", rho)
+    if sigma_max <= sigma_min:
+        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    i = torch.linspace(0, 1, n + 1, dtype=torch.float64)
+    s = (sigma_max ** (1 / rho) + i * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    s[0], s[-1] = sigma_max, sigma_min
+    return s.to(dtype)
+
+
+def heat_velocity(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r"""The ODE in the noise level, :math:`dx/d\sigma=-\sigma\nabla\log p_\sigma(x)` (eq. ``ode-sigma``).
+
+    ``x``: ``(n, ...)`` -> ``(n, ...)``. Equal to :math:`(x-\hat x_0)/\sigma` (k-diffusion's ``to_d``).
+    """
+    sigma = check_positive("sigma", sigma)
+    return -sigma * _score(score_fn, x, sigma)
+
+
+def _sigma_and_rate(sigma_fn: Callable[[torch.Tensor], torch.Tensor], t: float) -> tuple[float, float]:
+    tt = torch.tensor(float(t), dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        s = sigma_fn(tt)
+        if not isinstance(s, torch.Tensor) or s.numel() != 1:
+            raise TypeError("sigma_fn must map a 0-d float64 tensor t to a 0-d tensor sigma(t)")
+        (ds,) = torch.autograd.grad(s, tt, allow_unused=True)
+    ds = torch.zeros(()) if ds is None else ds
+    return float(s.detach()), float(ds)
+
+
+def heat_drift(score_fn: ScoreFn, x: torch.Tensor, t: float,
+               sigma_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    r"""The heat-equation ODE in an arbitrary time, :math:`dx/dt=-\dot\sigma_t\sigma_t\nabla\log p_t(x)`
+    (eq. ``ode-model``), with :math:`\dot\sigma_t` from autograd on ``sigma_fn``.
+
+    ``sigma_fn``: a differentiable map from a 0-d float64 tensor ``t`` to :math:`\sigma(t)>0`.
+    ``x``: ``(n, ...)`` -> ``(n, ...)``.
+    """
+    _check_callable("sigma_fn", sigma_fn)
+    sigma, rate = _sigma_and_rate(sigma_fn, t)
+    if not sigma > 0:
+        raise ValueError(f"sigma_fn(t) must be > 0, got sigma({t:.6g}) = {sigma}")
+    return -rate * sigma * _score(score_fn, x, sigma)
+
+
+def pf_ode_drift(schedule: ContinuousSchedule, score_fn_t: Callable[[torch.Tensor, float], torch.Tensor],
+                 x: torch.Tensor, t: float) -> torch.Tensor:
+    r"""Probability-flow ODE of a linear SDE, :math:`dx/dt=f_tx-\tfrac12g_t^2\nabla\log p_t(x)` (eq. ``ode-pf``).
+
+    ``schedule`` supplies :math:`f_t` and :math:`g_t^2`; ``score_fn_t(x, t)`` is the score of
+    :math:`p_t`, the law of :math:`\bar\alpha_tx_0+\bar\beta_t\varepsilon` (here ``t`` is time,
+    not a noise level). ``x``: ``(n, ...)`` -> ``(n, ...)``.
+    """
+    if not isinstance(schedule, ContinuousSchedule):
+        raise TypeError(f"schedule must be a ContinuousSchedule, got {type(schedule).__name__}")
+    x = _check_x("x", x)
+    f = float(schedule.f(t))
+    g2 = float(schedule.g2(t))
+    return f * x - 0.5 * g2 * _score(score_fn_t, x, t)
+
+
+def vp_to_heat(schedule: ContinuousSchedule, x: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
+    r"""Rescale a point of the VP/DDIM ODE into the heat ODE's coordinates (eq. ``ode-vp-rescale``):
+    :math:`y=x/\bar\alpha_t`, :math:`\sigma=\bar\beta_t/\bar\alpha_t`. ``x``: ``(n, ...)``."""
+    if not isinstance(schedule, ContinuousSchedule):
+        raise TypeError(f"schedule must be a ContinuousSchedule, got {type(schedule).__name__}")
+    x = _check_x("x", x)
+    a = float(schedule.alpha_bar(t))
+    return x / a, float(schedule.beta_bar(t)) / a
+
+
+# ==================================================================== fixed-step solvers
+def _velocity(score_fn: ScoreFn, x: torch.Tensor, sigma: float, extra: Velocity | None):
+    """Return (dx/dsigma, denoised) at one noise level."""
+    s = _score(score_fn, x, sigma)
+    d = -sigma * s
+    if extra is not None:
+        e = extra(x, sigma)
+        if not isinstance(e, torch.Tensor) or e.shape != x.shape:
+            raise ValueError(f"extra_velocity must return a tensor of shape {tuple(x.shape)}")
+        d = d + e
+    return d, x + sigma**2 * s
+
+
+def _fixed_step(stages: str, score_fn, x, sigmas, callback, extra_velocity):
+    _check_callable("score_fn", score_fn)
+    x = _check_x("x", x)
+    sig = _check_sigmas(sigmas)
+    if callback is not None:
+        _check_callable("callback", callback)
+    if extra_velocity is not None:
+        _check_callable("extra_velocity", extra_velocity)
+    nfe = 0
+    denoised = x
+    for i in range(len(sig) - 1):
+        s, s_next = sig[i], sig[i + 1]
+        h = s_next - s
+        d1, denoised = _velocity(score_fn, x, s, extra_velocity)
+        if stages == "euler":
+            x_next = x + h * d1
+            nfe += 1
+        elif stages == "heun":
+            d2, _ = _velocity(score_fn, x + h * d1, s_next, extra_velocity)
+            x_next = x + h * 0.5 * (d1 + d2)
+            nfe += 2
+        else:  # classical RK4 in sigma
+            sm = s + 0.5 * h
+            d2, _ = _velocity(score_fn, x + 0.5 * h * d1, sm, extra_velocity)
+            d3, _ = _velocity(score_fn, x + 0.5 * h * d2, sm, extra_velocity)
+            d4, _ = _velocity(score_fn, x + h * d3, s_next, extra_velocity)
+            x_next = x + h / 6 * (d1 + 2 * d2 + 2 * d3 + d4)
+            nfe += 4
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": s, "sigma_next": s_next, "denoised": denoised})
+        x = x_next
+    return x, {"nfe": nfe, "denoised": denoised}
+
+
+def sample_euler(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
+                 callback: Callable[[dict], None] | None = None,
+                 extra_velocity: Velocity | None = None) -> tuple[torch.Tensor, dict]:
+    r"""Euler's method for eq. ``ode-sigma`` over the grid ``sigmas`` (first order, 1 NFE per step).
+
+    ``x``: ``(n, ...)`` at ``sigmas[0]``; ``sigmas``: ``(N + 1,)`` strictly decreasing, all > 0.
+    ``extra_velocity(x, sigma)`` adds a term to :math:`dx/d\sigma` (e.g. the divergence-free
+    rotation of eq. ``ode-rotation``). Returns ``(x at sigmas[-1], {'nfe', 'denoised'})``.
+    """
+    return _fixed_step("euler", score_fn, x, sigmas, callback, extra_velocity)
+
+
+def sample_heun(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
+                callback: Callable[[dict], None] | None = None,
+                extra_velocity: Velocity | None = None) -> tuple[torch.Tensor, dict]:
+    r"""Heun's method (explicit trapezoid, second order, 2 NFE per step) for eq. ``ode-sigma``.
+
+    Same arguments and return value as :func:`sample_euler`. (EDM saves the last evaluation
+    when the grid ends at :math:`\sigma=0`; our grids end at :math:`\sigma_{\min}>0`.)
+    """
+    return _fixed_step("heun", score_fn, x, sigmas, callback, extra_velocity)
+
+
+def sample_rk4(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
+               callback: Callable[[dict], None] | None = None,
+               extra_velocity: Velocity | None = None) -> tuple[torch.Tensor, dict]:
+    r"""Classical fourth-order Runge–Kutta (4 NFE per step) for eq. ``ode-sigma``.
+
+    Same arguments and return value as :func:`sample_euler`.
+    """
+    return _fixed_step("rk4", score_fn, x, sigmas, callback, extra_velocity)
+
+
+#: Named fixed-step solvers and their order, so one loop can compare them with identical seeds.
+SOLVERS: dict[str, tuple[Callable, int]] = {
+    "Euler": (sample_euler, 1),
+    "Heun": (sample_heun, 2),
+    "RK4": (sample_rk4, 4),
+}
+
+
+# ====================================================================== adaptive solver
+_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+)
+_DP_B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
+_DP_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
+
+
+def solve_adaptive(fn: Callable[[torch.Tensor, float], torch.Tensor], y0: torch.Tensor, t0: float, t1: float, *,
+                   rtol: float = 1e-6, atol: float = 1e-6, h0: float | None = None,
+                   max_steps: int = 100_000) -> tuple[torch.Tensor, dict]:
+    r"""Integrate :math:`dy/dt=\mathrm{fn}(y,t)` from ``t0`` to ``t1`` (either direction) with the
+    Dormand–Prince 5(4) pair and one step size for the whole batch.
+
+    The local error is measured per sample as the RMS over its coordinates of
+    :math:`e/(\mathrm{atol}+\mathrm{rtol}\max(|y|,|y_{\rm new}|))` and the *worst* sample controls
+    the step, so every trajectory meets the tolerance. ``y0``: ``(n, ...)``. Returns
+    ``(y(t1), {'nfe', 'steps', 'rejected'})``.
+    """
+    _check_callable("fn", fn)
+    y = _check_x("y0", y0)
+    rtol = check_positive("rtol", rtol)
+    atol = check_positive("atol", atol)
+    max_steps = check_int("max_steps", max_steps, minimum=1)
+    t0, t1 = float(t0), float(t1)
+    if not (math.isfinite(t0) and math.isfinite(t1)):
+        raise ValueError(f"t0 and t1 must be finite, got {t0}, {t1}")
+    if t0 == t1:
+        return y.clone(), {"nfe": 0, "steps": 0, "rejected": 0}
+    direction = 1.0 if t1 > t0 else -1.0
+    span = abs(t1 - t0)
+
+    def call(yy, tt):
+        out = fn(yy, tt)
+        if not isinstance(out, torch.Tensor) or out.shape != yy.shape:
+            raise ValueError(f"fn must return a tensor of shape {tuple(yy.shape)}")
+        if not torch.isfinite(out).all():
+            raise ValueError(f"fn returned NaN or infinite values at t={tt:.6g}")
+        return out.to(yy.dtype)
+
+    def err_norm(e, ya, yb):
+        scale = atol + rtol * torch.maximum(ya.abs(), yb.abs())
+        return ((e / scale) ** 2).flatten(1).mean(1).sqrt().max().item()
+
+    t = t0
+    k1 = call(y, t)
+    nfe, steps, rejected = 1, 0, 0
+    if h0 is None:  # Hairer–Nørsett–Wanner's starting step
+        d0 = err_norm(y, y, y)
+        d1 = err_norm(k1, y, y)
+        h = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+        h = min(h, span)
+    else:
+        h = min(check_positive("h0", h0), span)
+    while direction * (t1 - t) > 1e-14 * max(1.0, abs(t1)):
+        if steps + rejected >= max_steps:
+            raise RuntimeError(f"solve_adaptive: max_steps={max_steps} reached at t={t:.6g}; loosen rtol/atol")
+        h = min(h, abs(t1 - t))
+        hs = direction * h
+        ks = [k1]
+        for i in range(1, 7):
+            yi = y + hs * sum(a * k for a, k in zip(_DP_A[i], ks, strict=False) if a != 0.0)
+            ks.append(call(yi, t + _DP_C[i] * hs))
+        nfe += 6
+        y5 = y + hs * sum(b * k for b, k in zip(_DP_B5, ks, strict=True) if b != 0.0)
+        e = hs * sum((b5 - b4) * k for b5, b4, k in zip(_DP_B5, _DP_B4, ks, strict=True))
+        err = err_norm(e, y, y5)
+        if err <= 1.0:
+            t = t1 if abs(t1 - (t + hs)) < 1e-14 * max(1.0, abs(t1)) else t + hs
+            y, k1 = y5, ks[6]  # first same as last
+            steps += 1
+        else:
+            rejected += 1
+        h *= min(5.0, max(0.2, 0.9 * (err + 1e-16) ** -0.2))
+    return y, {"nfe": nfe, "steps": steps, "rejected": rejected}
+
+
+def sample_adaptive(score_fn: ScoreFn, x: torch.Tensor, sigma_max: float, sigma_min: float, *,
+                    rtol: float = 1e-6, atol: float = 1e-6) -> tuple[torch.Tensor, dict]:
+    r"""Reference solution of eq. ``ode-sigma`` from ``sigma_max`` to ``sigma_min`` (or back).
+
+    Integrates in :math:`u=\log\sigma`, where the ODE reads :math:`dx/du=-\sigma^2\nabla\log p_\sigma`
+    and stays well scaled as :math:`\sigma\to0`. Passing ``sigma_max < sigma_min`` runs the
+    ODE forward (data to noise, an *encoder*). ``x``: ``(n, ...)``; returns ``(x, info)``.
+    """
+    _check_callable("score_fn", score_fn)
+    sigma_max = check_positive("sigma_max", sigma_max)
+    sigma_min = check_positive("sigma_min", sigma_min)
+
+    def fn(y, u):
+        s = math.exp(u)
+        return -(s**2) * _score(score_fn, y, s)
+
+    return solve_adaptive(fn, _check_x("x", x), math.log(sigma_max), math.log(sigma_min), rtol=rtol, atol=atol)
+
+
+# =========================================================== divergence and likelihood
+def batch_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample Jacobians :math:`\partial\,\mathrm{fn}(x)_n/\partial x_n` of a batched map,
+    ``x``: ``(n, D)`` -> ``(n, D, D)`` (one backward pass per output coordinate; for small D)."""
+    x = check_tensor("x", x, ndim=2)
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        y = fn(xx)
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            raise ValueError(f"fn must return a tensor of shape {tuple(x.shape)}")
+        rows = [torch.autograd.grad(y[:, i].sum(), xx, retain_graph=i < x.shape[1] - 1)[0]
+                for i in range(x.shape[1])]
+    return torch.stack(rows, dim=1)
+
+
+def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, method: str = "exact",
+               probes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Divergence :math:`\nabla\!\cdot\mathrm{fn}(x)` of a batched vector field, with its value.
+
+    ``method='exact'``: the trace of the Jacobian, one backward pass per coordinate.
+    ``method='hutchinson'``: :math:`\frac1P\sum_p\varepsilon_p^\top J\varepsilon_p` with the
+    given ``probes`` of shape ``(P, n, ...)`` (Rademacher or Gaussian, eq. ``ode-hutchinson``),
+    unbiased, one backward pass per probe. ``x``: ``(n, ...)``. Returns
+    ``(fn(x) detached, divergence (n,))``.
+    """
+    x = _check_x("x", x)
+    if method not in ("exact", "hutchinson"):
+        raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
+    if method == "hutchinson":
+        probes = check_tensor("probes", probes) if probes is not None else None
+        if probes is None or probes.ndim != x.ndim + 1 or probes.shape[1:] != x.shape:
+            raise ValueError(f"probes must have shape (P, *{tuple(x.shape)}) for method='hutchinson'")
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        y = fn(xx)
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            raise ValueError(f"fn must return a tensor of shape {tuple(x.shape)}")
+        if method == "exact":
+            yf = y.flatten(1)
+            D = yf.shape[1]
+            div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+            for i in range(D):
+                (gi,) = torch.autograd.grad(yf[:, i].sum(), xx, retain_graph=i < D - 1)
+                div = div + gi.flatten(1)[:, i]
+        else:
+            P = probes.shape[0]
+            div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+            for p in range(P):
+                eps = probes[p].to(x.dtype)
+                (vjp,) = torch.autograd.grad(y, xx, eps, retain_graph=p < P - 1)
+                div = div + (vjp * eps).flatten(1).sum(1)
+            div = div / P
+    return y.detach(), div.detach()
+
+
+def gaussian_log_prob(x: torch.Tensor, std: float) -> torch.Tensor:
+    r"""Log-density of :math:`\mathcal N(0,\mathrm{std}^2I)`, ``x``: ``(n, ...)`` -> ``(n,)``."""
+    x = _check_x("x", x)
+    std = check_positive("std", std)
+    D = x[0].numel()
+    return -0.5 * (x.flatten(1) ** 2).sum(1) / std**2 - D * math.log(std) - 0.5 * D * math.log(2 * math.pi)
+
+
+def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigma_max: float,
+                   prior_logp: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   method: str = "exact", n_probes: int = 1, probe: str = "rademacher",
+                   generator: torch.Generator | int | None = None,
+                   rtol: float = 1e-6, atol: float = 1e-6) -> tuple[torch.Tensor, dict]:
+    r"""Log-likelihood of ``x`` under the model's :math:`p_{\sigma_{\min}}` by the instantaneous
+    change of variables (eq. ``ode-loglik``):
+
+    .. math:: \log p_{\sigma_{\min}}(x)=\log p_{\sigma_{\max}}(x_{\sigma_{\max}})
+              +\int_{\log\sigma_{\min}}^{\log\sigma_{\max}}\nabla\!\cdot v(x_u,u)\,du,
+              \qquad v=-\sigma^2\nabla\log p_\sigma,\ u=\log\sigma,
+
+    integrating the ODE and the divergence together with :func:`solve_adaptive`.
+    ``method='exact'`` uses the autograd trace, ``'hutchinson'`` ``n_probes`` fixed probes
+    (``'rademacher'`` or ``'gaussian'``, drawn once from ``generator`` and kept along the
+    path). ``prior_logp`` defaults to :math:`\mathcal N(0,\sigma_{\max}^2I)`; pass the exact
+    :math:`\log p_{\sigma_{\max}}` to remove the prior mismatch. ``x``: ``(n, ...)``.
+    Returns ``(logp (n,), {'nfe', 'prior_logp', 'delta', 'latent'})``.
+    """
+    _check_callable("score_fn", score_fn)
+    x = _check_x("x", x)
+    sigma_min = check_positive("sigma_min", sigma_min)
+    sigma_max = check_positive("sigma_max", sigma_max)
+    if sigma_max <= sigma_min:
+        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    n_probes = check_int("n_probes", n_probes, minimum=1)
+    if probe not in ("rademacher", "gaussian"):
+        raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
+    if method not in ("exact", "hutchinson"):
+        raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
+    if prior_logp is None:
+        prior_logp = lambda z: gaussian_log_prob(z, sigma_max)
+    _check_callable("prior_logp", prior_logp)
+    probes = None
+    if method == "hutchinson":
+        g = make_generator(generator, x.device)
+        probes = torch.randn((n_probes, *x.shape), generator=g, dtype=x.dtype, device=x.device)
+        if probe == "rademacher":
+            probes = probes.sign()
+    n, shape = x.shape[0], x.shape
+
+    def fn(state, u):
+        z = state[:, :-1].reshape(shape)
+        s = math.exp(u)
+        v, div = divergence(lambda y: -(s**2) * _score(score_fn, y, s), z, method=method, probes=probes)
+        return torch.cat([v.flatten(1), div[:, None]], dim=1)
+
+    state0 = torch.cat([x.detach().flatten(1), torch.zeros(n, 1, dtype=x.dtype, device=x.device)], dim=1)
+    state1, info = solve_adaptive(fn, state0, math.log(sigma_min), math.log(sigma_max), rtol=rtol, atol=atol)
+    latent = state1[:, :-1].reshape(shape)
+    delta = state1[:, -1]
+    lp = prior_logp(latent)
+    if not isinstance(lp, torch.Tensor) or lp.shape != (n,):
+        raise ValueError(f"prior_logp must return a tensor of shape ({n},)")
+    return lp.to(x.dtype) + delta, {"nfe": info["nfe"], "prior_logp": lp, "delta": delta, "latent": latent}
+
+
+# ============================================================================ training
+class ScoreNet(nn.Module):
+    r"""A network as a score function, with Karras et al.'s preconditioning.
+
+    The denoiser is :math:`\hat x_0=c_{\rm skip}x+c_{\rm out}F(c_{\rm in}x,c_{\rm noise})` with
+    :math:`c_{\rm in}=1/\sqrt{\sigma^2+\sigma_d^2}`, :math:`c_{\rm skip}=\sigma_d^2/(\sigma^2+\sigma_d^2)`,
+    :math:`c_{\rm out}=\sigma\sigma_d/\sqrt{\sigma^2+\sigma_d^2}`, :math:`c_{\rm noise}=\tfrac14\ln\sigma`,
+    and the score is Tweedie's :math:`(\hat x_0-x)/\sigma^2`. ``net(x, t)``: any
+    ``(n, ...), (n,) -> (n, ...)`` module (e.g. :class:`companion.nets.TimeMLP`).
+    Calling ``ScoreNet(x, sigma)`` returns the score, so it plugs into every solver here.
+    """
+
+    def __init__(self, net: nn.Module, sigma_data: float = 1.0):
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+        self.sigma_data = check_positive("sigma_data", sigma_data)
+
+    def _sigma(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+            sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+        sigma = check_tensor("sigma", sigma, ndim=(0, 1)).to(dtype=x.dtype, device=x.device)
+        sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+        if sigma.shape != (x.shape[0],):
+            raise ValueError(f"sigma must be a float or have shape ({x.shape[0]},), got {tuple(sigma.shape)}")
+        if not (sigma > 0).all():
+            raise ValueError("sigma must be > 0")
+        return sigma
+
+    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        r"""The denoiser :math:`\hat x_0(x,\sigma)`; ``x``: ``(n, ...)``, ``sigma``: float or ``(n,)``."""
+        x = _check_x("x", x)
+        s = self._sigma(x, sigma)
+        sd2 = self.sigma_data**2
+        c_in = append_dims((s**2 + sd2).rsqrt(), x.ndim)
+        c_skip = append_dims(sd2 / (s**2 + sd2), x.ndim)
+        c_out = append_dims(s * self.sigma_data * (s**2 + sd2).rsqrt(), x.ndim)
+        return c_skip * x + c_out * self.net(c_in * x, 0.25 * torch.log(s))
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s = append_dims(self._sigma(_check_x("x", x), sigma), x.ndim)
+        return (self.denoise(x, sigma) - x) / s**2
+
+
+def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator, *,
+             p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+    r"""Conditional score matching (eq. ``ode-csm``) in the denoiser form, as a scalar loss.
+
+    Draw :math:`\ln\sigma\sim\mathcal N(p_{\rm mean},p_{\rm std}^2)`, :math:`x=x_0+\sigma\varepsilon`;
+    the target of the score is the kernel's :math:`-(x-x_0)/\sigma^2`. With weight
+    :math:`\lambda(\sigma)=\sigma^4(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2` this is the
+    unit-variance denoising loss :math:`\lambda'\|\hat x_0-x_0\|^2` of Karras et al.
+    ``x0``: ``(n, ...)`` (cast to the model's dtype is the caller's job).
+    """
+    if not isinstance(model, ScoreNet):
+        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
+    x0 = _check_x("x0", x0)
+    p_std = check_positive("p_std", p_std)
+    n = x0.shape[0]
+    log_s = p_mean + p_std * torch.randn(n, generator=generator, dtype=x0.dtype, device=x0.device)
+    s = log_s.exp()
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    x = x0 + append_dims(s, x0.ndim) * eps
+    sd2 = model.sigma_data**2
+    weight = append_dims((s**2 + sd2) / (s * model.sigma_data) ** 2, x0.ndim)
+    return (weight * (model.denoise(x, s) - x0) ** 2).flatten(1).mean(1).mean()
