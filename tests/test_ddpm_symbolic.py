@@ -61,9 +61,11 @@ def test_a1_ddim_constraints_and_ddpm_special_case():
     assert sp.simplify(kappa**2 * bb2 + s**2 - bp**2) == 0
     # at sigma = DDPM's posterior std the kernel is the Bayes posterior
     s_ddpm = bp * sp.sqrt(b2) / bb
-    k_d = sp.simplify(kappa.subs(s, s_ddpm))
-    assert sp.simplify(k_d - a * bp**2 / bb2) == 0
-    assert sp.simplify(lam.subs(s, s_ddpm) - ab_prev * b2 / bb2) == 0
+    k_book = a * bp**2 / bb2
+    # both sides are >= 0, so comparing squares proves equality (sympy cannot take the root
+    # of 1/bb^2 without knowing bb^2 > 0)
+    assert sp.simplify(kappa.subs(s, s_ddpm) ** 2 - k_book**2) == 0
+    assert sp.simplify((ab_prev - ab * k_book) - ab_prev * b2 / bb2) == 0
     # the x0-weight gamma of eq. ddpm-reverse-var is lam
     assert sp.simplify(lam - (ab_prev - ab * sp.sqrt(bp**2 - s**2) / bb)) == 0
 
