@@ -225,7 +225,10 @@ def eps_loss(
 
 # ====================================================================== reverse steps
 def ddim_sigma(schedule: DiscreteSchedule, t: int, eta: float) -> float:
-    r"""DDIM's :math:`\sigma_t(\eta)=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` on this (sub)schedule (eq. ``ddim-eta``).
+    r"""DDIM's step std :math:`\sigma^{\rm DDIM}_t(\eta)=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` on this (sub)schedule (eq. ``ddim-eta``).
+
+    (The book keeps the bare :math:`\sigma_t` for the noise-to-signal ratio :math:`\bar\beta_t/\bar\alpha_t`;
+    the keyword ``sigma`` of the DDIM functions is :math:`\sigma^{\rm DDIM}_t`.)
 
     ``eta = 1`` is DDPM's posterior standard deviation, ``eta = 0`` the deterministic DDIM.
     """
@@ -292,17 +295,17 @@ def ddim_step(
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""One step of the DDIM family :math:`x_{t-1}=\bar\alpha_{t-1}\hat x_0+\sqrt{\bar\beta_{t-1}^2-\sigma_t^2}\,\epsilon+\sigma_t z` (eq. ``ddim-step``).
+    r"""One step of the DDIM family :math:`x_{t-1}=\bar\alpha_{t-1}\hat x_0+\sqrt{\bar\beta_{t-1}^2-s^2}\,\epsilon+s\,z`, :math:`s=\sigma^{\rm DDIM}_t` (eq. ``ddim-step``).
 
-    The kernel :math:`\mathcal N(\kappa_tx_t+\lambda_tx_0,\sigma_t^2)` keeps
-    :math:`p(x_{t-1}\mid x_0)` for every :math:`0\le\sigma_t\le\bar\beta_{t-1}` (eq. ``ddim-constraints``).
+    The kernel :math:`\mathcal N(\kappa_tx_t+\lambda_tx_0,s^2)` keeps
+    :math:`p(x_{t-1}\mid x_0)` for every :math:`0\le s\le\bar\beta_{t-1}` (eq. ``ddim-constraints``).
 
     Args:
         schedule: the (sub)schedule; ``t`` an index ``1..T`` into it.
         x_t, eps: ``(n, ...)`` iterate and predicted noise.
-        eta: :math:`\sigma_t=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` (``eta=1`` is DDPM, ``0`` DDIM);
+        eta: :math:`s=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` (``eta=1`` is DDPM, ``0`` DDIM);
             ignored when ``sigma`` is given.
-        sigma: the standard deviation :math:`\sigma_t` itself, in ``[0, beta_bar[t-1]]``.
+        sigma: the step standard deviation :math:`s=\sigma^{\rm DDIM}_t` itself, in ``[0, beta_bar[t-1]]``.
         generator, noise: randomness (see the module docstring).
 
     Returns:
@@ -330,10 +333,11 @@ def ddim_step(
 
 # ================================================================ optimal reverse variance
 def reverse_gamma(schedule: DiscreteSchedule, t: int, sigma: float) -> float:
-    r""":math:`\gamma_t=\bar\alpha_{t-1}-\bar\alpha_t\sqrt{\bar\beta_{t-1}^2-\sigma_t^2}/\bar\beta_t`, the
-    weight of :math:`x_0` in the mean of the σ-kernel (eq. ``ddpm-reverse-var``).
+    r""":math:`\gamma_t=\bar\alpha_{t-1}-\bar\alpha_t\sqrt{\bar\beta_{t-1}^2-s^2}/\bar\beta_t`, the
+    weight of :math:`x_0` in the mean of the DDIM kernel with step std :math:`s=\sigma^{\rm DDIM}_t`
+    (eq. ``ddpm-reverse-var``).
 
-    At the DDPM :math:`\sigma_t` it is :math:`\bar\alpha_{t-1}\beta_t^2/\bar\beta_t^2`."""
+    At DDPM's :math:`s=\tilde\sigma_t` it is :math:`\bar\alpha_{t-1}\beta_t^2/\bar\beta_t^2`."""
     schedule = _check_schedule(schedule)
     t = _step_index(schedule, t)
     sigma = check_positive("sigma", sigma, allow_zero=True)
@@ -345,9 +349,10 @@ def reverse_gamma(schedule: DiscreteSchedule, t: int, sigma: float) -> float:
 
 
 def reverse_variance(schedule: DiscreteSchedule, t: int, x0_var, sigma: float | None = None):
-    r"""Variance of the exact reverse kernel, :math:`\sigma_t^2+\gamma_t^2\,\mathrm{Var}[x_0\mid x_t]` (eq. ``ddpm-reverse-var``).
+    r"""Variance of the exact reverse kernel, :math:`s^2+\gamma_t^2\,\mathrm{Var}[x_0\mid x_t]` (eq. ``ddpm-reverse-var``).
 
-    By the law of total variance applied to :math:`p(x_{t-1}\mid x_t)=E_{x_0\mid x_t}[p_\sigma(x_{t-1}\mid x_t,x_0)]`.
+    By the law of total variance applied to :math:`p(x_{t-1}\mid x_t)=E_{x_0\mid x_t}[q_s(x_{t-1}\mid x_t,x_0)]`
+    with :math:`s=\sigma^{\rm DDIM}_t`.
     ``x0_var``: a number or tensor (per point / per coordinate) of :math:`\mathrm{Var}[x_0\mid x_t]`;
     ``sigma`` defaults to DDPM's posterior standard deviation. Returns the same type as ``x0_var``.
     """
@@ -366,7 +371,7 @@ def reverse_variance(schedule: DiscreteSchedule, t: int, x0_var, sigma: float | 
 
 
 def analytic_x0_var(schedule: DiscreteSchedule, t: int, eps_sq_mean: float) -> float:
-    r"""Analytic-DPM's isotropic :math:`\bar\sigma_t^2=\frac{\bar\beta_t^2}{\bar\alpha_t^2}\big(1-\frac1D E\|\epsilon(x_t)\|^2\big)` (eq. ``ddpm-analytic``).
+    r"""Analytic-DPM's isotropic posterior variance :math:`v_t=\sigma_t^2\big(1-\frac1D E\|\epsilon(x_t)\|^2\big)`, :math:`\sigma_t=\bar\beta_t/\bar\alpha_t` (eq. ``ddpm-analytic``).
 
     ``eps_sq_mean`` is :math:`\frac1D E\|\epsilon_\theta(x_t,t)\|^2`. With the exact
     :math:`\epsilon^*` this is the average posterior variance :math:`\frac1D E\,\mathrm{tr\,Cov}(x_0\mid x_t)`.
@@ -388,11 +393,11 @@ def analytic_dpm_variances(
     eta: float = 1.0,
     x0_var_max: float | None = None,
 ) -> torch.Tensor:
-    r"""Per-step reverse variances :math:`\sigma_t^2+\gamma_t^2\bar\sigma_t^2` of Analytic-DPM (eq. ``ddpm-analytic``).
+    r"""Per-step reverse variances :math:`s^2+\gamma_t^2v_t` of Analytic-DPM (eq. ``ddpm-analytic``).
 
     :math:`\frac1D E\|\epsilon_\theta\|^2` is estimated by Monte Carlo on the data ``x0``
     ``(n, ...)`` noised to each step of ``schedule``. ``x0_var_max`` optionally clips
-    :math:`\bar\sigma_t^2` (e.g. 1 for data in [-1, 1]). Returns a float64 tensor ``(T+1,)``
+    :math:`v_t` (e.g. 1 for data in [-1, 1]). Returns a float64 tensor ``(T+1,)``
     (entry 0 unused) for ``sample(..., variance=...)``.
     """
     schedule = _check_schedule(schedule)
@@ -452,7 +457,7 @@ def sample(
         model: ``(x, t_label) -> eps``; called once per step with the original time label.
         schedule: a full schedule or a subsequence (``sched.subsequence(S)``): S steps = S NFE.
         x_T: the starting point ``(n, ...)``; the loop runs in its dtype and device.
-        eta: DDIM family :math:`\sigma_t=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` (``1`` = DDPM,
+        eta: DDIM family :math:`\sigma^{\rm DDIM}_t=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` (``1`` = DDPM,
             ``0`` = deterministic DDIM), used when ``variance`` is ``None``.
         variance: instead of ``eta``, DDPM's mean with ``'posterior'``, ``'forward'`` or a
             ``(T+1,)`` tensor of per-step variances (see :func:`ddpm_step`).
