@@ -1,0 +1,352 @@
+r"""Chapter 5 — The entropic autoencoder: autoencoder + batch norm + maximum entropy.
+
+A deterministic autoencoder becomes a sampler once the law of its codes is
+:math:`\mathcal N(0, I)`. Batch norm without scale and shift fixes every code coordinate's
+mean to 0 and variance to 1; among all such laws the standard normal has the largest
+entropy (eq. ``eae-maxent``), and the gap to that maximum *is* the KL divergence to
+:math:`\mathcal N(0,I)` (eq. ``eae-kl``). So the EAE loss (eq. ``eae-loss``) rewards the
+entropy of the codes, estimated on each mini-batch by the Kozachenko–Leonenko k-nearest
+-neighbour estimator (eq. ``eae-knn``), which is differentiable in the codes.
+
+Public surface:
+
+* :func:`knn_distances`, :func:`knn_entropy` — exact k-NN distances (chunked batched
+  distance matrices, so ``n = 20 000`` points in ``d = 16`` fit in memory) and the estimator.
+* :func:`unit_ball_log_volume`, :func:`gaussian_entropy`, :func:`gaussianity_gap` — the
+  closed forms the estimator is checked against.
+* :class:`EAE` (encoder → ``BatchNorm1d(affine=False)`` → decoder), :func:`eae_loss`;
+  :class:`VAE`, :func:`vae_loss` — the baseline with the same encoder and decoder.
+
+**Duplicates.** The estimator assumes a continuous law: two identical points give a zero
+nearest-neighbour distance and :math:`\log 0=-\infty`. :func:`knn_entropy` raises a
+``ValueError`` in that case unless ``dedupe=True``, which keeps one copy of each distinct row
+(``n`` becomes the number of distinct rows). Mini-batches drawn *with replacement* from a
+finite data set contain repeated examples, hence repeated codes: :func:`eae_loss` therefore
+dedupes, and :func:`batches_without_replacement` avoids the issue at the source.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .utils import check_int, check_positive, check_tensor, make_generator
+
+__all__ = [
+    "unit_ball_log_volume",
+    "knn_distances",
+    "knn_entropy",
+    "knn_entropy_from_distances",
+    "gaussian_entropy",
+    "gaussianity_gap",
+    "mlp",
+    "EAE",
+    "eae_loss",
+    "VAE",
+    "vae_loss",
+    "batches_without_replacement",
+]
+
+
+# ============================================================================ closed forms
+def unit_ball_log_volume(d: int) -> float:
+    r""":math:`\log B_d` with :math:`B_d=\pi^{d/2}/\Gamma(d/2+1)`, the volume of the Euclidean unit
+    ball in :math:`\mathbb R^d` (a constant of eq. ``eae-knn``)."""
+    d = check_int("d", d, minimum=1)
+    return 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1)
+
+
+def gaussian_entropy(cov: torch.Tensor) -> torch.Tensor:
+    r"""Differential entropy (nats) of :math:`\mathcal N(\mu,\Sigma)`,
+    :math:`\tfrac12\log\det(2\pi e\,\Sigma)` (eq. ``eae-maxent``); ``cov``: ``(d, d)``
+    symmetric positive definite. Returns a 0-d tensor of ``cov``'s dtype."""
+    cov = check_tensor("cov", cov, ndim=2)
+    d = cov.shape[0]
+    if cov.shape != (d, d):
+        raise ValueError(f"cov must be square, got shape {tuple(cov.shape)}")
+    if not torch.allclose(cov, cov.T, rtol=1e-6, atol=1e-10):
+        raise ValueError("cov must be symmetric")
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if info.item() != 0:
+        raise ValueError("cov must be positive definite")
+    return 0.5 * d * math.log(2 * math.pi * math.e) + torch.log(torch.diagonal(chol)).sum()
+
+
+# ============================================================================ k-NN estimator
+def _check_points(name: str, z) -> torch.Tensor:
+    z = check_tensor(name, z, ndim=2)
+    if z.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 points (rows), got {z.shape[0]}")
+    if z.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {tuple(z.shape)}")
+    return z
+
+
+def _unique_rows(z: torch.Tensor) -> torch.Tensor:
+    """``z`` restricted to the first occurrence of each distinct row (differentiable indexing)."""
+    _, inverse = torch.unique(z.detach(), dim=0, return_inverse=True)
+    n_unique = int(inverse.max().item()) + 1
+    pos = torch.arange(z.shape[0], device=z.device)
+    first = torch.full((n_unique,), z.shape[0], dtype=torch.long, device=z.device)
+    first = first.scatter_reduce(0, inverse, pos, reduce="amin")
+    return z[first.sort().values]
+
+
+def knn_distances(z: torch.Tensor, k: int = 1, *, chunk: int = 2048) -> torch.Tensor:
+    r"""Euclidean distances from each point to its 1st, ..., k-th nearest *other* point.
+
+    ``z``: ``(n, d)`` with ``1 <= k <= n - 1``. Returns ``(n, k)``, sorted along the last axis,
+    dtype/device of ``z``. Search: on ``chunk × n`` blocks of the distance matrix (memory
+    ``O(chunk · n)``), without gradient, via one matrix product per block; to be immune to the
+    rounding of that product, the ``k + 8`` best candidates are kept and their distances
+    recomputed directly as :math:`\|z_i-z_j\|`, from which the k smallest are taken. The
+    result is therefore differentiable in ``z`` (almost everywhere: the k-th neighbour
+    distance is locally the distance to one fixed point).
+    """
+    z = _check_points("z", z)
+    n = z.shape[0]
+    k = check_int("k", k, minimum=1)
+    if k >= n:
+        raise ValueError(f"k must be < n (the number of points); got k={k}, n={n}")
+    chunk = check_int("chunk", chunk, minimum=1)
+    m = min(k + 8, n - 1)  # candidates per point
+    idx = torch.empty(n, m, dtype=torch.long, device=z.device)
+    with torch.no_grad():
+        zd = z.detach() - z.detach().mean(0)  # centring keeps the product well conditioned
+        sq = (zd * zd).sum(1)
+        for s in range(0, n, chunk):
+            # ||z_i - z_j||^2 - ||z_i||^2 = ||z_j||^2 - 2 z_i.z_j has the same order along each row
+            dist = torch.addmm(sq, zd[s : s + chunk], zd.T, alpha=-2)  # (c, n)
+            rows = torch.arange(dist.shape[0], device=z.device)
+            dist[rows, rows + s] = math.inf  # exclude the point itself
+            idx[s : s + chunk] = dist.topk(m, dim=1, largest=False, sorted=False).indices
+    eps = (z[:, None, :] - z[idx]).norm(dim=-1)  # (n, m), exact and differentiable
+    return eps.topk(k, dim=1, largest=False, sorted=True).values
+
+
+def knn_entropy(z: torch.Tensor, k: int = 1, *, dedupe: bool = False, chunk: int = 2048) -> torch.Tensor:
+    r"""Kozachenko–Leonenko estimate (nats) of the differential entropy of the law of ``z``
+    (eq. ``eae-knn``):
+
+    .. math:: \hat H_k=\frac dn\sum_{i=1}^n\log\varepsilon_k(i)+\log B_d+\psi(n)-\psi(k),
+
+    with :math:`\varepsilon_k(i)` the Euclidean distance from :math:`z_i` to its k-th nearest
+    other point. ``z``: ``(n, d)`` i.i.d. points, ``1 <= k < n``. Returns a 0-d tensor
+    (dtype/device of ``z``), differentiable in ``z``.
+
+    Duplicated rows make some :math:`\varepsilon_k(i)=0`: this raises ``ValueError`` unless
+    ``dedupe=True``, which first keeps one copy of each distinct row (then ``n`` is the number
+    of distinct rows and must still exceed ``k``).
+    """
+    z = _check_points("z", z)
+    if not isinstance(dedupe, bool):
+        raise TypeError(f"dedupe must be a bool, got {type(dedupe).__name__}")
+    if dedupe:
+        z = _unique_rows(z)
+    n, d = z.shape
+    k = check_int("k", k, minimum=1)
+    if k >= n:
+        raise ValueError(f"k must be < n (the number of {'distinct ' if dedupe else ''}points); got k={k}, n={n}")
+    eps = knn_distances(z, k, chunk=chunk)[:, -1]
+    return knn_entropy_from_distances(eps, d, k)
+
+
+def knn_entropy_from_distances(eps: torch.Tensor, d: int, k: int) -> torch.Tensor:
+    r"""Eq. ``eae-knn`` given the k-th nearest-neighbour distances ``eps`` ``(n,)`` of ``n``
+    points in dimension ``d``: :math:`\frac dn\sum_i\log\varepsilon_k(i)+\log B_d+\psi(n)-\psi(k)`.
+    Lets one search (``knn_distances(z, 5)``) serve several k. Zero distances raise ``ValueError``."""
+    eps = check_tensor("eps", eps, ndim=1)
+    d = check_int("d", d, minimum=1)
+    k = check_int("k", k, minimum=1)
+    n = eps.shape[0]
+    if k >= n:
+        raise ValueError(f"k must be < n = len(eps); got k={k}, n={n}")
+    if (eps < 0).any():
+        raise ValueError("eps must be non-negative distances")
+    if (eps == 0).any():
+        raise ValueError(
+            f"{(eps == 0).sum().item()} points have their k-th nearest neighbour at distance 0 "
+            "(duplicated rows); the estimator needs distinct points: pass dedupe=True or remove them"
+        )
+    return d * torch.log(eps).mean() + (unit_ball_log_volume(d) + _digamma(n) - _digamma(k))
+
+
+def _digamma(m: int) -> float:
+    """ψ(m) for a positive integer m, ψ(m) = -γ + Σ_{j<m} 1/j, exact to float64 rounding."""
+    return float(torch.special.digamma(torch.tensor(float(m), dtype=torch.float64)))
+
+
+def gaussianity_gap(z: torch.Tensor, k: int = 1, *, dedupe: bool = False) -> torch.Tensor:
+    r"""Estimated :math:`\mathrm{KL}(q\,\|\,\mathcal N(0,I))` for codes with zero mean and unit
+    variance per coordinate (eq. ``eae-kl``): :math:`\tfrac d2\log(2\pi e)-\hat H_k(z)`.
+
+    ``z``: ``(n, d)``. The identity needs :math:`\mathbb E\|z\|^2=d`, which batch norm
+    guarantees; for other inputs use the general form
+    :math:`-\hat H+\tfrac12\overline{\|z\|^2}+\tfrac d2\log 2\pi`, which this function returns
+    (the two coincide when the empirical second moment is exactly ``d``)."""
+    z = _check_points("z", z)
+    d = z.shape[1]
+    return -knn_entropy(z, k, dedupe=dedupe) + 0.5 * (z * z).sum(1).mean() + 0.5 * d * math.log(2 * math.pi)
+
+
+# ============================================================================ models
+def mlp(sizes: list[int] | tuple[int, ...]) -> nn.Sequential:
+    """Fully connected net ``sizes[0] -> ... -> sizes[-1]`` with ReLU between layers (none after
+    the last)."""
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least an input and an output width, got {sizes}")
+    for s in sizes:
+        check_int("sizes[i]", s, minimum=1)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class _AutoEncoder(nn.Module):
+    """Shared body: MLP encoder ``x_dim -> hidden -> hidden -> head`` and MLP decoder
+    ``latent -> hidden -> hidden -> x_dim`` with a final ``tanh`` (pixels in [-1, 1])."""
+
+    def __init__(self, x_shape: tuple[int, ...], latent: int, hidden: int, head: int):
+        super().__init__()
+        if not isinstance(x_shape, tuple) or not x_shape:
+            raise TypeError(f"x_shape must be a non-empty tuple of ints, got {x_shape!r}")
+        self.x_shape = tuple(check_int("x_shape[i]", s, minimum=1) for s in x_shape)
+        self.latent = check_int("latent", latent, minimum=1)
+        hidden = check_int("hidden", hidden, minimum=1)
+        x_dim = math.prod(self.x_shape)
+        self.encoder = mlp([x_dim, hidden, hidden, head])
+        self.decoder = nn.Sequential(mlp([self.latent, hidden, hidden, x_dim]), nn.Tanh())
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_tensor("x", x)
+        if tuple(x.shape[1:]) != self.x_shape:
+            raise ValueError(f"x must have shape (n, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}")
+        return x.reshape(x.shape[0], -1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes ``(n, latent)`` -> images ``(n, *x_shape)``."""
+        z = check_tensor("z", z, ndim=2)
+        if z.shape[1] != self.latent:
+            raise ValueError(f"z must have shape (n, {self.latent}), got {tuple(z.shape)}")
+        return self.decoder(z).reshape(z.shape[0], *self.x_shape)
+
+    @torch.no_grad()
+    def sample(self, m: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
+        r"""Decode ``m`` codes drawn from the prior :math:`\mathcal N(0,I)`: ``(m, *x_shape)``."""
+        m = check_int("m", m, minimum=1)
+        p = next(self.parameters())
+        g = make_generator(generator)
+        z = torch.randn(m, self.latent, generator=g, dtype=torch.float32).to(dtype=p.dtype, device=p.device)
+        return self.decode(z)
+
+
+class EAE(_AutoEncoder):
+    r"""Entropic autoencoder (eq. ``eae-loss``): MLP encoder, then ``BatchNorm1d(latent,
+    affine=False)`` (zero mean, unit variance per code coordinate on every training batch;
+    running statistics in eval mode), then MLP decoder. With ``lam = 0`` in :func:`eae_loss`
+    it is the plain "AE + BN" baseline. Sample with :meth:`sample` (codes from N(0, I))."""
+
+    def __init__(self, x_shape: tuple[int, ...] = (1, 8, 8), latent: int = 8, hidden: int = 256, momentum: float = 0.05):
+        super().__init__(x_shape, latent, hidden, head=latent)
+        momentum = check_positive("momentum", momentum)
+        self.bn = nn.BatchNorm1d(self.latent, affine=False, momentum=momentum)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(n, *x_shape)`` -> normalized codes ``(n, latent)`` (batch statistics in
+        train mode, running statistics in eval mode)."""
+        return self.bn(self.encoder(self._flat(x)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(reconstruction (n, *x_shape), code (n, latent))``."""
+        z = self.encode(x)
+        return self.decode(z), z
+
+
+def eae_loss(model: EAE, x: torch.Tensor, generator: torch.Generator | None = None, *, lam: float = 1.0, k: int = 1,
+             return_parts: bool = False):
+    r"""EAE objective on one batch (eq. ``eae-loss``):
+    :math:`\frac1n\sum_i\|x_i-D(\mathcal N(E(x_i)))\|^2-\lambda\,\hat H_k(z)`.
+
+    ``x``: ``(n, *x_shape)`` with ``n > k``; ``lam >= 0`` (``0`` gives AE + BN). The entropy is
+    estimated on the batch's distinct codes (``dedupe=True``: batches drawn with replacement
+    repeat examples). ``generator`` is unused (the loss is deterministic); it is accepted so the
+    function plugs into :func:`companion.train.fit`. Returns the scalar loss, or
+    ``(loss, {'rec', 'entropy'})`` (floats) if ``return_parts``.
+    """
+    if not isinstance(model, EAE):
+        raise TypeError(f"model must be an EAE, got {type(model).__name__}")
+    lam = check_positive("lam", lam, allow_zero=True)
+    k = check_int("k", k, minimum=1)
+    x_rec, z = model(x)
+    rec = ((x_rec - x) ** 2).reshape(x.shape[0], -1).sum(1).mean()
+    if lam > 0 or return_parts:
+        h = knn_entropy(z, k, dedupe=True)
+    else:
+        h = torch.zeros((), dtype=rec.dtype, device=rec.device)
+    loss = rec - lam * h if lam > 0 else rec
+    if return_parts:
+        return loss, {"rec": rec.item(), "entropy": h.item()}
+    return loss
+
+
+class VAE(_AutoEncoder):
+    r"""Variational autoencoder with the same encoder and decoder as :class:`EAE`; the encoder's
+    head outputs ``2 * latent`` numbers, the mean and log-variance of a diagonal Gaussian
+    :math:`q(z\mid x)` (eq. ``eae-vae``)."""
+
+    def __init__(self, x_shape: tuple[int, ...] = (1, 8, 8), latent: int = 8, hidden: int = 256):
+        super().__init__(x_shape, latent, hidden, head=2 * latent)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``(n, *x_shape)`` -> ``(mean, log_var)``, each ``(n, latent)``."""
+        h = self.encoder(self._flat(x))
+        return h[:, : self.latent], h[:, self.latent :]
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """Returns ``(reconstruction of a reparameterized code, mean, log_var)``."""
+        mean, log_var = self.encode(x)
+        noise = torch.randn(mean.shape, generator=make_generator(generator), dtype=torch.float32)
+        z = mean + torch.exp(0.5 * log_var) * noise.to(dtype=mean.dtype, device=mean.device)
+        return self.decode(z), mean, log_var
+
+
+def vae_loss(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None, *, beta: float = 1.0,
+             return_parts: bool = False):
+    r"""Negative ELBO up to constants (eq. ``eae-vae``), with a Gaussian decoder of variance
+    :math:`\beta/2` per pixel: :math:`\frac1n\sum_i\big(\|x_i-D(z_i)\|^2+\beta\,
+    \mathrm{KL}(q(z\mid x_i)\,\|\,\mathcal N(0,I))\big)`, one reparameterized code per example.
+
+    ``x``: ``(n, *x_shape)``; ``beta > 0``; ``generator`` draws the reparameterization noise.
+    Returns the scalar loss, or ``(loss, {'rec', 'kl'})`` (floats) if ``return_parts``.
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a VAE, got {type(model).__name__}")
+    beta = check_positive("beta", beta)
+    x_rec, mean, log_var = model(x, generator)
+    rec = ((x_rec - x) ** 2).reshape(x.shape[0], -1).sum(1).mean()
+    kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(1).mean()
+    loss = rec + beta * kl
+    if return_parts:
+        return loss, {"rec": rec.item(), "kl": kl.item()}
+    return loss
+
+
+def batches_without_replacement(data: torch.Tensor):
+    """A sampler ``(batch_size, generator) -> batch`` for :func:`companion.train.fit` that draws
+    each batch without replacement from the rows of ``data`` ``(N, ...)`` (no repeated example
+    inside a batch)."""
+    data = check_tensor("data", data)
+    if data.ndim < 1 or data.shape[0] < 1:
+        raise ValueError("data must have at least one row")
+
+    def draw(batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        if batch_size > data.shape[0]:
+            raise ValueError(f"batch_size={batch_size} exceeds the number of rows {data.shape[0]}")
+        return data[torch.randperm(data.shape[0], generator=generator)[:batch_size]]
+
+    return draw
