@@ -72,7 +72,8 @@ def test_forward_euler_maruyama_reproduces_marginal(su, t_end):
     ab, bb = su.alpha_bar(t_end).item(), su.beta_bar(t_end).item()
     z = (x.mean().item() - ab * x0) / (bb / math.sqrt(n))
     rel = x.var().item() / bb**2 - 1
-    # seeds 0..7: |z| <= 1.9, |rel| <= 0.013 (SE of a variance ratio sqrt(2/n) = 0.010; EM bias O(dt) ~ 1e-3)
+    # seeds 0..7 at both times: |z| <= 2.6, |rel| <= 0.025 (SE of a variance ratio sqrt(2/n) = 0.010;
+    # Euler-Maruyama bias O(dt) ~ 1e-3)
     assert abs(z) < 4
     assert abs(rel) < 4 * math.sqrt(2 / n) + 2e-3
 
@@ -124,7 +125,7 @@ def test_ddpm_step_and_reverse_euler_step_agree_to_second_order(su):
         euler_mean, _ = S.reverse_step(su, score, x, t, t - dt, nu=1.0, noise=torch.zeros_like(x))
         mean_diff.append((ddpm_mean - euler_mean).abs().max().item())
         var_diff.append(abs(beta2 - su.g2(t).item() * dt))
-    # deterministic; observed slopes 2.00 and 2.00
+    # deterministic; observed slopes 1.99 (mean) and 1.99 (variance)
     assert abs(metrics.loglog_slope(dts, mean_diff) - 2) < 0.1
     assert abs(metrics.loglog_slope(dts, var_diff) - 2) < 0.1
 
@@ -155,13 +156,13 @@ def test_dsm_loss_is_minimized_by_the_exact_score():
     xt = sde.marginal_law(gm, t).sample(n, generator=1)
     rhs = 2 / bb**2 - (score(xt, t) ** 2).sum(1)
     z = (per.mean() - rhs.mean()).item() / math.sqrt(per.var().item() / n + rhs.var().item() / n)
-    assert abs(z) < 4  # seeds 0..7: |z| <= 1.6
+    assert abs(z) < 4  # seeds 0..7: |z| <= 1.5
     # (b) along s = lam * s*, the loss is a quadratic whose minimizer lam* must be 1
     s = score(x0 * sde.alpha_bar(t).item() + bb * eps, t)
     u, w = (s * s).sum(1), (s * eps).sum(1) / bb  # L(lam) = lam^2 E[u] + 2 lam E[w] + const
     lam = -(w.mean() / u.mean()).item()
     se = (w / u.mean() - w.mean() / u.mean() ** 2 * u).std().item() / math.sqrt(n)  # delta method
-    assert abs(lam - 1) < 4 * se  # seeds 0..7: |lam-1|/se <= 1.9; se ~ 2e-3
+    assert abs(lam - 1) < 4 * se  # seeds 0..7: |lam-1|/se <= 2.0; se = 7e-4
     # (c) adding a constant c raises the loss by ||c||^2 + 2 c.E[s + eps/bb] (the mean term is MC noise)
     c = torch.tensor([0.1, -0.05], dtype=F64)
     shifted = S.dsm_loss(sde, lambda xx, tt: score(xx, tt) + c, x0, t, eps, reduction="none")
@@ -183,7 +184,8 @@ def test_dsm_objective_and_score_from_eps():
 
     l_exact = loss_fn(exact_eps, x0, torch.Generator().manual_seed(3))
     l_zero = loss_fn(lambda x, t: torch.zeros_like(x), x0, torch.Generator().manual_seed(3))
-    # the zero predictor scores E||eps||^2/d = 1 (SE sqrt(2/(2n)) = 0.007); the exact one the Bayes risk
+    # the zero predictor scores E||eps||^2/d = 1 (SE sqrt(2/(2n)) = 0.007; 8 seeds in [0.988, 1.003]);
+    # the exact one the Bayes risk (4 seeds in [0.14, 0.23])
     assert abs(l_zero.item() - 1) < 0.03 and l_exact.item() < 0.5 * l_zero.item()
     sc = S.score_from_eps(sde, exact_eps)
     assert torch.allclose(sc(x0[:5], 0.3), sde.exact_score(gm)(x0[:5], 0.3), atol=1e-12)
@@ -195,11 +197,12 @@ def test_reverse_family_reaches_the_data_law(su, nu):
     gm, n = lab_1d(), 10_000
     x1 = su.marginal_law(gm, 1.0).sample(n, generator=0)  # start from the exact p_1
     x, info = S.reverse_sample(su, su.exact_score(gm), x1, steps=200, nu=nu, generator=1)
-    w1 = metrics.w1_to_cdf(x, gm.cdf)
-    # iid exact samples of this size, 20 seeds: W1 in [0.006, 0.032], median 0.013; the
-    # samplers, 5 seeds x 4 nu: max 0.029. A sampler with the wrong drift (g^2 instead of g^2/2
-    # at nu=0) gives W1 = 0.4
-    assert w1 < 0.04
+    # explicit lo/hi: w1_to_cdf's default range follows the sample and misses a collapsed one
+    w1 = metrics.w1_to_cdf(x, gm.cdf, lo=-8, hi=8)
+    # the Monte-Carlo floor (iid exact samples, n = 1e4, 20 seeds): W1 in [0.0076, 0.041], median
+    # 0.017. Samplers, 5 seeds each: nu=0 [0.016, 0.030], nu=0.5 [0.016, 0.030], nu=1 [0.008, 0.019],
+    # nu=sqrt2 [0.008, 0.017]. A wrong drift (g^2 s instead of g^2 s / 2 at nu=0) gives 1.21
+    assert w1 < 0.05
     assert info["nfe"] == 200 and info["times"][-1].item() == 0.0
 
 
@@ -208,7 +211,7 @@ def test_predictor_corrector_reaches_the_data_law(su):
     x1 = su.marginal_law(gm, 1.0).sample(n, generator=0)
     x, info = S.pc_sample(su, su.exact_score(gm), x1, steps=100, snr=0.1, generator=2)
     assert info["nfe"] == 200
-    assert metrics.w1_to_cdf(x, gm.cdf) < 0.04  # 5 seeds: max 0.025 (iid floor as above)
+    assert metrics.w1_to_cdf(x, gm.cdf, lo=-8, hi=8) < 0.05  # 5 seeds: [0.009, 0.018] (floor as above)
 
 
 def test_denoised_output_is_tweedie_and_dtype_follows_input(su):
@@ -284,7 +287,7 @@ def test_fokker_planck_state_dependent_coefficients_keep_stationary_law():
         errs.append(((p[-1] - p0).abs().sum() * (x[1] - x[0])).item())
     ratio = errs[0] / errs[1]
     assert 3.5 < ratio < 4.5  # observed 4.0: second order
-    assert errs[1] < 1e-4
+    assert errs[1] < 1e-4  # observed 1.5e-4 -> 3.8e-5
 
 
 def test_fokker_planck_output_follows_p0_dtype(su):
