@@ -623,11 +623,14 @@ def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator, *,
              p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
     r"""Conditional score matching (eq. ``ode-csm``) in the denoiser form, as a scalar loss.
 
-    Draw :math:`\ln\sigma\sim\mathcal N(p_{\rm mean},p_{\rm std}^2)`, :math:`x=x_0+\sigma\varepsilon`;
-    the target of the score is the kernel's :math:`-(x-x_0)/\sigma^2`. With weight
-    :math:`\lambda(\sigma)=\sigma^4(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2` this is the
-    unit-variance denoising loss :math:`\lambda'\|\hat x_0-x_0\|^2` of Karras et al.
-    ``x0``: ``(n, ...)`` (cast to the model's dtype is the caller's job).
+    Draw :math:`\ln\sigma\sim\mathcal N(p_{\rm mean},p_{\rm std}^2)` and
+    :math:`x=x_0+\sigma\varepsilon`. The kernel's score target is :math:`-(x-x_0)/\sigma^2`, and
+    with :math:`s=(\hat x_0-x)/\sigma^2` the residual is :math:`s+(x-x_0)/\sigma^2=(\hat x_0-x_0)/\sigma^2`.
+    The loss is :math:`\lambda'(\sigma)\|\hat x_0-x_0\|^2` with Karras et al.'s
+    :math:`\lambda'=(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2`, i.e. eq. ``ode-csm`` with
+    :math:`\lambda(\sigma)=\sigma^4\lambda'(\sigma)`; it makes the regression target of the
+    network unit-variance at every noise level. Averaged over coordinates and the batch.
+    ``x0``: ``(n, ...)`` in the model's dtype.
     """
     if not isinstance(model, ScoreNet):
         raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
