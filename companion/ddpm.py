@@ -390,10 +390,10 @@ def analytic_dpm_variances(
     x0: torch.Tensor,
     generator: torch.Generator | int,
     *,
-    eta: float = 1.0,
     x0_var_max: float | None = None,
 ) -> torch.Tensor:
-    r"""Per-step reverse variances :math:`s^2+\gamma_t^2v_t` of Analytic-DPM (eq. ``ddpm-analytic``).
+    r"""Per-step reverse variances :math:`\tilde\sigma_t^2+\gamma_t^2v_t` of Analytic-DPM (eq. ``ddpm-analytic``),
+    for DDPM's mean (pass them as ``sample(..., variance=...)``).
 
     :math:`\frac1D E\|\epsilon_\theta\|^2` is estimated by Monte Carlo on the data ``x0``
     ``(n, ...)`` noised to each step of ``schedule``. ``x0_var_max`` optionally clips
@@ -412,7 +412,7 @@ def analytic_dpm_variances(
         v = analytic_x0_var(schedule, t, e2)
         if x0_var_max is not None:
             v = min(v, check_positive("x0_var_max", x0_var_max))
-        out[t] = reverse_variance(schedule, t, v, ddim_sigma(schedule, t, eta))
+        out[t] = reverse_variance(schedule, t, v)
     return out
 
 
