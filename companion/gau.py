@@ -58,22 +58,27 @@ __all__ = [
 
 
 # ============================================================================ closed forms
-def swish_moments(nodes: int = 200) -> tuple[float, float]:
+def swish_moments(gain: float = 1.0, nodes: int = 200) -> tuple[float, float]:
     r"""Moments of Swish/SiLU :math:`\phi(x)=x\,\sigma(x)` under :math:`\varepsilon\sim\mathcal N(0,1)`
-    (eq. ``gau-moments``): returns :math:`(\mu,\nu^2)=(\mathbb E\phi(\varepsilon),\mathbb E\phi(\varepsilon)^2)`.
+    (eq. ``gau-moments``): returns :math:`(\mu,\nu^2)=(\mathbb E\phi(\lambda\varepsilon),\mathbb E\phi(\lambda\varepsilon)^2)`
+    with :math:`\lambda` = ``gain`` (1 for the standard analysis).
 
     Gauss–Hermite quadrature (probabilists' weights) with ``nodes`` nodes; :math:`\phi` is smooth
     and grows linearly, so 200 nodes are exact to float64 round-off (about 0.2066 and 0.3558).
     """
+    gain = check_positive("gain", gain)
     nodes = check_int("nodes", nodes, minimum=2)
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / math.sqrt(2 * math.pi)
+    x = gain * x
     phi = x / (1.0 + np.exp(-x))
     return float(np.sum(w * phi)), float(np.sum(w * phi**2))
 
 
-def magnitude_theory(n: int, s: int) -> dict[str, float]:
-    r"""Closed-form sizes of a freshly initialised GAU (LeCun init, unit-variance input).
+def magnitude_theory(n: int, s: int, gain: float = 1.0) -> dict[str, float]:
+    r"""Closed-form sizes of a freshly initialised GAU (LeCun init times ``gain`` = :math:`\lambda`,
+    unit-variance input). With :math:`\lambda\ne1`, :math:`\mu,\nu^2` are the moments of
+    :math:`\phi(\lambda\varepsilon)` and every rms carries an extra factor :math:`\lambda` from :math:`W_o`.
 
     Returns a dict with
 
@@ -89,7 +94,8 @@ def magnitude_theory(n: int, s: int) -> dict[str, float]:
     """
     n = check_int("n", n, minimum=2)
     s = check_int("s", s, minimum=1)
-    mu, nu2 = swish_moments()
+    lam = check_positive("gain", gain)
+    mu, nu2 = swish_moments(lam)
     diag = s * nu2**2 / n
     rowsum = s * mu**4 + nu2**2 - mu**4
     nu = math.sqrt(nu2)
@@ -100,9 +106,9 @@ def magnitude_theory(n: int, s: int) -> dict[str, float]:
         "diag": diag,
         "offdiag_entry": s * mu**4 / n,
         "rowsum": rowsum,
-        "rms_su": s * nu2**3 / n,
-        "rms": rms,
-        "rms_limit": nu * mu * rowsum,
+        "rms_su": lam * s * nu2**3 / n,
+        "rms": lam * rms,
+        "rms_limit": lam * nu * mu * rowsum,
     }
 
 
