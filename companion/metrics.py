@@ -60,14 +60,18 @@ def w1_to_cdf(
     Args:
         samples: ``(n,)`` or ``(n, 1)``.
         cdf: the law's CDF, a torch function (e.g. ``GaussianMixture.cdf``).
-        lo, hi: integration range; by default the sample range widened by 6 sample
-            standard deviations (the tails beyond contribute far below the :math:`n^{-1/2}` floor).
+        lo, hi: integration range. By default it covers both the sample (its range widened by
+            6 sample standard deviations) and the law (widened until :math:`F<10^{-10}` below
+            and :math:`F>1-10^{-10}` above), so a collapsed or displaced sample is charged
+            for all the mass it misses.
         grid_size: trapezoid-rule points.
     """
     x = torch.sort(_flat1d("samples", samples)).values
     sd = x.std().item() if x.numel() > 1 else 1.0
-    lo = x[0].item() - 6 * sd if lo is None else float(lo)
-    hi = x[-1].item() + 6 * sd if hi is None else float(hi)
+    if lo is None or hi is None:
+        law_lo, law_hi = _law_range(cdf, x[x.numel() // 2].item(), max(sd, 1.0))
+    lo = min(x[0].item() - 6 * sd, law_lo) if lo is None else float(lo)
+    hi = max(x[-1].item() + 6 * sd, law_hi) if hi is None else float(hi)
     if not hi > lo:
         raise ValueError(f"hi must be > lo, got lo={lo}, hi={hi}")
     grid = torch.linspace(lo, hi, check_int("grid_size", grid_size, minimum=16), dtype=torch.float64)
@@ -81,6 +85,20 @@ def w1_to_cdf(
     Fn = torch.searchsorted(x, mid, right=True).to(torch.float64) / x.numel()
     width = torch.diff(pts)
     return (0.5 * ((Fn - F[:-1]).abs() + (Fn - F[1:]).abs()) * width).sum().item()
+
+
+def _law_range(cdf, center: float, width: float, tol: float = 1e-10) -> tuple[float, float]:
+    """An interval outside which the law has mass below ``tol`` on each side (by doubling)."""
+    lo, hi = center - width, center + width
+    for _ in range(60):
+        F = cdf(torch.tensor([lo, hi], dtype=torch.float64)).reshape(-1)
+        if F[0].item() <= tol and F[1].item() >= 1 - tol:
+            break
+        if F[0].item() > tol:
+            lo = center - 2 * (center - lo)
+        if F[1].item() < 1 - tol:
+            hi = center + 2 * (hi - center)
+    return lo, hi
 
 
 def w1_1d(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -196,10 +214,16 @@ def frechet_distance(x: torch.Tensor, y: torch.Tensor) -> float:
                             y.mean(0), torch.cov(y.T).reshape(y.shape[1], -1))
 
 
-@lru_cache(maxsize=2)
 def digit_classifier(seed: int = 0, steps: int = 600):
-    """Train (once per process; cached) the small classifier of :class:`companion.nets.DigitClassifier`
-    on the digits' training split. Returns ``(model, test_accuracy)``; about 3 s on 2 cores."""
+    """Train (once per process and seed; cached) the small classifier of
+    :class:`companion.nets.DigitClassifier` on the digits' training split.
+    Returns ``(model, test_accuracy)``; about 3 s on 2 idle cores. Safe to call under
+    ``torch.no_grad()``."""
+    return _digit_classifier(int(seed), int(steps))
+
+
+@lru_cache(maxsize=2)
+def _digit_classifier(seed: int, steps: int):
     from .data import digits
     from .nets import DigitClassifier
 
@@ -209,13 +233,14 @@ def digit_classifier(seed: int = 0, steps: int = 600):
     torch.manual_seed(seed)
     model = DigitClassifier()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(steps):
-        idx = torch.randint(0, xtr.shape[0], (128,), generator=g)
-        xb = xtr[idx] + 0.05 * torch.randn(xtr[idx].shape, generator=g)  # light noise for robustness
-        loss = torch.nn.functional.cross_entropy(model(xb), ytr[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with torch.enable_grad():
+        for _ in range(steps):
+            idx = torch.randint(0, xtr.shape[0], (128,), generator=g)
+            xb = xtr[idx] + 0.05 * torch.randn(xtr[idx].shape, generator=g)  # light noise for robustness
+            loss = torch.nn.functional.cross_entropy(model(xb), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     model.eval()
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).double().mean().item()

@@ -54,9 +54,12 @@ class TimeMLP(nn.Module):
     r"""MLP :math:`(x, t)\mapsto` output of the same shape as ``x``; ``x``: ``(n, d)``, ``t``: float or ``(n,)``.
 
     Time enters through :class:`SinusoidalEmbedding` followed by a linear layer, added to every
-    hidden layer (a cheap FiLM without scale). With ``time_scale`` the network sees
-    ``t * time_scale`` — use ``time_scale=1`` for integer steps and e.g. ``1000`` for
-    :math:`t\in[0,1]`, so that both give well-spread embeddings.
+    hidden layer (a cheap FiLM without scale). The network sees ``t * time_scale``; the
+    embedding's frequencies run from 1 to ``max_freq``, so the scaled time should lie in
+    about :math:`[0, 1]`: use ``time_scale=1/T`` for integer steps ``0..T`` (with
+    ``time_scale=1`` the highest frequencies alias and each step is learned separately —
+    measured in chapter 1: 17 % vs 5 % error of the learned noise) and ``1`` for
+    :math:`t\in[0,1]`.
     """
 
     def __init__(

@@ -264,9 +264,21 @@ class ContinuousSchedule:
         return da / a
 
     def g2(self, t) -> torch.Tensor:
-        r"""Squared diffusion :math:`g_t^2=\frac{d\bar\beta_t^2}{dt}-2f_t\bar\beta_t^2` (eq. ``fg-rule``)."""
+        r"""Squared diffusion :math:`g_t^2=\frac{d\bar\beta_t^2}{dt}-2f_t\bar\beta_t^2` (eq. ``fg-rule``).
+
+        Where :math:`\bar\beta_t=0` (e.g. :math:`t=0` of a VP schedule written with a square
+        root) autograd of :math:`\bar\beta` gives :math:`0\cdot\infty`; there the right-hand
+        limit (the value at ``t + 1e-7``) is returned instead.
+        """
+        t = _as_time(t, self.t_min, self.t_max)
         b, db = self._grad(self._bb, t)
-        return 2 * b * db - 2 * self.f(t) * b**2
+        out = 2 * b * db - 2 * self.f(t) * b**2
+        bad = ~torch.isfinite(out)
+        if bad.any():
+            tr = (t + 1e-7).clamp(max=self.t_max)
+            b2, db2 = self._grad(self._bb, tr)
+            out = torch.where(bad, 2 * b2 * db2 - 2 * self.f(tr) * b2**2, out)
+        return out
 
     def song_beta(self, t) -> torch.Tensor:
         r"""Song et al.'s VP :math:`\beta(t)`; equals :math:`g_t^2` (and :math:`-2f_t`) for a VP schedule."""

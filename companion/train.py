@@ -16,24 +16,37 @@ __all__ = ["EMA", "FitResult", "fit", "batches"]
 
 
 class EMA:
-    r"""Exponential moving average of a model's parameters, :math:`\bar\theta\leftarrow d\,\bar\theta+(1-d)\theta`.
+    r"""Exponential moving average of a model's parameters, :math:`\bar\theta\leftarrow d_i\,\bar\theta+(1-d_i)\theta`.
 
+    With ``warmup=True`` the decay at update ``i`` is :math:`d_i=\min(d,\,(1+i)/(10+i))`, so a
+    short run does not keep a large share of the random initial weights (without it, after
+    2000 updates at :math:`d=0.999` they still weigh :math:`0.999^{2000}\approx13\%`).
     ``ema.model`` is a frozen copy used for evaluation; buffers (e.g. batch-norm statistics)
     are copied as they are.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999):
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = decay
+        self.warmup = warmup
+        self.updates = 0
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
+    def current_decay(self) -> float:
+        """The decay the next :meth:`update` will use."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        d = self.current_decay()
+        self.updates += 1
         for pe, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            pe.lerp_(p.detach(), 1 - self.decay)
+            pe.lerp_(p.detach(), 1 - d)
         for be, b in zip(self.model.buffers(), model.buffers(), strict=True):
             be.copy_(b)
 

@@ -21,6 +21,14 @@ def test_w1_to_cdf_point_mass_closed_form():
         assert abs(got - exact) < 1e-6
 
 
+def test_w1_to_cdf_default_range_charges_a_collapsed_sample():
+    """All samples at 0 (sd 0): W1 to N(0,1) is E|X| = sqrt(2/pi) with the default range too."""
+    got = metrics.w1_to_cdf(torch.zeros(100, dtype=torch.float64), lambda u: torch.special.ndtr(u))
+    assert abs(got - math.sqrt(2 / math.pi)) < 1e-6
+    far = metrics.w1_to_cdf(torch.full((100,), 50.0, dtype=torch.float64), lambda u: torch.special.ndtr(u))
+    assert abs(far - 50.0) < 1e-4
+
+
 def test_w1_to_cdf_exact_sample_sits_at_the_floor_and_shift_is_detected():
     m = lab_1d()
     n = 20_000
@@ -137,3 +145,9 @@ def test_metric_validation():
         metrics.mmd_rbf(torch.zeros(5, 2), torch.zeros(5, 2))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         metrics.frechet_distance(np.zeros((3, 2)), torch.zeros(3, 2))
+
+
+def test_digit_classifier_trains_even_under_no_grad():
+    with torch.no_grad():
+        model, acc = metrics.digit_classifier(seed=1, steps=3)
+    assert 0.0 <= acc <= 1.0 and model.head.weight.requires_grad

@@ -127,6 +127,16 @@ def test_generic_autograd_rule_equals_closed_forms(name):
     torch.testing.assert_close(generic.g2(t), s.g2(t), rtol=1e-10, atol=1e-10)
 
 
+def test_generic_g2_is_finite_where_beta_bar_vanishes():
+    """sqrt-based beta_bar has an infinite derivative at t = 0; g2 must return the limit, not NaN."""
+    s = su_vp()
+    generic = ContinuousSchedule(s._ab, s._bb)
+    t = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    out = generic.g2(t)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, 20 * t, rtol=0, atol=1e-5)
+
+
 def test_su_vp_closed_forms():
     s = su_vp()
     t = torch.linspace(0, 1, 11, dtype=torch.float64)

@@ -50,12 +50,30 @@ def test_ema_is_the_exponential_average():
     m = nn.Linear(2, 1, bias=False)
     with torch.no_grad():
         m.weight.fill_(0.0)
-    ema = EMA(m, decay=0.9)
+    ema = EMA(m, decay=0.9, warmup=False)
     with torch.no_grad():
         m.weight.fill_(1.0)
     ema.update(m)
     ema.update(m)
     torch.testing.assert_close(ema.model.weight, torch.full((1, 2), 1 - 0.9**2))
+
+
+def test_ema_warmup_forgets_the_initial_weights():
+    """With warm-up, d_i = min(d, (1+i)/(10+i)): the weight left on the initial value after
+    N updates is prod_i d_i, computed here independently."""
+    m = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(0.0)
+    ema = EMA(m, decay=0.999)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    for _ in range(2000):
+        ema.update(m)
+    left = 1.0
+    for i in range(2000):
+        left *= min(0.999, (1 + i) / (10 + i))
+    torch.testing.assert_close(ema.model.weight, torch.full((1, 2), 1 - left))
+    assert left < 1e-6 < 0.999**2000
 
 
 def test_fit_validation():
