@@ -212,6 +212,8 @@ class MultiHeadAttention(nn.Module):
         allowed = allowed.expand(b, 1, n, n)
         if mask is not None:
             allowed = allowed & mask[:, None, None, :]
+            if not allowed.any(-1).all():
+                raise ValueError("every query must see a valid key: with causal=True the first token must be valid")
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 

@@ -194,6 +194,11 @@ def test_layer_validation():
         layer(torch.randn(1, 3, 8), torch.ones(1, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="at least one"):
         layer(torch.randn(1, 3, 8), torch.zeros(1, 3, dtype=torch.bool))
+    mha = gau.MultiHeadAttention(8, 2)
+    left_pad = torch.tensor([[False, True, True]])
+    with pytest.raises(ValueError, match="first token"):
+        mha(torch.randn(1, 3, 8), left_pad, causal=True)
+    assert torch.isfinite(mha(torch.randn(1, 3, 8), left_pad)).all()
     with pytest.raises(ValueError, match="divisible"):
         gau.MultiHeadAttention(10, 4)
     with pytest.raises(ValueError, match="alpha"):
