@@ -237,7 +237,8 @@ class _AutoEncoder(nn.Module):
 
     @torch.no_grad()
     def sample(self, m: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
-        r"""Decode ``m`` codes drawn from the prior :math:`\mathcal N(0,I)`: ``(m, *x_shape)``."""
+        r"""Decode ``m`` codes drawn from the prior :math:`\mathcal N(0,I)`: ``(m, *x_shape)``, in the
+        dtype/device of the model. ``generator``: int seed or ``torch.Generator`` (``None``: seed 0)."""
         m = check_int("m", m, minimum=1)
         p = next(self.parameters())
         g = make_generator(generator)
@@ -308,7 +309,9 @@ class VAE(_AutoEncoder):
         return h[:, : self.latent], h[:, self.latent :]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        """Returns ``(reconstruction of a reparameterized code, mean, log_var)``."""
+        """Returns ``(reconstruction of a reparameterized code, mean, log_var)``. The noise comes
+        from ``generator`` (an int seed or a ``torch.Generator``; ``None`` means seed 0, so pass
+        one generator and reuse it to get fresh noise on every call)."""
         mean, log_var = self.encode(x)
         noise = torch.randn(mean.shape, generator=make_generator(generator), dtype=torch.float32)
         z = mean + torch.exp(0.5 * log_var) * noise.to(dtype=mean.dtype, device=mean.device)
