@@ -1,12 +1,21 @@
 """companion — the tested library of the executable book on generative models.
 
-Core modules (imported here): :mod:`~companion.gmm` (the exact Gaussian-mixture laboratory),
-:mod:`~companion.schedules`, :mod:`~companion.metrics`, :mod:`~companion.utils`. Networks,
-training, data and plotting are imported on use: ``from companion import nets, train, data, plot``.
-Each chapter has its own module (``companion.ddpm``, ``companion.sde``, ...).
+Core: :mod:`~companion.gmm` (the exact Gaussian-mixture laboratory), :mod:`~companion.schedules`,
+:mod:`~companion.metrics`, :mod:`~companion.utils`; networks, training, data and plots in
+:mod:`~companion.nets`, :mod:`~companion.train`, :mod:`~companion.data`, :mod:`~companion.plot`
+(``from companion import nets, train, data, plot``). One module per chapter, imported here:
+:mod:`~companion.ddpm` (ch. 1), :mod:`~companion.sde` (ch. 2), :mod:`~companion.ode` (ch. 3),
+:mod:`~companion.unified` (ch. 4), :mod:`~companion.eae` (ch. 5).
+
+Example::
+
+    from companion import lab_2d, DiscreteSchedule, ddpm
+    law, sched = lab_2d(), DiscreteSchedule.su(1000).subsequence(50)
+    x_T = law.noised(sched.alpha_bar[-1].item(), sched.beta_bar[-1].item()).sample(2000, 0)
+    x_0 = ddpm.sample(ddpm.exact_eps_model(law, DiscreteSchedule.su(1000)), sched, x_T, eta=0.0)
 """
 
-from . import gmm, metrics, schedules, utils
+from . import ddpm, eae, gmm, metrics, ode, schedules, sde, unified, utils
 from .gmm import GaussianMixture, lab_1d, lab_2d
 from .schedules import DiscreteSchedule, VESchedule, VPSchedule, su_vp
 from .utils import show_source
@@ -24,6 +33,11 @@ __all__ = [
     "show_source",
     "gmm",
     "metrics",
+    "ddpm",
+    "sde",
+    "ode",
+    "unified",
+    "eae",
     "schedules",
     "utils",
     "__version__",

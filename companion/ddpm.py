@@ -3,7 +3,7 @@ r"""Chapter 1 — DDPM derived with Bayes' rule: forward marginal, posterior, sa
 Everything is written in the book's notation (standard deviations, Su's convention):
 :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` and, per step,
 :math:`x_t=\alpha_t x_{t-1}+\beta_t\varepsilon_t` with :math:`\alpha_t^2+\beta_t^2=1`.
-Ho et al.'s variances are the squares (see :meth:`DiscreteSchedule.to_ho`).
+Ho et al.'s variances are the squares (see :meth:`~companion.schedules.DiscreteSchedule.to_ho`).
 
 **Step indices.** Every function takes a :class:`~companion.schedules.DiscreteSchedule` and an
 index ``t`` *into that schedule*. On a subsequence ``sched.subsequence(S)`` the index runs

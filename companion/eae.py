@@ -250,7 +250,7 @@ class EAE(_AutoEncoder):
     r"""Entropic autoencoder (eq. ``eae-loss``): MLP encoder, then ``BatchNorm1d(latent,
     affine=False)`` (zero mean, unit variance per code coordinate on every training batch;
     running statistics in eval mode), then MLP decoder. With ``lam = 0`` in :func:`eae_loss`
-    it is the plain "AE + BN" baseline. Sample with :meth:`sample` (codes from N(0, I))."""
+    it is the plain "AE + BN" baseline. Sample with ``.sample(m)`` (codes from N(0, I))."""
 
     def __init__(self, x_shape: tuple[int, ...] = (1, 8, 8), latent: int = 8, hidden: int = 256, momentum: float = 0.05):
         super().__init__(x_shape, latent, hidden, head=latent)

@@ -394,7 +394,7 @@ def forward_sample(
 
     Args:
         x0: start points ``(n, ...)`` at ``t_min`` (or at ``times[0]``).
-        steps / times: number of uniform steps from ``t_min`` to ``t_end`` (default ``t_max``),
+        steps, times: number of uniform steps from ``t_min`` to ``t_end`` (default ``t_max``),
             or an explicit increasing grid.
         generator: a ``torch.Generator`` or int seed.
 
@@ -438,7 +438,7 @@ def reverse_step(
     Args:
         x: ``(n, ...)`` at time ``t``; ``t > t_next``, both in ``[t_min, t_max]``.
         nu: :math:`\nu_t/g_t \ge 0`.
-        generator / noise: the draw :math:`z` (needed only if ``nu > 0``).
+        generator, noise: the draw :math:`z` (needed only if ``nu > 0``).
 
     Returns:
         ``(x_next, x0_hat)`` where ``x0_hat`` is Tweedie's denoiser
@@ -484,7 +484,7 @@ def reverse_sample(
 
     Args:
         x: start points ``(n, ...)`` at ``t_start`` (e.g. from :meth:`SDE.prior_sample`).
-        steps / times: uniform steps between ``t_start`` (default ``t_max``) and ``t_end``
+        steps, times: uniform steps between ``t_start`` (default ``t_max``) and ``t_end``
             (default ``t_min``), or an explicit decreasing grid.
         callback: called after each step with ``{'x', 'i', 't', 't_next', 'denoised'}``.
 

@@ -27,3 +27,15 @@ def test_notebook_is_stored_clean(path):
 def test_notebook_is_in_toc(path):
     toc = (path.parents[1] / "_toc.yml").read_text()
     assert f"{path.parent.name}/{path.stem}" in toc, f"{path.name} is not listed in _toc.yml"
+
+
+CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_has_title_and_run_note(path):
+    nb = json.loads(path.read_text())
+    first = "".join(nb["cells"][0]["source"])
+    assert first.startswith("# Chapter "), f"{path.name}: first cell must be the '# Chapter N — ...' title"
+    sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    assert any("run-this-chapter" in s for s in sources), f"{path.name}: run `python tools/add_run_note.py {path}`"
