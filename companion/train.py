@@ -85,7 +85,7 @@ def fit(
     batch_size: int = 256,
     lr: float = 1e-3,
     seed: int = 0,
-    ema_decay: float = 0.999,
+    ema_decay: float | None = 0.999,
     weight_decay: float = 0.0,
     grad_clip: float | None = 1.0,
     warmup: int = 0,
@@ -103,7 +103,8 @@ def fit(
             callable ``(batch_size, generator) -> batch`` for laws we can sample exactly.
         steps, batch_size, lr, weight_decay: optimisation settings.
         seed: seeds the generator passed to ``loss_fn`` and used for batches.
-        ema_decay: decay of the parameter EMA (returned as ``FitResult.ema``).
+        ema_decay: decay of the parameter EMA (returned as ``FitResult.ema``; warm-up as in
+            :class:`EMA`); ``None`` skips the EMA and ``FitResult.ema`` is the model itself.
         grad_clip: max gradient norm (``None`` disables clipping).
         warmup, cosine: linear warm-up steps, then cosine decay to 10 % of ``lr`` if ``cosine``.
         progress: show a ``tqdm`` bar (the loss is refreshed every 1 % of the steps).
@@ -133,10 +134,11 @@ def fit(
         return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * frac)).item())
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    ema = EMA(model, ema_decay)
+    ema = EMA(model, ema_decay) if ema_decay is not None else None
     losses: list[float] = []
     model.train()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=0.5)
+    # refresh rate left to tqdm's defaults, so TQDM_MININTERVAL (set by the book build) applies
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
     every = max(1, steps // 100)
     for i in bar:
         loss = loss_fn(model, draw(), g)
@@ -150,9 +152,10 @@ def fit(
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         sched.step()
-        ema.update(model)
+        if ema is not None:
+            ema.update(model)
         losses.append(loss.item())
         if i % every == 0:
-            bar.set_postfix(loss=f"{sum(losses[-every:]) / len(losses[-every:]):.4f}")
+            bar.set_postfix(loss=f"{sum(losses[-every:]) / len(losses[-every:]):.4f}", refresh=False)
     model.eval()
-    return FitResult(model=model, ema=ema.model, losses=losses)
+    return FitResult(model=model, ema=ema.model if ema is not None else model, losses=losses)

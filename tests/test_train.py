@@ -40,6 +40,11 @@ def test_fit_is_deterministic():
     assert runs[0] == runs[1]
 
 
+def test_fit_without_ema_returns_the_model():
+    res = fit(nn.Linear(3, 1), _mse, _regression(), steps=3, ema_decay=None, progress=False)
+    assert res.ema is res.model
+
+
 def test_fit_accepts_a_sampler():
     sampler = lambda n, g: torch.randn(n, 4, generator=g)
     res = fit(nn.Linear(3, 1), _mse, sampler, steps=5, progress=False)
