@@ -334,7 +334,7 @@ def test_enumerated_law_marginals_against_a_loop_and_the_pmf():
     table = law.pmf.reshape(3, 3, 3, 3)
     torch.testing.assert_close(p[0, 1], table.sum((0, 2, 3)), rtol=0, atol=1e-14)
     x = law.sample(50_000, 0)
-    assert law.tv(x) < 0.04  # exact sample: floor about 0.012 at n = 5e4
+    assert law.tv(x) < 0.03  # exact sample at n = 5e4: TV 0.011-0.014 over seeds 0-4
 
 
 # ==================================================================== losses and models
@@ -345,13 +345,14 @@ def test_x0_loss_of_the_identity_model_matches_its_closed_form():
     x0 = m.sample(200_000, 0)
     per = []
     g = torch.Generator().manual_seed(3)
-    for _ in range(4):
+    for _ in range(8):
         per.append(U.x0_loss(lambda x, t: x, C, x0, g).item())
     ex2 = (m.weights * (m.means[:, 0] ** 2 + m.covs[:, 0, 0])).sum().item()
     ab, bb = sch.alpha_bar[1:], sch.beta_bar[1:]
     ref = ((1 - ab) ** 2).mean().item() * ex2 + (bb**2).mean().item()
-    est = sum(per) / 4
-    assert abs(est - ref) / ref < 0.01  # SE of one batch about 0.3 %; 4 batches: 0.15 %
+    est = sum(per) / 8
+    # measured relative spread of one batch (random t per row): 0.78 %; mean of 8 batches: SE 0.28 %
+    assert abs(est - ref) / ref < 0.012  # about 4 SE
 
 
 def test_masked_lm_loss_of_a_uniform_model_is_log_v_and_tokenmlp_shapes():
