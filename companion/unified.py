@@ -168,6 +168,11 @@ class Corruption:
         """Standard deviation of the additive noise at time ``s`` if the corruption has one (else ``None``)."""
         return None
 
+    def check_invertible(self) -> None:
+        """Raise :class:`NotInvertibleError`, saying why, if :meth:`invert` cannot work for this corruption."""
+        if type(self).invert is Corruption.invert:
+            raise NotInvertibleError(f"design Reuse needs the inverse F_t^-1, and {type(self).__name__} has none")
+
     def corrupt(self, x0: torch.Tensor, t: Time, generator) -> torch.Tensor:
         """Draw :math:`x_t\\sim p(x_t\\mid x_0)`: fresh noise pushed through :meth:`forward`."""
         return self.forward(x0, t, self.sample_noise(x0, _gen(generator)))
@@ -496,13 +501,16 @@ class Substitution(Corruption):
         t = _time(t, self.T, x0.shape[0])
         return torch.where(_first_t(keys, t), (x0 + off) % self.vocab, x0)
 
-    def invert(self, x0: torch.Tensor, x_t: torch.Tensor, t: Time, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def check_invertible(self) -> None:
         if not self.different:
             raise NotInvertibleError(
                 "Substitution(different=False) is not invertible: a position replaced by its own token looks "
                 "untouched, so (x0, x_t) does not reveal which positions were corrupted; use design Fresh, or "
                 "different=True"
             )
+
+    def invert(self, x0: torch.Tensor, x_t: torch.Tensor, t: Time, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_invertible()
         x0, x_t = _check_tokens("x0", x0, self.length), _check_tokens("x_t", x_t, self.length)
         t = _time(t, self.T, x0.shape[0])
         changed = x_t != x0
@@ -563,10 +571,7 @@ class Reuse(Design):
 
     def check(self, corruption: Corruption) -> None:
         super().check(corruption)
-        if type(corruption).invert is Corruption.invert:
-            raise NotInvertibleError(f"design Reuse needs the inverse F_t^-1, and {type(corruption).__name__} has none")
-        if isinstance(corruption, Substitution) and not corruption.different:
-            corruption.invert(None, None, 0)  # raises with the reason
+        corruption.check_invertible()
 
     def __call__(self, corruption, x0_hat, x_t, t, s, generator=None) -> torch.Tensor:
         return corruption.reuse(x0_hat, x_t, t, s, generator)
