@@ -262,7 +262,7 @@ class Additive(Corruption):
 
 
 class GaussianNoise(Additive):
-    r"""The DDPM corruption :math:`x_t=\bar\alpha_tx_0+\bar\beta_t\varepsilon` on a :class:`DiscreteSchedule` (eq. ``udm-gauss``).
+    r"""The DDPM corruption :math:`x_t=\bar\alpha_tx_0+\bar\beta_t\varepsilon` on a :class:`~companion.schedules.DiscreteSchedule` (eq. ``udm-gauss``).
 
     Times are the schedule's indices ``0..T``; sample on a subsequence by passing
     ``schedule.subsequence(S).timesteps`` to :func:`sample`.
