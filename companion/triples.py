@@ -430,7 +430,7 @@ class TripleModel(nn.Module):
         self.conditioning = conditioning
         torch.manual_seed(seed)
         self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
-        self.pos = nn.Parameter(0.02 * torch.randn(max_len, d))
+        self.pos = nn.Parameter(torch.randn(max_len, d))
         layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
@@ -444,6 +444,10 @@ class TripleModel(nn.Module):
     def _check_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
         check_tensor("ids", ids, ndim=2, floating=False)
         check_tensor("mask", mask, ndim=2, floating=False)
+        if ids.is_floating_point() or ids.dtype == torch.bool:
+            raise TypeError(f"ids must be an integer tensor of token ids, got {ids.dtype}")
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True = token), got {mask.dtype}")
         if ids.shape != mask.shape:
             raise ValueError(f"ids and mask must have the same shape, got {tuple(ids.shape)} and {tuple(mask.shape)}")
         if ids.shape[1] > self.max_len:

@@ -1,0 +1,282 @@
+"""Tests of companion.triples (chapter 8): decoder, oracles, corpus statistics, loss, F1."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from companion import triples as tr
+
+
+def _probs(T, ones):
+    x = torch.zeros(T)
+    x[list(ones)] = 1.0
+    return x
+
+
+# --- decoder -----------------------------------------------------------------------------------
+
+
+def test_decode_nearest_end_shared():
+    # starts {0, 3}, one end {4}: both starts take the nearest end at or after them
+    assert tr.decode_spans(_probs(6, [0, 3]), _probs(6, [4])) == [(0, 4), (3, 4)]
+
+
+def test_decode_single_token_and_orphan_start():
+    # a start and end on the same token is a one-token span; a start after the last end is dropped
+    assert tr.decode_spans(_probs(6, [1, 5]), _probs(6, [1])) == [(1, 1)]
+
+
+def test_decode_nested_failure_documented():
+    # gold spans [0, 5] ⊃ [1, 2]: the outer start grabs the inner, earlier end
+    start, end = _probs(6, [0, 1]), _probs(6, [2, 5])
+    spans = tr.decode_spans(start, end)
+    assert spans == [(0, 2), (1, 2)]
+    assert (0, 5) not in spans
+
+
+def test_decode_thresholds_are_strict():
+    start = torch.tensor([0.6, 0.61, 0.0])
+    end = torch.tensor([0.0, 0.5, 0.51])
+    # 0.6 is not > 0.6; 0.5 is not > 0.5, so start 1 pairs with end 2
+    assert tr.decode_spans(start, end, 0.6, 0.5) == [(1, 2)]
+
+
+def test_decode_validation():
+    with pytest.raises(ValueError, match="same shape"):
+        tr.decode_spans(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(TypeError, match="start"):
+        tr.decode_spans([0.0, 1.0], torch.zeros(2))
+    with pytest.raises(ValueError, match="end"):
+        tr.decode_spans(torch.zeros(3), torch.zeros(3, 1))
+
+
+# --- oracle representability -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reuse", [0.0, 0.5])
+def test_oracle_half_pointer_recovers_all(reuse):
+    corpus = tr.generate_corpus(300, seed=1, reuse=reuse)
+    assert all(tr.decode_gold(s) == set(s.triples) for s in corpus)
+
+
+def test_single_tag_capacity_hand_cases():
+    # symmetric relation: both directions need opposite roles on the same tokens -> only one fits
+    s = tr.Sentence("alice adler married bruno berg".split(),
+                    [(("alice", "adler"), "spouse", ("bruno", "berg")), (("bruno", "berg"), "spouse", ("alice", "adler"))])
+    assert tr.single_tag_capacity(s) == 1
+    # EPO: same pair, two predicates -> one tag per token holds one of them
+    f, p = ("the", "red", "river"), ("hugo", "horn")
+    s = tr.Sentence("hugo horn directed and starred in the red river".split(), [(f, "director", p), (f, "actor", p)])
+    assert tr.single_tag_capacity(s) == 1
+    # disjoint triples: both fit
+    s = tr.Sentence("hugo horn was born in oslo , zoe dahl was born in riga".split(),
+                    [(p, "birthplace", ("oslo",)), (("zoe", "dahl"), "birthplace", ("riga",))])
+    assert tr.single_tag_capacity(s) == 2
+
+
+def test_single_tag_scheme_loses_overlaps():
+    corpus = tr.generate_corpus(300, seed=1)
+    cap = sum(tr.single_tag_capacity(s) for s in corpus) / sum(len(s.triples) for s in corpus)
+    normal = [s for s in corpus if s.kind == "Normal"]
+    # Normal sentences never conflict; overlapping corpora lose about 19 % (0.81 measured on 1000)
+    assert all(tr.single_tag_capacity(s) == len(s.triples) for s in normal)
+    assert cap < 0.9
+
+
+# --- corpus ------------------------------------------------------------------------------------
+
+
+def test_overlap_type_hand_cases():
+    a, b, c = ("a",), ("b",), ("c",)
+    assert tr.overlap_type([(a, "author", b)]) == "Normal"
+    assert tr.overlap_type([(a, "author", b), (c, "actor", ("d",))]) == "Normal"
+    assert tr.overlap_type([(a, "author", b), (a, "actor", c)]) == "SEO"
+    assert tr.overlap_type([(a, "author", b), (c, "actor", b)]) == "SEO"
+    assert tr.overlap_type([(a, "director", b), (a, "actor", b)]) == "EPO"
+
+
+def test_corpus_deterministic_and_consistent():
+    c1, c2 = tr.generate_corpus(50, seed=3), tr.generate_corpus(50, seed=3)
+    assert [s.tokens for s in c1] == [s.tokens for s in c2]
+    assert [s.tokens for s in c1] != [s.tokens for s in tr.generate_corpus(50, seed=4)]
+    st = tr.corpus_stats(c1)
+    assert math.isclose(st["Normal"] + st["SEO"] + st["EPO"], 1.0)
+    for s in c1:  # every triple's words occur in the sentence
+        for subj, p, obj in s.triples:
+            assert p in tr.PREDICATES and tr.find_span(s.tokens, subj) and tr.find_span(s.tokens, obj)
+
+
+def test_corpus_one_clause_law():
+    # one clause: 12 templates, 1 without triples (redrawn); 6 give one triple, 5 give two and
+    # 1 of the 11 is nested. Closed form: mean 16/11, sd sqrt(30)/11; nested share 1/11.
+    n = 2000
+    st = tr.corpus_stats(tr.generate_corpus(n, seed=0, max_clauses=1))
+    se_mean = math.sqrt(30) / 11 / math.sqrt(n)
+    se_nest = math.sqrt(1 / 11 * 10 / 11 / n)
+    assert abs(st["mean_triples"] - 16 / 11) < 4 * se_mean
+    assert abs(st["nested"] - 1 / 11) < 4 * se_nest
+
+
+def test_reuse_creates_more_overlap():
+    # measured on 1000 sentences: Normal share 0.351 (reuse 0) vs 0.267 (reuse 0.5)
+    a = tr.corpus_stats(tr.generate_corpus(1000, seed=1, reuse=0.0))
+    b = tr.corpus_stats(tr.generate_corpus(1000, seed=1, reuse=0.5))
+    assert b["Normal"] < a["Normal"] - 0.04
+
+
+def test_corpus_validation():
+    with pytest.raises(ValueError, match="reuse"):
+        tr.generate_corpus(10, reuse=1.5)
+    with pytest.raises(ValueError, match="n"):
+        tr.generate_corpus(0)
+    with pytest.raises(TypeError, match="max_clauses"):
+        tr.generate_corpus(5, max_clauses=1.5)
+    with pytest.raises(ValueError, match="empty"):
+        tr.corpus_stats([])
+
+
+# --- tokens and labels -------------------------------------------------------------------------
+
+
+def test_encode_bad_inputs():
+    vocab = tr.build_vocab(tr.generate_corpus(20, seed=0))
+    with pytest.raises(ValueError, match="empty"):
+        tr.encode_sentence([], vocab, 8)
+    ids = tr.encode_sentence(["alice", "zzzunknown"], vocab, 8)
+    assert ids[1].item() == 1 and ids[0].item() == vocab.stoi["alice"]
+    with pytest.raises(ValueError, match="unknown"):
+        tr.encode_sentence(["alice", "zzzunknown"], vocab, 8, strict=True)
+    with pytest.raises(ValueError, match="max_len"):
+        tr.encode_sentence(["alice"] * 9, vocab, 8)
+    assert tr.encode_sentence(["alice"] * 9, vocab, 8, truncate=True).shape == (8,)
+    with pytest.raises(TypeError, match="tokens"):
+        tr.encode_sentence("alice", vocab, 8)
+
+
+def test_labels_first_occurrence_and_negative_subject():
+    s = tr.Sentence("the life of vera lund was published by atlas house".split(),
+                    [(("the", "life", "of", "vera", "lund"), "publisher", ("atlas", "house")),
+                     (("the", "life", "of", "vera", "lund"), "author", ("vera", "lund"))])
+    ys = tr.subject_labels(s)
+    assert ys[:, 0].nonzero().flatten().tolist() == [0] and ys[:, 1].nonzero().flatten().tolist() == [4]
+    yo = tr.object_labels(s, (0, 4))
+    a = tr.PREDICATES.index("author")
+    assert yo[3, a, 0] == 1 and yo[4, a, 1] == 1 and yo.sum() == 4
+    assert tr.object_labels(s, (0, 3)).sum() == 0  # not a gold subject: all-zero negative
+    with pytest.raises(ValueError, match="not in the sentence"):
+        tr.subject_labels(tr.Sentence(["a"], [(("b",), "author", ("a",))]))
+
+
+def test_sampler_subjects():
+    corpus = tr.generate_corpus(40, seed=2)
+    data = tr.TripleData(corpus, tr.build_vocab(corpus))
+    g = torch.Generator().manual_seed(0)
+    neg = 0
+    for _ in range(20):
+        b = data(16, g)
+        assert b["ids"].shape == b["mask"].shape and b["yo"].shape[2:] == (len(tr.PREDICATES), 2)
+        for i in range(16):
+            a, e = b["start"][i].item(), b["end"][i].item()
+            assert b["ys"][i, a, 0] == 1 and b["ys"][i, e, 1] == 1 and e >= a
+            neg += b["yo"][i].sum().item() == 0
+    assert neg > 0  # non-gold (start, end) pairs occur and carry all-zero labels
+    with pytest.raises(ValueError, match="max_len"):
+        tr.TripleData(corpus, tr.build_vocab(corpus), max_len=5)
+
+
+# --- loss and model ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_pn_bce_matches_direct_formula(n):
+    z = torch.linspace(-6, 6, 25, dtype=torch.float64)
+    q = torch.sigmoid(z) ** n
+    for y in (0.0, 1.0):
+        direct = -(y * torch.log(q) + (1 - y) * torch.log(1 - q))
+        assert torch.allclose(tr.pn_bce(z, torch.full_like(z, y), n), direct, rtol=1e-10, atol=1e-12)
+    if n == 1:
+        t = (torch.arange(25) % 2).to(z)
+        assert torch.allclose(tr.pn_bce(z, t, 1), F.binary_cross_entropy_with_logits(z, t, reduction="none"))
+
+
+def test_pn_bce_stable_and_gradient():
+    z = torch.tensor([-80.0, 80.0])
+    assert torch.isfinite(tr.pn_bce(z, torch.tensor([1.0, 0.0]), 4)).all()
+    # gradient for label 0 at p = 1/2: n p^n (1-p) / (1-p^n) = 4 (1/16)(1/2)/(15/16) = 2/15
+    z = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    tr.pn_bce(z, torch.zeros(1, dtype=torch.float64), 4).sum().backward()
+    assert math.isclose(z.grad.item(), 2 / 15, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="n"):
+        tr.pn_bce(z, z, 0)
+
+
+def test_cln_starts_as_layernorm_then_conditions():
+    torch.manual_seed(0)
+    cln = tr.ConditionalLayerNorm(8, 4).double()
+    h, c = torch.randn(3, 5, 8, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    assert torch.allclose(cln(h, c), F.layer_norm(h, (8,)))
+    with torch.no_grad():
+        cln.w_gamma.weight.normal_()
+        cln.w_beta.weight.normal_()
+    mu, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
+    manual = (h - mu) / torch.sqrt(var + 1e-5) * (1 + c @ cln.w_gamma.weight.T)[:, None] + (c @ cln.w_beta.weight.T)[:, None]
+    assert torch.allclose(cln(h, c), manual, atol=1e-12)
+
+
+def test_model_shapes_and_validation():
+    corpus = tr.generate_corpus(8, seed=0)
+    vocab = tr.build_vocab(corpus)
+    data = tr.TripleData(corpus, vocab, max_len=32)
+    for cond in ("cln", "add"):
+        m = tr.TripleModel(len(vocab), d=16, heads=2, layers=1, ffn=32, max_len=32, conditioning=cond)
+        b = data(4, torch.Generator().manual_seed(0))
+        h = m.encode(b["ids"], b["mask"])
+        assert h.shape == (4, data.T, 16)
+        assert m.object_logits(h, b["start"], b["end"]).shape == (4, data.T, len(tr.PREDICATES), 2)
+        loss = tr.triple_loss(m, b)
+        assert loss.ndim == 0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="conditioning"):
+        tr.TripleModel(10, conditioning="film")
+    with pytest.raises(ValueError, match="max_len"):
+        m.encode(torch.ones(1, 33, dtype=torch.long), torch.ones(1, 33, dtype=torch.bool))
+    with pytest.raises(ValueError, match="empty"):
+        m.encode(torch.ones(2, 3, dtype=torch.long), torch.tensor([[True] * 3, [False] * 3]))
+    with pytest.raises(TypeError, match="ids"):
+        m.encode(torch.ones(1, 3), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mask"):
+        m.encode(torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3))
+    with pytest.raises(ValueError, match="max_len"):
+        tr.extract(m, [tr.Sentence(["alice"] * 40)], vocab)
+    with pytest.raises(ValueError, match="empty"):
+        tr.extract(m, [], vocab)
+
+
+# --- scores ------------------------------------------------------------------------------------
+
+
+def test_prf_known_predictions():
+    A, B, C, D, E = [(("s",), "author", (w,)) for w in "abcde"]
+    r = tr.prf([{A, B, C}, set()], [{A, B, D}, {E}])
+    # 2 hits, 3 predicted, 4 gold: P = 2/3, R = 1/2, F1 = 2*2/(3+4)
+    assert math.isclose(r["precision"], 2 / 3) and math.isclose(r["recall"], 0.5)
+    assert math.isclose(r["f1"], 4 / 7)
+    assert math.isclose(r["f1"], 2 * r["precision"] * r["recall"] / (r["precision"] + r["recall"]))
+    assert tr.prf([set()], [set()])["f1"] == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        tr.prf([set()], [])
+
+
+def test_evaluate_per_type():
+    corpus = tr.generate_corpus(60, seed=5)
+    gold = [set(s.triples) for s in corpus]
+    res = tr.evaluate(gold, corpus)
+    assert all(v["f1"] == 1.0 for v in res.values())
+    assert sum(res[t]["n"] for t in ("Normal", "SEO", "EPO")) == 60
+    # drop every EPO sentence's predictions: only the EPO score and the total move
+    pred = [set() if s.kind == "EPO" else g for s, g in zip(corpus, gold, strict=True)]
+    res = tr.evaluate(pred, corpus)
+    assert res["EPO"]["recall"] == 0.0 and res["SEO"]["f1"] == 1.0 and res["Normal"]["f1"] == 1.0
+    n_epo = sum(len(g) for s, g in zip(corpus, gold, strict=True) if s.kind == "EPO")
+    assert math.isclose(res["all"]["recall"], 1 - n_epo / sum(map(len, gold)))
