@@ -6,11 +6,14 @@ every chapter notebook carries it.
 """
 
 import sys
+from pathlib import Path
 
 import nbformat
+import yaml
 
 MARK = "run-this-chapter"
-REPO = "https://github.com/companion-book/generative-models-derived"
+# one source of truth for the repository address: _config.yml
+REPO = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())["repository"]["url"]
 NOTE = f"""<!-- {MARK} -->
 :::{{admonition}} Run this chapter yourself
 :class: tip
@@ -22,15 +25,21 @@ Every number below is recomputed when you run the notebook; the `assert` cells a
 :::"""
 
 
-def add_note(path: str) -> bool:
+def add_note(path: str) -> str:
+    """Insert the note after the title, or refresh it if the text (e.g. the address) changed."""
     nb = nbformat.read(path, as_version=4)
-    if any(MARK in c.source for c in nb.cells if c.cell_type == "markdown"):
-        return False
+    for c in nb.cells:
+        if c.cell_type == "markdown" and MARK in c.source:
+            if c.source == NOTE:
+                return "already up to date"
+            c.source = NOTE
+            nbformat.write(nb, path)
+            return "note refreshed"
     nb.cells.insert(1, nbformat.v4.new_markdown_cell(NOTE))
     nbformat.write(nb, path)
-    return True
+    return "note added"
 
 
 if __name__ == "__main__":
     for p in sys.argv[1:]:
-        print(p, "note added" if add_note(p) else "already has the note")
+        print(p, add_note(p))
