@@ -117,21 +117,10 @@ def gmm_score_fn(gm: GaussianMixture) -> ScoreFn:
     """
     if not isinstance(gm, GaussianMixture):
         raise TypeError(f"gm must be a GaussianMixture, got {type(gm).__name__}")
-    lam, U = torch.linalg.eigh(gm.covs.to(torch.float64))  # (K, d), (K, d, d)
-    mu_rot = torch.einsum("kd,kde->ke", gm.means.to(torch.float64), U)
-    logw = torch.log(gm.weights.to(torch.float64).clamp_min(1e-300))
 
     def score_fn(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        x = check_tensor("x", x, ndim=2)
-        if x.shape[1] != gm.dim:
-            raise ValueError(f"x must have shape (n, {gm.dim}), got {tuple(x.shape)}")
         sigma = check_positive("sigma", sigma, allow_zero=True)
-        dev = x.device
-        var = lam.to(dev) + sigma**2  # (K, d) eigenvalues of Sigma_k + sigma^2 I
-        z = torch.einsum("nd,kde->nke", x.to(torch.float64), U.to(dev)) - mu_rot.to(dev)
-        zs = z / var
-        r = torch.softmax(-0.5 * ((z * zs).sum(-1) + torch.log(var).sum(-1)) + logw.to(dev), dim=1)
-        return -torch.einsum("nke,kde->nd", r[..., None] * zs, U.to(dev)).to(x.dtype)
+        return gm.score_at(x, 1.0, sigma)  # the laboratory's fast path (eigendecomposition cached)
 
     return score_fn
 

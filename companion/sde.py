@@ -97,26 +97,6 @@ def _check_score_output(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return s
 
 
-def _gmm_score_per_sample(gmm: GaussianMixture, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""Score of :math:`x_i\sim` ``gmm.noised(a_i, b_i)``, one ``(a_i, b_i)`` per row; ``x``: ``(n, d)``.
-
-    Components :math:`\mathcal N(a_i\mu_k, a_i^2\Sigma_k+b_i^2I)` (eq. ``lab-noised``), all in float64."""
-    x = check_tensor("x", x, ndim=2)
-    if x.shape[1] != gmm.dim:
-        raise ValueError(f"x must have shape (n, {gmm.dim}), got {tuple(x.shape)}")
-    dt, dev = x.dtype, x.device
-    xx, a, b = x.to(torch.float64).cpu(), a.to(torch.float64).cpu(), b.to(torch.float64).cpu()
-    eye = torch.eye(gmm.dim, dtype=torch.float64)
-    cov = a[:, None, None, None] ** 2 * gmm.covs.to(torch.float64) + b[:, None, None, None] ** 2 * eye  # (n,K,d,d)
-    diff = xx[:, None, :] - a[:, None, None] * gmm.means.to(torch.float64)  # (n, K, d)
-    chol = torch.linalg.cholesky(cov)
-    sol = torch.cholesky_solve(diff[..., None], chol)[..., 0]  # C^{-1}(x - a mu)
-    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    logc = -0.5 * ((diff * sol).sum(-1) + logdet) + torch.log(gmm.weights.to(torch.float64).clamp_min(1e-300))
-    r = torch.softmax(logc, dim=1)
-    return (-(r[..., None] * sol).sum(1)).to(dtype=dt, device=dev)
-
-
 # ============================================================================ SDE classes
 class SDE:
     r"""The linear SDE :math:`dx=f_t\,x\,dt+g_t\,dw` whose marginal is
@@ -305,8 +285,8 @@ class SDE:
 
         def score_fn(x: torch.Tensor, t) -> torch.Tensor:
             if isinstance(t, torch.Tensor) and t.ndim == 1 and t.numel() > 1:
-                return _gmm_score_per_sample(gmm, x, self._coef(self.alpha_bar, t, x[:, :1])[:, 0],
-                                             self._coef(self.beta_bar, t, x[:, :1])[:, 0])
+                return gmm.score_at(x, self._coef(self.alpha_bar, t, x[:, :1])[:, 0],
+                                    self._coef(self.beta_bar, t, x[:, :1])[:, 0])
             return self.marginal_law(gmm, t).score(x)
 
         return score_fn

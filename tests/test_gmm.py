@@ -164,6 +164,20 @@ def test_tweedie_and_eps_prediction(mix):
     torch.testing.assert_close(mix.eps_prediction(xt, a, b), (xt - a * mix.denoise(xt, a, b)) / b, rtol=0, atol=1e-10)
 
 
+def test_score_at_matches_noised_score_scalar_and_per_point(mix):
+    x = mix.sample(50, 12)
+    torch.testing.assert_close(mix.score_at(x, 0.6, 0.8), mix.noised(0.6, 0.8).score(x), rtol=0, atol=1e-10)
+    g = torch.Generator().manual_seed(13)
+    a = torch.rand(50, generator=g, dtype=torch.float64) + 0.1
+    b = torch.rand(50, generator=g, dtype=torch.float64) + 0.05
+    loop = torch.cat([mix.noised(a[i].item(), b[i].item()).score(x[i : i + 1]) for i in range(50)])
+    torch.testing.assert_close(mix.score_at(x, a, b), loop, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match=r"a must be a scalar or have shape \(50,\)"):
+        mix.score_at(x, torch.ones(3), 1.0)
+    with pytest.raises(ValueError, match="b must be >= 0"):
+        mix.score_at(x, 1.0, -1.0)
+
+
 def test_float32_inputs_give_float32_outputs():
     m = lab_2d()
     x = m.sample(8, 0).float()
