@@ -350,12 +350,14 @@ def _to_triple(tokens: list[str], s: tuple[int, int], p: int, o: tuple[int, int]
 
 
 def decode_gold(sent: Sentence) -> set[Triple]:
-    """Decode the gold labels of a sentence with :func:`decode_spans` (the oracle of the scheme)."""
+    """Decode the gold labels of a sentence with :func:`decode_spans` (the oracle of the scheme).
+
+    Predicates whose labels are all zero are skipped (they cannot decode to a span)."""
     ys = subject_labels(sent)
     out = set()
     for s in decode_spans(ys[:, 0], ys[:, 1]):
         yo = object_labels(sent, s)
-        for p in range(len(PREDICATES)):
+        for p in torch.nonzero(yo.sum(dim=(0, 2))).flatten().tolist():
             for o in decode_spans(yo[:, p, 0], yo[:, p, 1]):
                 out.add(_to_triple(sent.tokens, s, p, o))
     return out
