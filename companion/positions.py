@@ -55,6 +55,9 @@ __all__ = [
     "task_loss",
     "task_accuracy",
     "train_task",
+    "make_sampler",
+    "TEST_POSITIONS",
+    "extrapolation_table",
 ]
 
 IGNORE = -100
@@ -546,3 +549,38 @@ def train_task(
         desc=f"{task}/{pe}/{positions}",
     )
     return res.model
+
+
+# test positions that go with each training sampler (Su: evenly spaced beats random at test time)
+TEST_POSITIONS = {"plain": "plain", "random": "uniform", "equal_mean": "plain"}
+
+
+def extrapolation_table(
+    tasks: list[str],
+    kinds: list[str],
+    seeds: list[int],
+    lengths: list[int],
+    *,
+    n: int = 256,
+    progress: bool = True,
+    **train_kw,
+) -> list[dict]:
+    """Train one model per (task, training positions, seed) with :func:`train_task` and measure its
+    accuracy at each test length (test positions from ``TEST_POSITIONS``). Returns one row per model:
+    ``{"task", "positions", "seed", "seconds", "acc": {length: accuracy}}``."""
+    import time
+
+    rows = []
+    for task in tasks:
+        for kind in kinds:
+            for seed in seeds:
+                t0 = time.perf_counter()
+                model = train_task(task, kind, seed=seed, progress=progress, **train_kw)
+                seconds = time.perf_counter() - t0
+                max_len = train_kw.get("max_len", 256)
+                acc = {
+                    L: task_accuracy(model, task, L, TEST_POSITIONS[kind], n=n, max_len=max_len, seed=10_000 + seed)
+                    for L in lengths
+                }
+                rows.append({"task": task, "positions": kind, "seed": seed, "seconds": seconds, "acc": acc})
+    return rows
