@@ -10,7 +10,7 @@ fight the imbalance of the sparse labels; spans are read back with the nearest-e
 
 Public surface:
 
-* corpus: :data:`PREDICATES`, :class:`Sentence`, :func:`generate_corpus` (template sentences with
+* corpus: ``PREDICATES``, :class:`Sentence`, :func:`generate_corpus` (template sentences with
   Normal / SEO / EPO / nested overlaps and a reuse probability), :func:`overlap_type`,
   :func:`corpus_stats`;
 * tokens: :class:`Vocab`, :func:`build_vocab`, :func:`encode_sentence`, :func:`find_span`;
