@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 
 from .schedules import DiscreteSchedule
-from .utils import append_dims, check_int, check_positive, check_tensor, make_generator
+from .utils import append_dims, check_batch, check_int, check_positive, check_tensor, make_generator
 
 __all__ = [
     "q_sample",
@@ -57,13 +57,6 @@ def _check_schedule(schedule) -> DiscreteSchedule:
     if not isinstance(schedule, DiscreteSchedule):
         raise TypeError(f"schedule must be a DiscreteSchedule, got {type(schedule).__name__}")
     return schedule
-
-
-def _check_x(name: str, x) -> torch.Tensor:
-    x = check_tensor(name, x)
-    if x.ndim < 1:
-        raise ValueError(f"{name} must have a batch dimension, got a 0-d tensor")
-    return x
 
 
 def _check_same(name: str, y, x: torch.Tensor, xname: str) -> torch.Tensor:
@@ -130,7 +123,7 @@ def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t, noise: torch.Tenso
         ``x_t`` with the shape, dtype and device of ``x0``.
     """
     schedule = _check_schedule(schedule)
-    x0 = _check_x("x0", x0)
+    x0 = check_batch("x0", x0)
     noise = _check_same("noise", noise, x0, "x0")
     a = _coef(schedule, schedule.alpha_bar, t, x0, lo=0)
     b = _coef(schedule, schedule.beta_bar, t, x0, lo=0)
@@ -152,7 +145,7 @@ def posterior(schedule: DiscreteSchedule, t: int, x_t: torch.Tensor, x0: torch.T
     """
     schedule = _check_schedule(schedule)
     t = _step_index(schedule, t)
-    x_t = _check_x("x_t", x_t)
+    x_t = check_batch("x_t", x_t)
     x0 = _check_same("x0", x0, x_t, "x_t")
     ab, bb, a, b = schedule.alpha_bar, schedule.beta_bar, schedule.alpha, schedule.beta
     kappa = (a[t] * bb[t - 1] ** 2 / bb[t] ** 2).item()
@@ -164,7 +157,7 @@ def posterior(schedule: DiscreteSchedule, t: int, x_t: torch.Tensor, x0: torch.T
 def x0_from_eps(schedule: DiscreteSchedule, t, x_t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon)/\bar\alpha_t` (eq. ``ddpm-x0-eps``); ``t`` int or ``(n,)``, ``t >= 1``."""
     schedule = _check_schedule(schedule)
-    x_t = _check_x("x_t", x_t)
+    x_t = check_batch("x_t", x_t)
     eps = _check_same("eps", eps, x_t, "x_t")
     a = _coef(schedule, schedule.alpha_bar, t, x_t, lo=1)
     b = _coef(schedule, schedule.beta_bar, t, x_t, lo=1)
@@ -174,7 +167,7 @@ def x0_from_eps(schedule: DiscreteSchedule, t, x_t: torch.Tensor, eps: torch.Ten
 def eps_from_x0(schedule: DiscreteSchedule, t, x_t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     r""":math:`\epsilon=(x_t-\bar\alpha_t x_0)/\bar\beta_t`, the inverse of :func:`x0_from_eps` (eq. ``ddpm-x0-eps``)."""
     schedule = _check_schedule(schedule)
-    x_t = _check_x("x_t", x_t)
+    x_t = check_batch("x_t", x_t)
     x0 = _check_same("x0", x0, x_t, "x_t")
     a = _coef(schedule, schedule.alpha_bar, t, x_t, lo=1)
     b = _coef(schedule, schedule.beta_bar, t, x_t, lo=1)
@@ -203,7 +196,7 @@ def eps_loss(
     as ``lambda m, b, g: eps_loss(m, sched, b, g)``. ``reduction='none'`` returns ``(n,)``.
     """
     schedule = _check_schedule(schedule)
-    x0 = _check_x("x0", x0)
+    x0 = check_batch("x0", x0)
     if weighting not in ("simple", "x0"):
         raise ValueError(f"weighting must be 'simple' or 'x0', got {weighting!r}")
     if reduction not in ("mean", "none"):
@@ -266,7 +259,7 @@ def ddpm_step(
     """
     schedule = _check_schedule(schedule)
     t = _step_index(schedule, t)
-    x_t = _check_x("x_t", x_t)
+    x_t = check_batch("x_t", x_t)
     eps = _check_same("eps", eps, x_t, "x_t")
     if isinstance(variance, str):
         if variance == "posterior":
@@ -313,7 +306,7 @@ def ddim_step(
     """
     schedule = _check_schedule(schedule)
     t = _step_index(schedule, t)
-    x_t = _check_x("x_t", x_t)
+    x_t = check_batch("x_t", x_t)
     eps = _check_same("eps", eps, x_t, "x_t")
     if sigma is None:
         sigma = ddim_sigma(schedule, t, eta)
@@ -401,7 +394,7 @@ def analytic_dpm_variances(
     (entry 0 unused) for ``sample(..., variance=...)``.
     """
     schedule = _check_schedule(schedule)
-    x0 = _check_x("x0", x0)
+    x0 = check_batch("x0", x0)
     g = make_generator(generator, x0.device)
     out = torch.zeros(schedule.T + 1, dtype=torch.float64)
     for t in range(1, schedule.T + 1):
@@ -471,7 +464,7 @@ def sample(
         ``x_0`` (shape of ``x_T``), or ``(x_0, x0_hats)`` if ``return_x0``.
     """
     schedule = _check_schedule(schedule)
-    x = _check_x("x_T", x_T)
+    x = check_batch("x_T", x_T)
     if not callable(model):
         raise TypeError("model must be callable (x, t_label) -> eps")
     eta = check_positive("eta", eta, allow_zero=True)

@@ -22,7 +22,7 @@ nearest-neighbour distance and :math:`\log 0=-\infty`. :func:`knn_entropy` raise
 ``ValueError`` in that case unless ``dedupe=True``, which keeps one copy of each distinct row
 (``n`` becomes the number of distinct rows). Mini-batches drawn *with replacement* from a
 finite data set contain repeated examples, hence repeated codes: :func:`eae_loss` therefore
-dedupes, and :func:`batches_without_replacement` avoids the issue at the source.
+dedupes, and ``companion.train.fit(..., replace=False)`` avoids the issue at the source.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ __all__ = [
     "eae_loss",
     "VAE",
     "vae_loss",
-    "batches_without_replacement",
 ]
 
 
@@ -337,19 +336,3 @@ def vae_loss(model: VAE, x: torch.Tensor, generator: torch.Generator | None = No
     if return_parts:
         return loss, {"rec": rec.item(), "kl": kl.item()}
     return loss
-
-
-def batches_without_replacement(data: torch.Tensor):
-    """A sampler ``(batch_size, generator) -> batch`` for :func:`companion.train.fit` that draws
-    each batch without replacement from the rows of ``data`` ``(N, ...)`` (no repeated example
-    inside a batch)."""
-    data = check_tensor("data", data)
-    if data.ndim < 1 or data.shape[0] < 1:
-        raise ValueError("data must have at least one row")
-
-    def draw(batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        if batch_size > data.shape[0]:
-            raise ValueError(f"batch_size={batch_size} exceeds the number of rows {data.shape[0]}")
-        return data[torch.randperm(data.shape[0], generator=generator)[:batch_size]]
-
-    return draw

@@ -40,7 +40,7 @@ from torch import nn
 
 from .gmm import GaussianMixture
 from .schedules import ContinuousSchedule
-from .utils import append_dims, check_int, check_positive, check_tensor, make_generator
+from .utils import append_dims, check_batch, check_int, check_positive, check_tensor, make_generator
 
 __all__ = [
     "gmm_score_fn",
@@ -70,13 +70,6 @@ Velocity = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 # ============================================================================ validation
-def _check_x(name: str, x) -> torch.Tensor:
-    x = check_tensor(name, x)
-    if x.ndim < 2:
-        raise ValueError(f"{name} must have shape (n, ...) with at least 2 dims, got {tuple(x.shape)}")
-    return x
-
-
 def _check_callable(name: str, fn) -> None:
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
@@ -236,7 +229,7 @@ def pf_ode_drift(schedule: ContinuousSchedule, score_fn_t: Callable[[torch.Tenso
     """
     if not isinstance(schedule, ContinuousSchedule):
         raise TypeError(f"schedule must be a ContinuousSchedule, got {type(schedule).__name__}")
-    x = _check_x("x", x)
+    x = check_batch("x", x, min_ndim=2)
     f = float(schedule.f(t))
     g2 = float(schedule.g2(t))
     return f * x - 0.5 * g2 * _score(score_fn_t, x, t)
@@ -247,7 +240,7 @@ def vp_to_heat(schedule: ContinuousSchedule, x: torch.Tensor, t: float) -> tuple
     :math:`y=x/\bar\alpha_t`, :math:`\sigma=\bar\beta_t/\bar\alpha_t`. ``x``: ``(n, ...)``."""
     if not isinstance(schedule, ContinuousSchedule):
         raise TypeError(f"schedule must be a ContinuousSchedule, got {type(schedule).__name__}")
-    x = _check_x("x", x)
+    x = check_batch("x", x, min_ndim=2)
     a = float(schedule.alpha_bar(t))
     return x / a, float(schedule.beta_bar(t)) / a
 
@@ -267,7 +260,7 @@ def _velocity(score_fn: ScoreFn, x: torch.Tensor, sigma: float, extra: Velocity 
 
 def _fixed_step(stages: str, score_fn, x, sigmas, callback, extra_velocity):
     _check_callable("score_fn", score_fn)
-    x = _check_x("x", x)
+    x = check_batch("x", x, min_ndim=2)
     sig = _check_sigmas(sigmas)
     if callback is not None:
         _check_callable("callback", callback)
@@ -367,7 +360,7 @@ def solve_adaptive(fn: Callable[[torch.Tensor, float], torch.Tensor], y0: torch.
     ``(y(t1), {'nfe', 'steps', 'rejected'})``.
     """
     _check_callable("fn", fn)
-    y = _check_x("y0", y0)
+    y = check_batch("y0", y0, min_ndim=2)
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)
     max_steps = check_int("max_steps", max_steps, minimum=1)
@@ -440,7 +433,7 @@ def sample_adaptive(score_fn: ScoreFn, x: torch.Tensor, sigma_max: float, sigma_
         s = math.exp(u)
         return -(s**2) * _score(score_fn, y, s)
 
-    return solve_adaptive(fn, _check_x("x", x), math.log(sigma_max), math.log(sigma_min), rtol=rtol, atol=atol)
+    return solve_adaptive(fn, check_batch("x", x, min_ndim=2), math.log(sigma_max), math.log(sigma_min), rtol=rtol, atol=atol)
 
 
 # =========================================================== divergence and likelihood
@@ -468,7 +461,7 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
     unbiased, one backward pass per probe. ``x``: ``(n, ...)``. Returns
     ``(fn(x) detached, divergence (n,))``.
     """
-    x = _check_x("x", x)
+    x = check_batch("x", x, min_ndim=2)
     if method not in ("exact", "hutchinson"):
         raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
     if method == "hutchinson":
@@ -500,7 +493,7 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
 
 def gaussian_log_prob(x: torch.Tensor, std: float) -> torch.Tensor:
     r"""Log-density of :math:`\mathcal N(0,\mathrm{std}^2I)`, ``x``: ``(n, ...)`` -> ``(n,)``."""
-    x = _check_x("x", x)
+    x = check_batch("x", x, min_ndim=2)
     std = check_positive("std", std)
     D = x[0].numel()
     return -0.5 * (x.flatten(1) ** 2).sum(1) / std**2 - D * math.log(std) - 0.5 * D * math.log(2 * math.pi)
@@ -526,7 +519,7 @@ def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigm
     Returns ``(logp (n,), {'nfe', 'prior_logp', 'delta', 'latent'})``.
     """
     _check_callable("score_fn", score_fn)
-    x = _check_x("x", x)
+    x = check_batch("x", x, min_ndim=2)
     sigma_min = check_positive("sigma_min", sigma_min)
     sigma_max = check_positive("sigma_max", sigma_max)
     if sigma_max <= sigma_min:
@@ -595,7 +588,7 @@ class ScoreNet(nn.Module):
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         r"""The denoiser :math:`\hat x_0(x,\sigma)`; ``x``: ``(n, ...)``, ``sigma``: float or ``(n,)``."""
-        x = _check_x("x", x)
+        x = check_batch("x", x, min_ndim=2)
         s = self._sigma(x, sigma)
         sd2 = self.sigma_data**2
         c_in = append_dims((s**2 + sd2).rsqrt(), x.ndim)
@@ -604,7 +597,7 @@ class ScoreNet(nn.Module):
         return c_skip * x + c_out * self.net(c_in * x, 0.25 * torch.log(s))
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        s = append_dims(self._sigma(_check_x("x", x), sigma), x.ndim)
+        s = append_dims(self._sigma(check_batch("x", x, min_ndim=2), sigma), x.ndim)
         return (self.denoise(x, sigma) - x) / s**2
 
 
@@ -623,7 +616,7 @@ def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator, *,
     """
     if not isinstance(model, ScoreNet):
         raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
-    x0 = _check_x("x0", x0)
+    x0 = check_batch("x0", x0, min_ndim=2)
     p_std = check_positive("p_std", p_std)
     n = x0.shape[0]
     log_s = p_mean + p_std * torch.randn(n, generator=generator, dtype=x0.dtype, device=x0.device)

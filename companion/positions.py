@@ -213,6 +213,12 @@ def log_n_scale(n: int | torch.Tensor, train_length: int) -> float | torch.Tenso
     return math.log(n) / math.log(train_length)
 
 
+def _scaled_logits(q: torch.Tensor, k: torch.Tensor, train_length: int | None) -> torch.Tensor:
+    """Attention logits :math:`\\lambda\\,qk^\top/\\sqrt d` with the log-n factor of eq. ``pos-logn``."""
+    lam = 1.0 if train_length is None else log_n_scale(k.shape[-2], train_length)
+    return (lam / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -236,10 +242,7 @@ def attention(
         raise ValueError(f"q and k must share the feature size, got {q.shape[-1]} and {k.shape[-1]}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have the same number of tokens, got {k.shape[-2]} and {v.shape[-2]}")
-    n = k.shape[-2]
-    lam = 1.0 if train_length is None else log_n_scale(n, train_length)
-    logits = (lam / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
-    w = logits.softmax(dim=-1)
+    w = _scaled_logits(q, k, train_length).softmax(dim=-1)
     out = w @ v
     return (out, w) if return_weights else out
 
@@ -251,10 +254,7 @@ def attention_entropy(q: torch.Tensor, k: torch.Tensor, *, train_length: int | N
     check_tensor("k", k)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share the feature size, got {q.shape[-1]} and {k.shape[-1]}")
-    n = k.shape[-2]
-    lam = 1.0 if train_length is None else log_n_scale(n, train_length)
-    logits = (lam / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
-    logp = logits.log_softmax(dim=-1)
+    logp = _scaled_logits(q, k, train_length).log_softmax(dim=-1)
     return -(logp.exp() * logp).sum(-1)
 
 

@@ -43,7 +43,7 @@ from scipy.linalg import solve_banded
 
 from .gmm import GaussianMixture
 from .schedules import ContinuousSchedule, VESchedule, VPSchedule
-from .utils import append_dims, check_int, check_positive, check_tensor, make_generator
+from .utils import append_dims, check_batch, check_int, check_positive, check_tensor, require_generator
 
 __all__ = [
     "SDE",
@@ -69,21 +69,6 @@ ScoreFn = Callable[[torch.Tensor, "float | torch.Tensor"], torch.Tensor]
 
 
 # ============================================================================ helpers
-def _check_x(name: str, x) -> torch.Tensor:
-    x = check_tensor(name, x)
-    if x.ndim < 1 or x.shape[0] < 1:
-        raise ValueError(f"{name} must have a non-empty batch dimension, got shape {tuple(x.shape)}")
-    return x
-
-
-def _check_generator(generator) -> torch.Generator:
-    if generator is None:
-        raise ValueError("this computation is stochastic: pass generator= (a torch.Generator or an int seed)")
-    if isinstance(generator, bool) or not isinstance(generator, (torch.Generator, int)):
-        raise TypeError(f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}")
-    return make_generator(generator)
-
-
 def _check_nu(nu) -> float:
     return check_positive("nu", nu, allow_zero=True)
 
@@ -216,7 +201,7 @@ class SDE:
     # ---- forward process
     def drift(self, x: torch.Tensor, t) -> torch.Tensor:
         r"""Forward drift :math:`f_t\,x`; ``x``: ``(n, ...)``, ``t``: float or ``(n,)``."""
-        x = _check_x("x", x)
+        x = check_batch("x", x)
         return self._coef(self.f, t, x) * x
 
     def diffusion(self, t) -> torch.Tensor:
@@ -226,14 +211,14 @@ class SDE:
     def marginal(self, x0: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Mean and std of :math:`p(x_t\mid x_0)`: ``(alpha_bar_t * x0, beta_bar_t)``; the std
         broadcasts against ``x0`` (0-d for scalar ``t``, ``(n, 1, ...)`` for ``t`` of shape ``(n,)``)."""
-        x0 = _check_x("x0", x0)
+        x0 = check_batch("x0", x0)
         return self._coef(self.alpha_bar, t, x0) * x0, self._coef(self.beta_bar, t, x0)
 
     def perturb(self, x0: torch.Tensor, t, *, generator=None, noise: torch.Tensor | None = None):
         r"""Draw :math:`x_t=\bar\alpha_tx_0+\bar\beta_t\varepsilon`; returns ``(x_t, eps)``."""
         mean, std = self.marginal(x0, t)
         if noise is None:
-            g = _check_generator(generator)
+            g = require_generator(generator)
             noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
         elif not isinstance(noise, torch.Tensor) or noise.shape != x0.shape:
             raise ValueError(f"noise must be a tensor of the shape of x0 {tuple(x0.shape)}")
@@ -257,13 +242,13 @@ class SDE:
 
     def prior_sample(self, shape, *, generator, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
         r"""Draw from the prior :math:`\mathcal N(0,\bar\beta_1^2I)` (it ignores the tiny :math:`\bar\alpha_1x_0` term)."""
-        g = _check_generator(generator)
+        g = require_generator(generator)
         shape = tuple(shape)
         return self.prior_std * torch.randn(shape, generator=g, dtype=dtype, device=device)
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         r"""Log-density of the prior, summed over all but the batch dimension: ``(n, ...) -> (n,)``."""
-        z = _check_x("z", z)
+        z = check_batch("z", z)
         s = self.prior_std
         d = z[0].numel()
         return -0.5 * (z.flatten(1) ** 2).sum(1) / s**2 - d * (math.log(s) + 0.5 * math.log(2 * math.pi))
@@ -382,8 +367,8 @@ def forward_sample(
         The end points, shape/dtype/device of ``x0``.
     """
     sde = _check_sde(sde)
-    x = _check_x("x0", x0)
-    g = _check_generator(generator)
+    x = check_batch("x0", x0)
+    g = require_generator(generator)
     if times is None and steps is not None:
         ts = time_grid(sde, steps, t_end if t_end is not None else sde.t_max, sde.t_min).flip(0)
     else:
@@ -425,7 +410,7 @@ def reverse_step(
         :math:`(x_t+\bar\beta_t^2 s)/\bar\alpha_t` at the current point (eq. ``sde-tweedie``).
     """
     sde = _check_sde(sde)
-    x = _check_x("x", x)
+    x = check_batch("x", x)
     nu = _check_nu(nu)
     t, t_next = sde._scalar_time("t", t), sde._scalar_time("t_next", t_next)
     if not t > t_next:
@@ -438,7 +423,7 @@ def reverse_step(
     std = nu * math.sqrt(g2 * dt)
     if std > 0:
         if noise is None:
-            g = _check_generator(generator)
+            g = require_generator(generator)
             noise = torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
         elif not isinstance(noise, torch.Tensor) or noise.shape != x.shape:
             raise ValueError(f"noise must be a tensor of the shape of x {tuple(x.shape)}")
@@ -473,10 +458,10 @@ def reverse_sample(
         denoiser output (at the last time before ``t_end``).
     """
     sde = _check_sde(sde)
-    x = _check_x("x", x)
+    x = check_batch("x", x)
     nu = _check_nu(nu)
     ts = _times(sde, steps, times, t_start, t_end)
-    g = _check_generator(generator) if nu > 0 else None
+    g = require_generator(generator) if nu > 0 else None
     x0_hat = x
     for i in range(ts.numel() - 1):
         t, tn = ts[i].item(), ts[i + 1].item()
@@ -512,12 +497,12 @@ def pc_sample(
         ``(x, info)`` with ``info = {'nfe', 'x0_hat', 'times'}``; ``nfe = steps * (1 + n_corrector)``.
     """
     sde = _check_sde(sde)
-    x = _check_x("x", x)
+    x = check_batch("x", x)
     snr = check_positive("snr", snr)
     n_corrector = check_int("n_corrector", n_corrector, minimum=0)
     nu = _check_nu(nu)
     ts = _times(sde, steps, times, t_start, t_end)
-    g = _check_generator(generator)
+    g = require_generator(generator)
     nfe = 0
     x0_hat = x
     for i in range(ts.numel() - 1):
@@ -541,7 +526,7 @@ def pc_sample(
 def pf_ode_drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: float) -> torch.Tensor:
     r"""Right-hand side of the probability-flow ODE :math:`\frac{dx}{dt}=f_tx-\tfrac12g_t^2\nabla\log p_t(x)` (eq. ``sde-pf-ode``)."""
     sde = _check_sde(sde)
-    x = _check_x("x", x)
+    x = check_batch("x", x)
     _, _, f, g2 = sde._scalars(t)
     return f * x - 0.5 * g2 * _check_score_output(score_fn(x, t), x)
 
@@ -555,7 +540,7 @@ def ddim_ode_drift(sde: SDE, eps_fn: Callable, x: torch.Tensor, t: float) -> tor
     :func:`pf_ode_drift` checks that algebra. ``eps_fn(x, t)``: a noise predictor.
     """
     sde = _check_sde(sde)
-    x = _check_x("x", x)
+    x = check_batch("x", x)
     t = sde._scalar_time("t", t)
     tt = torch.tensor(t, dtype=torch.float64, requires_grad=True)
 
@@ -608,7 +593,7 @@ def dsm_loss(
         reduction: ``'mean'`` (scalar) or ``'none'`` (``(n,)``: summed over coordinates).
     """
     sde = _check_sde(sde)
-    x0 = _check_x("x0", x0)
+    x0 = check_batch("x0", x0)
     if not isinstance(noise, torch.Tensor) or noise.shape != x0.shape:
         raise ValueError(f"noise must be a tensor of the shape of x0 {tuple(x0.shape)}")
     if weighting not in ("none", "beta2"):
@@ -664,7 +649,7 @@ def reverse_kernel_gaussian(sde: SDE, score_fn: ScoreFn, x_next: torch.Tensor, t
     ``x_next``: ``(n, d)``; returns ``(mean (n, d), var float)``.
     """
     sde = _check_sde(sde)
-    x_next = _check_x("x_next", x_next)
+    x_next = check_batch("x_next", x_next)
     dt = check_positive("dt", dt)
     s_time = sde._scalar_time("t + dt", sde._scalar_time("t", t) + dt)
     _, _, f, g2 = sde._scalars(s_time)

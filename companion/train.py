@@ -68,11 +68,17 @@ class FitResult:
         return (c[window:] - c[:-window]) / window
 
 
-def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator):
-    """Endless random mini-batches (with replacement) of the rows of ``data``."""
+def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator, replace: bool = True):
+    """Endless random mini-batches of the rows of ``data``: drawn with replacement, or (with
+    ``replace=False``) without any repeated row inside a batch."""
     n = data.shape[0]
+    if not replace and batch_size > n:
+        raise ValueError(f"batch_size={batch_size} exceeds the number of rows {n} (replace=False)")
     while True:
-        idx = torch.randint(0, n, (batch_size,), generator=generator)
+        if replace:
+            idx = torch.randint(0, n, (batch_size,), generator=generator)
+        else:
+            idx = torch.randperm(n, generator=generator)[:batch_size]
         yield data[idx]
 
 
@@ -87,6 +93,7 @@ def fit(
     seed: int = 0,
     ema_decay: float | None = 0.999,
     weight_decay: float = 0.0,
+    replace: bool = True,
     grad_clip: float | None = 1.0,
     warmup: int = 0,
     cosine: bool = True,
@@ -102,6 +109,8 @@ def fit(
         data: a tensor of examples ``(N, ...)`` (mini-batches drawn with replacement), or a
             callable ``(batch_size, generator) -> batch`` for laws we can sample exactly.
         steps, batch_size, lr, weight_decay: optimisation settings.
+        replace: for tensor ``data``, draw each batch with replacement (default) or without
+            (no repeated example inside a batch, e.g. for batch-level entropy estimates).
         seed: seeds the generator passed to ``loss_fn`` and used for batches.
         ema_decay: decay of the parameter EMA (returned as ``FitResult.ema``; warm-up as in
             :class:`EMA`); ``None`` skips the EMA and ``FitResult.ema`` is the model itself.
@@ -116,7 +125,7 @@ def fit(
         raise TypeError("loss_fn must be callable (model, batch, generator) -> scalar loss")
     g = make_generator(seed)
     if isinstance(data, torch.Tensor):
-        stream = batches(data, batch_size, g)
+        stream = batches(data, batch_size, g, replace)
         draw = lambda: next(stream)
     elif callable(data):
         draw = lambda: data(batch_size, g)

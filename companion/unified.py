@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from .schedules import DiscreteSchedule
-from .utils import append_dims, check_int, check_positive, check_tensor, make_generator
+from .utils import append_dims, check_int, check_positive, check_tensor, make_generator, require_generator
 
 __all__ = [
     "NotInvertibleError",
@@ -79,14 +79,6 @@ class NotInvertibleError(ValueError):
 
 
 # ============================================================================ helpers
-def _gen(generator, name: str = "generator") -> torch.Generator:
-    if generator is None:
-        raise ValueError(f"this operation is random: pass {name}= (a torch.Generator or an int seed)")
-    if isinstance(generator, bool) or not isinstance(generator, (torch.Generator, int)):
-        raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(generator).__name__}")
-    return make_generator(generator)
-
-
 def _time(t: Time, T: int, n: int | None, *, lo: int = 0) -> Time:
     """Validate a time: an int in ``[lo, T]`` or an integer tensor ``(n,)`` of such ints."""
     if isinstance(t, torch.Tensor):
@@ -175,7 +167,7 @@ class Corruption:
 
     def corrupt(self, x0: torch.Tensor, t: Time, generator) -> torch.Tensor:
         """Draw :math:`x_t\\sim p(x_t\\mid x_0)`: fresh noise pushed through :meth:`forward`."""
-        return self.forward(x0, t, self.sample_noise(x0, _gen(generator)))
+        return self.forward(x0, t, self.sample_noise(x0, require_generator(generator)))
 
     def reuse(self, x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int, generator=None) -> torch.Tensor:
         r"""Design (b): :math:`\mathcal F_s(x_0,\mathcal F_t^{-1}(x_0,x_t))` (eq. ``udm-reuse``)."""
@@ -223,7 +215,7 @@ class Additive(Corruption):
 
     def sample_noise(self, x0: torch.Tensor, generator) -> torch.Tensor:
         x0 = check_tensor("x0", x0)
-        return torch.randn(x0.shape, generator=_gen(generator), dtype=x0.dtype, device=x0.device)
+        return torch.randn(x0.shape, generator=require_generator(generator), dtype=x0.dtype, device=x0.device)
 
     def forward(self, x0: torch.Tensor, t: Time, noise: torch.Tensor) -> torch.Tensor:
         x0 = check_tensor("x0", x0)
@@ -440,7 +432,7 @@ class Masking(Corruption):
 
     def sample_noise(self, x0: torch.Tensor, generator) -> torch.Tensor:
         x0 = _check_tokens("x0", x0, self.length)
-        return torch.rand(x0.shape, generator=_gen(generator), dtype=torch.float64).to(x0.device)
+        return torch.rand(x0.shape, generator=require_generator(generator), dtype=torch.float64).to(x0.device)
 
     def forward(self, x0: torch.Tensor, t: Time, noise: torch.Tensor) -> torch.Tensor:
         x0 = _check_tokens("x0", x0, self.length)
@@ -460,7 +452,7 @@ class Masking(Corruption):
             raise ValueError("x_t must have exactly t masked positions per row")
         if ((x_t != x0) & ~masked).any():
             raise ValueError("x0 must agree with x_t on the unmasked positions (p(x_t | x0) = 0 otherwise)")
-        return _conditional_keys(masked, _gen(generator))
+        return _conditional_keys(masked, require_generator(generator))
 
 
 class Substitution(Corruption):
@@ -485,7 +477,7 @@ class Substitution(Corruption):
 
     def sample_noise(self, x0: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
         x0 = _check_tokens("x0", x0, self.length)
-        g = _gen(generator)
+        g = require_generator(generator)
         keys = torch.rand(x0.shape, generator=g, dtype=torch.float64).to(x0.device)
         lo = 1 if self.different else 0
         off = torch.randint(lo, self.vocab, x0.shape, generator=g).to(x0.device)
@@ -518,7 +510,7 @@ class Substitution(Corruption):
         tt = t.to(count.device) if isinstance(t, torch.Tensor) else torch.full_like(count, t)
         if (count != tt).any():
             raise ValueError("x_t must differ from x0 in exactly t positions per row")
-        g = _gen(generator)
+        g = require_generator(generator)
         keys = _conditional_keys(changed, g)
         fresh = torch.randint(1, self.vocab, x0.shape, generator=g).to(x0.device)
         off = torch.where(changed, (x_t - x0) % self.vocab, fresh)
@@ -622,7 +614,7 @@ class GaussianRenoise(Design):
         eps = corruption.invert(x0_hat, x_t, t)
         level = corruption.noise_level(s)
         if f > 0 and (level is None or level > 0):  # draw only when the fresh noise matters
-            z = torch.randn(x_t.shape, generator=_gen(generator), dtype=x_t.dtype, device=x_t.device)
+            z = torch.randn(x_t.shape, generator=require_generator(generator), dtype=x_t.dtype, device=x_t.device)
             eps = math.sqrt(1 - f * f) * eps + f * z
         return corruption.forward(x0_hat, s, eps)
 
@@ -745,7 +737,7 @@ def posterior_estimator(mixture, corruption: Additive, mode: str = "sample") -> 
     def est(x, t, g=None):
         flat = x.reshape(x.shape[0], -1)
         post = mixture.posterior(flat, corruption.linear_map(t), corruption.noise_level(t))
-        out = post.sample(_gen(g)) if mode == "sample" else post.mean()
+        out = post.sample(require_generator(g)) if mode == "sample" else post.mean()
         return out.reshape(x.shape)
 
     return est
@@ -766,7 +758,7 @@ def gaussian_spread_estimator(point: Estimator, x0_std: torch.Tensor) -> Estimat
         sd = x0_std[t].item()
         if sd == 0:
             return m
-        return m + sd * torch.randn(m.shape, generator=_gen(g), dtype=m.dtype, device=m.device)
+        return m + sd * torch.randn(m.shape, generator=require_generator(g), dtype=m.dtype, device=m.device)
 
     return est
 
@@ -783,7 +775,7 @@ def factorized_estimator(marginals: Callable[[torch.Tensor, int], torch.Tensor],
     def est(x, t, g=None):
         p = marginals(x, t)
         n, L, V = p.shape
-        draw = torch.multinomial(p.reshape(n * L, V).double(), 1, generator=_gen(g))[:, 0].reshape(n, L).to(x.device)
+        draw = torch.multinomial(p.reshape(n * L, V).double(), 1, generator=require_generator(g))[:, 0].reshape(n, L).to(x.device)
         return torch.where(x == mask_token, draw, x)
 
     return est
@@ -806,7 +798,7 @@ def x0_loss(
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
     x0 = check_tensor("x0", x0)
-    g = _gen(generator)
+    g = require_generator(generator)
     n = x0.shape[0]
     t = torch.randint(check_int("t_min", t_min, minimum=0), corruption.T + 1, (n,), generator=g)
     x_t = corruption.corrupt(x0, t, g)
@@ -819,7 +811,7 @@ def masked_lm_loss(model: nn.Module, corruption: Masking, x0: torch.Tensor, gene
     (eq. ``udm-loss`` for tokens). ``model(x_t) -> (n, L, V)`` logits."""
     if not isinstance(corruption, Masking):
         raise TypeError(f"corruption must be Masking, got {type(corruption).__name__}")
-    g = _gen(generator)
+    g = require_generator(generator)
     t = torch.randint(1, corruption.T + 1, (x0.shape[0],), generator=g)
     x_t = corruption.corrupt(x0, t, g)
     logits = model(x_t)

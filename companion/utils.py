@@ -62,6 +62,27 @@ def check_points(name: str, x: Any, dim: int) -> torch.Tensor:
     return x
 
 
+def check_batch(name: str, x: Any, *, min_ndim: int = 1) -> torch.Tensor:
+    """Check that ``x`` is a finite floating tensor ``(n, ...)`` with a non-empty batch dimension
+    and at least ``min_ndim`` dims."""
+    x = check_tensor(name, x)
+    if x.ndim < min_ndim or x.ndim == 0 or x.shape[0] < 1:
+        raise ValueError(
+            f"{name} must have a non-empty batch dimension and at least {max(min_ndim, 1)} dims "
+            f"(n, ...), got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def require_generator(generator: Any, name: str = "generator") -> torch.Generator:
+    """For random operations: accept a ``torch.Generator`` or an int seed, refuse ``None``."""
+    if generator is None:
+        raise ValueError(f"this computation is random: pass {name}= (a torch.Generator or an int seed)")
+    if isinstance(generator, bool) or not isinstance(generator, (torch.Generator, int)):
+        raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(generator).__name__}")
+    return make_generator(generator)
+
+
 def check_positive(name: str, value: Scalar, *, allow_zero: bool = False) -> float:
     """Check that a scalar is (strictly, unless ``allow_zero``) positive; return it as float."""
     if isinstance(value, torch.Tensor):

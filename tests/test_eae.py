@@ -285,15 +285,6 @@ def test_vae_loss_kl_against_torch_distributions_and_noise_from_generator():
     assert model.sample(3, 0).shape == (3, 1, 8, 8)
 
 
-def test_batches_without_replacement():
-    data = torch.arange(30, dtype=torch.float32)[:, None]
-    draw = eae.batches_without_replacement(data)
-    b = draw(30, _gen(0))
-    assert sorted(b[:, 0].tolist()) == list(range(30))
-    with pytest.raises(ValueError, match="exceeds"):
-        draw(31, _gen(0))
-
-
 def test_model_validation_paths():
     model = eae.EAE(latent=3, hidden=16)
     with pytest.raises(ValueError, match="shape"):

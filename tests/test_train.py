@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from companion.train import EMA, fit
+from companion.train import EMA, batches, fit
 
 
 def _regression(seed=0):
@@ -43,6 +43,14 @@ def test_fit_is_deterministic():
 def test_fit_without_ema_returns_the_model():
     res = fit(nn.Linear(3, 1), _mse, _regression(), steps=3, ema_decay=None, progress=False)
     assert res.ema is res.model
+
+
+def test_batches_without_replacement_have_no_repeats():
+    data = torch.arange(30, dtype=torch.float32)[:, None]
+    b = next(batches(data, 30, torch.Generator().manual_seed(0), replace=False))
+    assert sorted(b[:, 0].tolist()) == list(range(30))
+    with pytest.raises(ValueError, match="exceeds"):
+        next(batches(data, 31, torch.Generator().manual_seed(0), replace=False))
 
 
 def test_fit_accepts_a_sampler():

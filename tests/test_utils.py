@@ -28,3 +28,16 @@ def test_make_generator_and_show_source():
     assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=utils.make_generator(3)))
     md = utils.show_source(utils.append_dims)
     assert "def append_dims" in getattr(md, "data", md)
+
+
+def test_check_batch_and_require_generator():
+    assert utils.check_batch("x", torch.zeros(3, 2), min_ndim=2).shape == (3, 2)
+    with pytest.raises(ValueError, match="x must have a non-empty batch dimension and at least 2 dims"):
+        utils.check_batch("x", torch.zeros(3), min_ndim=2)
+    with pytest.raises(ValueError, match="non-empty batch"):
+        utils.check_batch("x", torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="pass generator="):
+        utils.require_generator(None)
+    with pytest.raises(TypeError, match="noise_gen must be a torch.Generator"):
+        utils.require_generator(1.5, "noise_gen")
+    assert isinstance(utils.require_generator(3), torch.Generator)
