@@ -13,7 +13,6 @@ r"""Distances between a sample and a law (or another sample), each with a known 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -273,8 +272,3 @@ def loglog_slope(x, y) -> float:
     lx, ly = torch.log(x), torch.log(y)
     lx0 = lx - lx.mean()
     return ((lx0 * (ly - ly.mean())).sum() / (lx0 * lx0).sum()).item()
-
-
-def w1_floor(n: int) -> float:
-    """Rule-of-thumb scale of the W1 Monte-Carlo floor, :math:`n^{-1/2}` (unit-scale law)."""
-    return 1 / math.sqrt(check_int("n", n, minimum=1))
