@@ -1,11 +1,12 @@
 # One command to set up and build the book, one to run every test.
 #   make book   # venv + pinned install + offline MathJax, then a clean, executed, warning-free build
 #   make test   # ruff + unit tests + every notebook (pytest --nbval-lax)
+#   make results  # rerun the full experiments behind the committed results/ files (long)
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup browser book check-html test unit notebooks lint clean
+.PHONY: setup browser book check-html test unit notebooks lint clean results
 
 setup: $(VENV)/.installed _mathjax/mathjax/tex-mml-chtml.js browser
 
@@ -45,6 +46,10 @@ notebooks: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# Regenerate every committed result file of the full runs (results/<chapter>/<name>.json).
+results: setup
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m companion.experiments all
 
 clean:
 	rm -rf _build .pytest_cache

@@ -1,0 +1,226 @@
+"""Full runs: experiments too long for a notebook's 90-second budget, run by one command.
+
+A chapter's seed sweeps, ablations and full configurations are registered here with the
+exact configuration they run. One command regenerates them and writes each one to
+``results/<chapter>/<name>.json`` with its numbers and its provenance (configuration, seeds,
+git commit, library versions, seconds, CPU); the notebooks load those files and render them
+with their provenance line, so every number the book shows has a code path::
+
+    python -m companion.experiments --list            # what is registered
+    python -m companion.experiments ch7               # every experiment of chapter 7
+    python -m companion.experiments ch7 seeds_small   # one experiment
+    python -m companion.experiments all               # everything (``make results``)
+
+A result file whose stored configuration differs from the registered one is *stale*:
+:func:`load_result` refuses it and a unit test fails, so an edited experiment cannot keep
+showing old numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Experiment",
+    "experiment",
+    "registry",
+    "run_experiment",
+    "load_result",
+    "provenance_line",
+    "results_dir",
+    "CHAPTER_MODULES",
+]
+
+# chapter key -> module (inside this package) that registers the chapter's experiments
+CHAPTER_MODULES: dict[str, str] = {
+    "ch5": "ch5_eae",
+    "ch6": "ch6_gau",
+    "ch7": "ch7_positions",
+    "ch8": "ch8_triples",
+}
+
+_REGISTRY: dict[tuple[str, str], Experiment] = {}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One registered full run: ``run(config) -> results`` (JSON-serialisable numbers)."""
+
+    chapter: str
+    name: str
+    config: dict[str, Any]
+    run: Callable[[dict[str, Any]], dict[str, Any]]
+    description: str
+
+    @property
+    def command(self) -> str:
+        return f"python -m companion.experiments {self.chapter} {self.name}"
+
+
+def _normalise(obj: Any) -> Any:
+    """JSON round trip: tuples become lists, keys strings, as in a stored file."""
+    return json.loads(json.dumps(obj))
+
+
+def experiment(chapter: str, name: str, *, config: dict[str, Any], description: str):
+    """Decorator: register ``fn(config) -> results`` as experiment ``chapter/name``."""
+    if chapter not in CHAPTER_MODULES:
+        raise ValueError(f"unknown chapter {chapter!r}; known: {sorted(CHAPTER_MODULES)}")
+
+    def wrap(fn: Callable[[dict[str, Any]], dict[str, Any]]):
+        key = (chapter, name)
+        if key in _REGISTRY and _REGISTRY[key].run is not fn:
+            raise ValueError(f"experiment {chapter}/{name} is registered twice")
+        _REGISTRY[key] = Experiment(chapter, name, _normalise(config), fn, description)
+        return fn
+
+    return wrap
+
+
+def registry(chapter: str | None = None) -> dict[tuple[str, str], Experiment]:
+    """Every registered experiment (importing the chapter modules), optionally one chapter's."""
+    chapters = CHAPTER_MODULES if chapter is None else {chapter: CHAPTER_MODULES.get(chapter)}
+    for ch, module in chapters.items():
+        if module is None:
+            raise ValueError(f"unknown chapter {ch!r}; known: {sorted(CHAPTER_MODULES)}")
+        importlib.import_module(f"{__name__}.{module}")
+    return {k: v for k, v in _REGISTRY.items() if chapter is None or k[0] == chapter}
+
+
+def repo_root() -> Path:
+    """The repository holding this package (the parent of ``companion/``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def results_dir() -> Path:
+    """Where result files live: ``$COMPANION_RESULTS`` if set, else ``<repo>/results``."""
+    env = os.environ.get("COMPANION_RESULTS")
+    return Path(env) if env else repo_root() / "results"
+
+
+def result_path(chapter: str, name: str) -> Path:
+    return results_dir() / chapter / f"{name}.json"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _provenance(seconds: float, threads: int) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    from .. import __version__
+
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": round(seconds, 1),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "companion": __version__,
+        },
+    }
+
+
+def run_experiment(chapter: str, name: str, *, out_dir: Path | None = None) -> dict[str, Any]:
+    """Run one registered experiment and write its result file; return what was written.
+
+    Torch runs with ``config["threads"]`` threads (default 1): the float sums, hence the digits,
+    depend on the thread count, which the provenance records.
+    """
+    import torch
+
+    exp = registry(chapter).get((chapter, name))
+    if exp is None:
+        known = ", ".join(n for (_, n) in registry(chapter))
+        raise ValueError(f"no experiment {chapter}/{name}; {chapter} has: {known}")
+    threads = int(exp.config.get("threads", 1))
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        results = exp.run(json.loads(json.dumps(exp.config)))
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(old_threads)
+    record = {
+        "chapter": chapter,
+        "name": name,
+        "description": exp.description,
+        "command": exp.command,
+        "config": exp.config,
+        "results": _normalise(results),
+        "provenance": _provenance(seconds, threads),
+    }
+    path = (out_dir or results_dir()) / chapter / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
+    return record
+
+
+def load_result(chapter: str, name: str, *, check_config: bool = True) -> dict[str, Any]:
+    """Load ``results/<chapter>/<name>.json``.
+
+    With ``check_config`` (the default) the stored configuration must equal the registered one,
+    otherwise the file is stale and a ``ValueError`` says which command regenerates it.
+    """
+    path = result_path(chapter, name)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist; run `python -m companion.experiments {chapter} {name}` to create it"
+        )
+    record = json.loads(path.read_text())
+    if check_config:
+        exp = registry(chapter).get((chapter, name))
+        if exp is None:
+            raise ValueError(f"{path} has no registered experiment {chapter}/{name}")
+        if record.get("config") != exp.config:
+            raise ValueError(
+                f"{path} is stale: its config differs from the code's; rerun `{exp.command}`"
+            )
+    return record
+
+
+def provenance_line(record: dict[str, Any]) -> str:
+    """One Markdown line saying how and where a result file was computed."""
+    p = record["provenance"]
+    commit = (p.get("git_commit") or "unknown")[:8] + (" + local edits" if p.get("git_dirty") else "")
+    threads = p.get("torch_threads")
+    return (
+        f"*Computed by `{record['command']}` in {p['seconds']:.0f} s on {p['cpu']} "
+        f"({p['device'].upper()}, {threads} torch thread{'s' if threads != 1 else ''}), "
+        f"torch {p['versions']['torch']}, commit {commit}, {p['date']}.*"
+    )

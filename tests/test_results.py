@@ -1,0 +1,73 @@
+"""The committed result files of the full runs: they exist, parse, and are not stale."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from companion import experiments as E
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = sorted((ROOT / "results").glob("*/*.json"))
+LOADS = re.compile(r"load_result\(\s*['\"](\w+)['\"]\s*,\s*['\"](\w+)['\"]")
+
+
+def _notebook_loads() -> set[tuple[str, str]]:
+    found = set()
+    for path in ROOT.glob("notebooks/*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                found |= set(LOADS.findall("".join(cell["source"])))
+    return found
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_result_file_parses_and_matches_its_code(path):
+    record = json.loads(path.read_text())
+    for key in ("chapter", "name", "command", "config", "results", "provenance"):
+        assert key in record, f"{path.name} lacks {key!r}"
+    assert (record["chapter"], record["name"]) == (path.parent.name, path.stem)
+    exp = E.registry(record["chapter"]).get((record["chapter"], record["name"]))
+    assert exp is not None, f"{path} has no registered experiment: remove it or register its code"
+    assert record["config"] == exp.config, f"{path} is stale: rerun `{exp.command}`"
+    prov = record["provenance"]
+    for key in ("git_commit", "seconds", "cpu", "torch_threads", "versions", "date"):
+        assert key in prov, f"{path.name}: provenance lacks {key!r}"
+    assert E.provenance_line(record).startswith("*Computed by")
+
+
+def test_every_result_the_book_reads_exists():
+    for chapter, name in sorted(_notebook_loads()):
+        path = E.result_path(chapter, name)
+        assert path.exists(), f"a notebook loads {chapter}/{name} but {path} is missing"
+
+
+def test_every_registered_experiment_has_a_result_file():
+    missing = [exp.command for key, exp in E.registry().items() if not E.result_path(*key).exists()]
+    assert not missing, "registered experiments without a committed result file:\n" + "\n".join(missing)
+
+
+def test_load_result_refuses_stale_and_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_RESULTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="companion.experiments"):
+        E.load_result("ch7", "does_not_exist")
+    reg = E.registry()
+    if not reg:
+        pytest.skip("no experiment registered")
+    (chapter, name), exp = next(iter(sorted(reg.items())))
+    path = tmp_path / chapter / f"{name}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"config": {**exp.config, "__changed__": 1}}))
+    with pytest.raises(ValueError, match="stale"):
+        E.load_result(chapter, name)
+
+
+def test_cli_lists_and_rejects_unknown(capsys):
+    from companion.experiments.__main__ import main
+
+    assert main(["--list"]) == 0
+    with pytest.raises(SystemExit):
+        main(["ch99"])
