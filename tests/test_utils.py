@@ -41,3 +41,34 @@ def test_check_batch_and_require_generator():
     with pytest.raises(TypeError, match="noise_gen must be a torch.Generator"):
         utils.require_generator(1.5, "noise_gen")
     assert isinstance(utils.require_generator(3), torch.Generator)
+
+
+def _demo(x: torch.Tensor, k: int = 2) -> torch.Tensor:
+    """A docstring that the display hides."""
+    x = utils.check_tensor("x", x)
+    k = utils.check_int("k", k, minimum=1)
+    if x.ndim != 1:
+        raise ValueError("x must be 1-d")
+    y = x * k  # the algorithm
+    return y + 1
+
+
+def test_algorithm_source_hides_docstring_and_checks_only():
+    src, hidden = utils.algorithm_source(_demo)
+    assert "docstring" not in src and "check_" not in src and "raise" not in src
+    assert "y = x * k  # the algorithm" in src and "return y + 1" in src
+    assert hidden == 5  # docstring, two checks, the two-line if/raise
+    compile(src, "<demo>", "exec")  # what is shown is still valid Python
+    # every stripped display in the package compiles too, and is never empty
+    from companion import ddpm, sde, triples
+    for obj in (ddpm.posterior, ddpm.ddim_step, sde.fokker_planck_1d, triples.ConditionalLayerNorm):
+        s, h = utils.algorithm_source(obj)
+        compile(s, obj.__qualname__, "exec")
+        assert h > 0 and len(s.splitlines()) > 2
+
+
+def test_show_source_is_collapsed_with_api_link():
+    md = getattr(utils.show_source(_demo), "data", "")
+    assert md.startswith("<details") and "</details>" in md and "../book/api/" in md
+    full = getattr(utils.show_source(_demo, full=True), "data", "")
+    assert "docstring that the display hides" in full
