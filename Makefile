@@ -28,7 +28,7 @@ browser:
 
 book: setup
 	rm -rf _build
-	TQDM_MININTERVAL=10 $(BIN)/jupyter-book build . -W -n --keep-going
+	COMPANION_PROGRESS=final TQDM_MININTERVAL=10 $(BIN)/jupyter-book build . -W -n --keep-going
 	$(BIN)/python tools/check_html.py _build/html
 
 check-html:

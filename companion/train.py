@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .utils import check_int, check_positive, make_generator
+from .utils import progress as progress_bar
 
 __all__ = ["EMA", "FitResult", "fit", "batches"]
 
@@ -146,8 +146,7 @@ def fit(
     ema = EMA(model, ema_decay) if ema_decay is not None else None
     losses: list[float] = []
     model.train()
-    # refresh rate left to tqdm's defaults, so TQDM_MININTERVAL (set by the book build) applies
-    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    bar = progress_bar(range(steps), desc=desc, disable=not progress)
     every = max(1, steps // 100)
     for i in bar:
         loss = loss_fn(model, draw(), g)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
+import os
 import random
+import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 Scalar = float | int | torch.Tensor
 
@@ -123,6 +127,31 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - notebooks may use the legacy global API
     torch.manual_seed(seed)
+
+
+class progress(tqdm):  # noqa: N801 - used like tqdm itself
+    """``tqdm`` that stays live in Jupyter but prints one final line in a book build.
+
+    When the environment sets ``COMPANION_PROGRESS=final`` (the book build does), the bar draws
+    nothing while it runs and writes its final state (steps, time, rate, postfix) once when it
+    closes, so a rendered page shows one line per bar instead of every refresh.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._final_only = os.environ.get("COMPANION_PROGRESS") == "final"
+        if self._final_only:
+            self._real_file = kwargs.get("file") or sys.stderr
+            kwargs["file"] = io.StringIO()
+            kwargs.setdefault("ascii", False)  # a StringIO would make tqdm fall back to '#' bars
+        super().__init__(*args, **kwargs)
+
+    def close(self) -> None:
+        final = self._final_only and not getattr(self, "disable", True)
+        line = self.__str__() if final else ""
+        super().close()
+        if final:
+            self._real_file.write(line + "\n")
+            self._real_file.flush()
 
 
 _CHECK_PREFIXES = ("check_", "_check", "require_", "validate", "_validate")

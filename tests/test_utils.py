@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -72,3 +74,19 @@ def test_show_source_is_collapsed_with_api_link():
     assert md.startswith("<details") and "</details>" in md and "../book/api/" in md
     full = getattr(utils.show_source(_demo, full=True), "data", "")
     assert "docstring that the display hides" in full
+
+
+def test_progress_prints_one_final_line_in_a_build(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setenv("COMPANION_PROGRESS", "final")
+    bar = utils.progress(range(40), desc="demo", file=out)
+    for _ in bar:
+        bar.set_postfix(loss=0.25)
+    text = out.getvalue()
+    assert text.count("\n") == 1 and "\r" not in text, text
+    assert "demo: 100%" in text and "40/40" in text and "loss=0.25" in text
+    monkeypatch.delenv("COMPANION_PROGRESS")
+    live = io.StringIO()
+    for _ in utils.progress(range(3), desc="live", file=live, mininterval=0):
+        pass
+    assert "\r" in live.getvalue()  # interactive: the bar redraws in place
