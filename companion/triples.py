@@ -17,7 +17,8 @@ Public surface:
 * labels and their oracles: :func:`subject_labels`, :func:`object_labels`,
   :func:`decode_spans`, :func:`decode_gold`, :func:`single_tag_capacity`;
 * model and training: :class:`ConditionalLayerNorm`, :class:`TripleModel`, :func:`pn_bce`,
-  :class:`TripleData` (batches with the subject sampling of the chapter), :func:`triple_loss`;
+  :class:`TripleData` (batches with the subject sampling of the chapter), :func:`triple_loss`,
+  :func:`train_extractor` (the chapter's training recipe);
 * decoding and scoring: :func:`extract`, :func:`prf`, :func:`evaluate`.
 
 Conventions: a sentence is a list of word tokens; a span is ``(start, end)`` with *inclusive*
@@ -57,6 +58,7 @@ __all__ = [
     "pn_bce",
     "TripleData",
     "triple_loss",
+    "train_extractor",
     "extract",
     "prf",
     "evaluate",
@@ -416,13 +418,16 @@ class TripleModel(nn.Module):
 
     ``conditioning="cln"`` uses :class:`ConditionalLayerNorm` on ``[h_start; h_end]``; ``"add"``
     adds ``Linear([h_start; h_end])`` to every token instead. ``n_subject``, ``n_object`` are the
-    exponents of the :math:`\\sigma(z)^n` outputs (1 = plain sigmoid).
+    exponents of the :math:`\\sigma(z)^n` outputs (1 = plain sigmoid). The learned position table
+    starts as ``pos_std`` times a standard normal table (the word embeddings start at unit scale).
     """
 
     def __init__(self, vocab_size: int, n_predicates: int = len(PREDICATES), *, d: int = 64, heads: int = 4,
                  layers: int = 2, ffn: int = 256, max_len: int = 64, dropout: float = 0.1,
-                 conditioning: str = "cln", n_subject: int = 2, n_object: int = 4, seed: int = 0):
+                 conditioning: str = "cln", n_subject: int = 2, n_object: int = 4, pos_std: float = 1.0,
+                 seed: int = 0):
         super().__init__()
+        pos_std = check_positive("pos_std", pos_std)
         if conditioning not in ("cln", "add"):
             raise ValueError(f"conditioning must be 'cln' or 'add', got {conditioning!r}")
         self.max_len = check_int("max_len", max_len, minimum=1)
@@ -432,7 +437,7 @@ class TripleModel(nn.Module):
         self.conditioning = conditioning
         torch.manual_seed(seed)
         self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
-        self.pos = nn.Parameter(torch.randn(max_len, d))
+        self.pos = nn.Parameter(pos_std * torch.randn(max_len, d))
         layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
@@ -552,6 +557,23 @@ def triple_loss(model: TripleModel, batch: dict[str, torch.Tensor], generator: t
     ls = pn_bce(model.subject_logits(h), batch["ys"], model.n_subject).mean(-1)
     lo = pn_bce(model.object_logits(h, batch["start"], batch["end"]), batch["yo"], model.n_object).mean(-1).sum(-1)
     return ((ls * m).sum() + (lo * m).sum()) / m.sum()
+
+
+def train_extractor(data: TripleData, *, seed: int = 0, steps: int = 600, batch_size: int = 32,
+                    lr: float = 3e-3, cosine: bool = False, progress: bool = True, **model_kw):
+    """The chapter's training recipe: a :class:`TripleModel` (weights seeded by ``seed``, other
+    options ``model_kw``) trained on ``data`` with :func:`triple_loss` by
+    :func:`companion.train.fit`: Adam, no EMA, no gradient clipping, batches and subject sampling
+    seeded by ``seed + 1``; a constant rate ``lr``, or a cosine decay of it if ``cosine``.
+    Returns the :class:`companion.train.FitResult` (``.model`` is the trained model)."""
+    from .train import fit
+
+    if not isinstance(data, TripleData):
+        raise TypeError(f"data must be a TripleData, got {type(data).__name__}")
+    seed = check_int("seed", seed, minimum=0)
+    model = TripleModel(len(data.vocab), seed=seed, **model_kw)
+    return fit(model, triple_loss, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed + 1,
+               ema_decay=None, grad_clip=None, cosine=cosine, progress=progress, desc="triples")
 
 
 @torch.no_grad()
