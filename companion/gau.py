@@ -19,7 +19,8 @@ Public surface:
   :class:`StdBlock`, :class:`SequenceModel` — the layers; :func:`init_weights` (Xavier or LeCun,
   zero biases, optional DeepNorm down-scaling) and :func:`residual_ratios`.
 * :func:`reversal_batch`, :func:`reversal_loss`, :func:`reversal_accuracy`,
-  :func:`train_reversal` — the trainability experiment.
+  :func:`train_reversal` — the trainability experiment; :func:`reversal_arm` — one arm of it
+  (build a stack from a seed and train it), shared by the chapter and its full runs.
 
 Conventions: sequences are ``(B, n, d)`` tensors; ``mask`` is a boolean ``(B, n)`` tensor that is
 ``True`` on *valid* tokens (the opposite of PyTorch's ``key_padding_mask``).
@@ -54,6 +55,7 @@ __all__ = [
     "reversal_loss",
     "reversal_accuracy",
     "train_reversal",
+    "reversal_arm",
 ]
 
 
@@ -496,3 +498,33 @@ def train_reversal(
         "accuracy": reversal_accuracy(model),
         "seconds": seconds,
     }
+
+
+def reversal_arm(
+    kind: str,
+    layers: int,
+    *,
+    length: int,
+    lr: float,
+    steps: int,
+    warmup: int = 0,
+    deepnorm: bool = False,
+    seed: int = 0,
+    d: int = 64,
+    s: int = 32,
+    vocab: int = 16,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict[str, object]:
+    """One arm of the chapter's experiment: a :class:`SequenceModel` (``kind``, ``layers``, Post-LN,
+    Xavier, optional DeepNorm) built from model seed ``seed`` and trained by :func:`train_reversal`
+    with data seed ``seed + 1``. Returns the dict of :func:`train_reversal` (``losses``,
+    ``final_loss``, ``accuracy``, ``seconds``)."""
+    seed = check_int("seed", seed, minimum=0)
+    if not isinstance(deepnorm, bool):
+        raise TypeError(f"deepnorm must be a bool, got {type(deepnorm).__name__}")
+    model = SequenceModel(vocab=vocab, length=length, d=d, layers=layers, kind=kind, s=s,
+                          deepnorm=deepnorm, seed=seed)
+    name = f"{kind}-{layers}" + (f", warmup {warmup}" if warmup else "") + (", DeepNorm" if deepnorm else "")
+    return train_reversal(model, steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed + 1,
+                          progress=progress, desc=f"{name}, seed {seed}")
