@@ -19,12 +19,13 @@ _mathjax/mathjax/tex-mml-chtml.js: tools/get_mathjax.sh
 	bash tools/get_mathjax.sh
 
 # Headless Chromium for tools/check_html.py: installed from Debian's packages when we are root
-# (CI, containers); elsewhere install it yourself, or the browser checks are skipped.
+# (CI, containers); elsewhere install it yourself. Without it the check fails, unless SKIP_BROWSER=1.
+# `make test` needs neither npm nor a browser.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: chromium not found; the browser checks of the built book will be skipped"; fi; }
+	  else echo "note: chromium not found: install it, or set SKIP_BROWSER=1 to skip the browser checks of the built book"; fi; }
 
 book: setup
 	rm -rf _build
@@ -34,21 +35,21 @@ book: setup
 check-html:
 	$(BIN)/python tools/check_html.py _build/html
 
-test: setup
+test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tests notebooks
 
-unit: setup
+unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests
 
-notebooks: setup
+notebooks: $(VENV)/.installed
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env notebooks
 
-lint: setup
+lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
 # Regenerate every committed result file of the full runs (results/<chapter>/<name>.json).
-results: setup
+results: $(VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m companion.experiments all
 
 clean:

@@ -4,16 +4,27 @@ For every page of the book (``_build/html``):
 
 * static checks: no error/traceback output cell, every internal link and anchor resolves,
   every chapter page (``notebooks/*``) has at least one figure;
-* browser checks (headless Chromium, if installed): after MathJax ran, the page holds typeset
-  math (``mjx-container`` elements) wherever the source had math, and no raw ``$$`` or ``\\(``
-  is left in the visible text; a screenshot is saved under ``_build/screenshots/``.
+* no raw equation label reaches a reader: not in the visible text of a page, not in an image's
+  alt text, not in a string that a notebook's code draws into a figure;
+* browser checks (headless Chromium): after MathJax ran, the page holds typeset math
+  (``mjx-container`` elements) wherever the source had math, and no raw ``$$`` or ``\\(`` is left
+  in the visible text. Measured in the page at 1366 px and at 390 px: every display equation
+  (with its number) fits its column at 1366 px, and at 390 px an equation that is wider than the
+  screen scrolls inside its own box instead of being clipped (the count is reported); every
+  figure in a chapter has a caption and alt text, and its smallest text (the style's legend
+  size, scaled as the page shows the image) is at least 9 px. Screenshots of three chapters at
+  both widths and in dark mode are saved under ``_build/screenshots/``.
 
-Usage: ``python tools/check_html.py [_build/html]``; exits 1 and lists every problem if any.
+The browser checks need Chromium; without it the check fails, unless ``SKIP_BROWSER=1`` says
+explicitly to skip them.
+
+Usage: ``python tools/check_html.py [_build/html] [page filter ...]``; exits 1 and lists every problem if any.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -61,9 +72,16 @@ def _parse(path: Path) -> _Page:
     return p
 
 
+ONLY: list[str] = []  # page filters from the command line (substrings of the page path)
+
+
 def book_pages(root: Path) -> list[Path]:
-    pages = [p for p in root.rglob("*.html") if not any(part.startswith("_") for part in p.relative_to(root).parts)]
-    return sorted(p for p in pages if p.name not in ("genindex.html", "search.html", "index.html"))
+    pages = [p for p in root.rglob("*.html")
+             if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+             and not p.name.startswith(".check-")]
+    pages = sorted(p for p in pages if p.name not in ("genindex.html", "search.html", "index.html")
+                   or p.parent != root)
+    return [p for p in pages if not ONLY or any(o in str(p.relative_to(root)) for o in ONLY)]
 
 
 def static_problems(root: Path) -> list[str]:
@@ -90,24 +108,150 @@ def static_problems(root: Path) -> list[str]:
     return problems
 
 
-def browser_problems(root: Path, shots: Path) -> list[str]:
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+ROOT = Path(__file__).resolve().parents[1]
+MIN_TEXT_PX = 9.0
+SHOT_PAGES = ("notebooks/01_ddpm_bayes.html", "notebooks/03_ode_heat.html", "notebooks/07_length_extrapolation.html")
+
+# Runs in the page after MathJax: measures equations and figures, writes JSON into the DOM.
+_MEASURE_JS = r"""
+<script>
+(function () {
+  function measure() {
+    const out = {width: window.innerWidth, eq: [], figs: []};
+    document.querySelectorAll("div.math").forEach(function (box) {
+      const mjx = box.querySelector("mjx-container");
+      if (!mjx) return;
+      const math = mjx.querySelector("mjx-math") || mjx;
+      const eqno = box.querySelector(".eqno");
+      const b = box.getBoundingClientRect(), m = math.getBoundingClientRect();
+      const scrolls = ["auto", "scroll"].includes(getComputedStyle(box).overflowX) ||
+                      ["auto", "scroll"].includes(getComputedStyle(mjx).overflowX);
+      out.eq.push({id: box.id || "", need: m.width + (eqno ? eqno.getBoundingClientRect().width : 0),
+                   avail: b.width, scrolls: scrolls, text: (eqno ? eqno.textContent.replace("#", "") : "") +
+                   " " + (math.textContent || "").slice(0, 40)});
+    });
+    document.querySelectorAll(".cell_output img, figure img").forEach(function (img) {
+      const fig = img.closest("figure");
+      out.figs.push({src: img.getAttribute("src"), w: img.getBoundingClientRect().width,
+                     nw: img.naturalWidth, alt: img.getAttribute("alt") || "",
+                     caption: !!(fig && fig.querySelector("figcaption"))});
+    });
+    const pre = document.createElement("pre");
+    pre.id = "__check__"; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+  }
+  function go() {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      MathJax.startup.promise.then(function () { setTimeout(measure, 200); });
+    } else { setTimeout(go, 100); }
+  }
+  window.addEventListener("load", function () { __DARK__ go(); });
+})();
+</script>
+"""
+
+
+def equation_labels() -> set[str]:
+    """Every equation label of the book's sources (``$$ ... $$ (label)``)."""
+    labels = set()
+    for path in [*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("book/*.ipynb")]:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                labels |= set(re.findall(r"\$\$\s*\(([\w:-]+)\)", "".join(cell["source"])))
+    return labels
+
+
+def raw_label_problems(root: Path) -> list[str]:
+    """Raw labels in visible text, alt texts and the strings notebooks draw into figures."""
+    labels = equation_labels()
+    if not labels:
+        return []
+    pat = re.compile(r"(?<![\w#/.-])(" + "|".join(map(re.escape, sorted(labels, key=len, reverse=True))) + r")(?![\w-])")
+    problems = []
+    for page in book_pages(root):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        alts = " ".join(re.findall(r'alt="([^"]*)"', text))
+        visible = re.sub(r"<(script|style|pre)[\s\S]*?</\1>", " ", text)  # inline code counts: ``label``
+        visible = re.sub(r'<a [^>]*class="headerlink"[^>]*>.*?</a>', " ", visible)
+        visible = re.sub(r'<span class="pre">([^<]*)</span>', r"\1", visible)
+        visible = html.unescape(re.sub(r"<[^>]+>", " ", visible))
+        found = sorted(set(pat.findall(visible)) | set(pat.findall(alts)))
+        if found:
+            problems.append(f"{page.relative_to(root)}: raw equation label(s) shown to the reader: {', '.join(found[:8])}")
+    for nb in sorted(ROOT.glob("notebooks/*.ipynb")):
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            strings = re.findall(r"([\"'])((?:(?!\1).)*)\1", "".join(cell["source"]))
+            found = sorted({m for _, s_ in strings for m in pat.findall(s_)} - {""})
+            found = [f for f in found if f"eq. {f}" in "".join(cell["source"]) or f"({f})" in "".join(cell["source"])
+                     or f"eq {f}" in "".join(cell["source"])]
+            if found:
+                problems.append(f"{nb.name} cell {i}: a string drawn for the reader holds raw label(s) {found}")
+    return problems
+
+
+def _min_legend_pt() -> float:
+    """The smallest font size (pt) of the book's figure style."""
+    import matplotlib as mpl
+
+    sys.path.insert(0, str(ROOT))
+    from companion import plot
+
+    plot.set_style()
+    sizes = []
+    for key in ("font.size", "legend.fontsize", "xtick.labelsize", "ytick.labelsize", "axes.titlesize"):
+        v = mpl.rcParams[key]
+        sizes.append(float(v) if not isinstance(v, str) else
+                     mpl.font_manager.FontProperties(size=v).get_size_in_points())
+    return min(sizes), float(mpl.rcParams["figure.dpi"])
+
+
+def _chrome() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: Path | None = None) -> dict:
+    """Open a copy of ``page`` with the measuring script at ``width`` px; return its JSON."""
+    text = page.read_text(encoding="utf-8", errors="replace")
+    js = _MEASURE_JS.replace("__DARK__", "document.documentElement.dataset.theme = 'dark'; "
+                             "document.documentElement.dataset.mode = 'dark';" if dark else "")
+    probe = page.with_name(f".check-{width}{'-dark' if dark else ''}-{page.name}")
+    probe.write_text(text.replace("</body>", js + "</body>"), encoding="utf-8")
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            args = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=30000",
+                    f"--window-size={width},1000"]
+            dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                                 timeout=180).stdout
+            if shot is not None:
+                subprocess.run([*args[:-1], f"--window-size={width},2200", f"--screenshot={shot}", probe.as_uri()],
+                               capture_output=True, timeout=180)
+    finally:
+        probe.unlink(missing_ok=True)
+    m = re.search(r'<pre id="__check__">([\s\S]*?)</pre>', dom)
+    data = json.loads(html.unescape(m.group(1))) if m else None
+    return {"dom": dom, "data": data}
+
+
+def browser_problems(root: Path, shots: Path) -> tuple[list[str], dict]:
+    chrome = _chrome()
+    stats: dict = {"overflow_390": 0, "equations": 0, "clipped_1366": 0, "small_text": 0, "uncaptioned": 0}
     if chrome is None:
         msg = "headless Chromium not found (install Debian's 'chromium'); browser checks not run"
-        if os.environ.get("CI"):
-            return [msg]  # CI must run them
-        print("WARNING:", msg)
-        return []
+        if os.environ.get("SKIP_BROWSER") == "1":
+            print("WARNING:", msg, "(SKIP_BROWSER=1)")
+            return [], stats
+        return [msg + "; set SKIP_BROWSER=1 to skip them explicitly"], stats
     shots.mkdir(parents=True, exist_ok=True)
+    min_pt, dpi = _min_legend_pt()
     problems = []
     for page in book_pages(root):
         rel = page.relative_to(root)
+        name = str(rel).replace("/", "__")
         src_math = _parse(page).math
-        with tempfile.TemporaryDirectory() as profile:
-            args = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000"]
-            dom = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-            subprocess.run([*args, "--window-size=1280,2000", f"--screenshot={shots / (str(rel).replace('/', '__') + '.png')}",
-                            page.as_uri()], capture_output=True, timeout=120)
+        want_shot = str(rel) in SHOT_PAGES
+        wide = _measure(chrome, page, 1366, shot=shots / f"{name}.1366.png" if want_shot else None)
+        dom, data = wide["dom"], wide["data"]
         typeset = dom.count("<mjx-container")
         if src_math and typeset == 0:
             problems.append(f"{rel}: {src_math} math element(s) but MathJax typeset none")
@@ -115,18 +259,74 @@ def browser_problems(root: Path, shots: Path) -> list[str]:
         visible = re.sub(r"<[^>]+>", " ", visible)
         if "$$" in visible or "\\(" in visible or re.search(r"\$\\[a-zA-Z]", visible):
             problems.append(f"{rel}: raw math delimiters left in the visible text")
-    return problems
+        if data is None:
+            if src_math:
+                problems.append(f"{rel}: the measuring script did not run (MathJax never finished?)")
+            continue
+        for eq in data["eq"]:
+            stats["equations"] += 1
+            if eq["need"] > eq["avail"] + 1:
+                stats["clipped_1366"] += 1
+                problems.append(f"{rel}: equation {eq['text'].strip()[:50]!r} needs {eq['need']:.0f} px, "
+                                f"column {eq['avail']:.0f} px at 1366 px")
+        for fig in data["figs"]:
+            if not fig["nw"] or "logo" in fig["src"]:
+                continue
+            if rel.parts[0] == "notebooks":
+                if not fig["caption"]:
+                    stats["uncaptioned"] += 1
+                    problems.append(f"{rel}: figure {fig['src']} has no caption")
+                if not fig["alt"] or re.fullmatch(r"[0-9a-f]{20,}\.\w+|_images/.*|\S+\.png", fig["alt"]):
+                    problems.append(f"{rel}: figure {fig['src']} has no alt text saying what it shows")
+                # the style's smallest font, in CSS px, as the page shows the image
+                scale = fig["w"] / fig["nw"]
+                px = min_pt / 72 * _png_dpi(root, page, fig["src"], dpi) * scale
+                if px < MIN_TEXT_PX:
+                    stats["small_text"] += 1
+                    problems.append(f"{rel}: figure {fig['src']} shown at {scale:.2f}x: its {min_pt:g} pt text "
+                                    f"renders {px:.1f} px (< {MIN_TEXT_PX:g})")
+        narrow = (_measure(chrome, page, 390, shot=shots / f"{name}.390.png" if want_shot else None)["data"]
+                  if data["eq"] or want_shot else None)
+        if narrow is not None:
+            for eq in narrow["eq"]:
+                if eq["need"] > eq["avail"] + 1:
+                    stats["overflow_390"] += 1
+                    if not eq["scrolls"]:
+                        problems.append(f"{rel}: equation {eq['text'].strip()[:50]!r} is clipped at 390 px")
+        if str(rel) == SHOT_PAGES[0]:
+            _measure(chrome, page, 1366, dark=True, shot=shots / f"{name}.1366.dark.png")
+    return problems, stats
+
+
+def _png_dpi(root: Path, page: Path, src: str, default: float) -> float:
+    """Pixels per inch the figure was drawn at (from the PNG's pHYs chunk; 2x for retina output)."""
+    path = (page.parent / unquote(src)).resolve()
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return default
+    i = data.find(b"pHYs")
+    if i < 0 or len(data) < i + 13:
+        return default
+    ppm = int.from_bytes(data[i + 4:i + 8], "big")
+    unit = data[i + 12]
+    return ppm * 0.0254 if unit == 1 and ppm > 0 else default
 
 
 def main(argv: list[str]) -> int:
     root = Path(argv[1] if len(argv) > 1 else "_build/html").resolve()
+    ONLY[:] = argv[2:]
     if not (root / "index.html").exists():
         print(f"no built book at {root}; run `make book` first")
         return 1
     pages = book_pages(root)
-    problems = static_problems(root) + browser_problems(root, root.parent / "screenshots")
+    browser, stats = browser_problems(root, root.parent / "screenshots")
+    problems = static_problems(root) + raw_label_problems(root) + browser
     for p in problems:
         print("PROBLEM:", p)
+    print(f"display equations: {stats['equations']}, clipped at 1366 px: {stats['clipped_1366']}, "
+          f"wider than a 390 px screen (scrolling in their box): {stats['overflow_390']}; "
+          f"uncaptioned figures: {stats['uncaptioned']}, figures with text under {MIN_TEXT_PX:g} px: {stats['small_text']}")
     print(f"checked {len(pages)} pages: {len(problems)} problem(s); screenshots in {root.parent / 'screenshots'}")
     return 1 if problems else 0
 
