@@ -30,6 +30,7 @@ browser:
 book: setup
 	rm -rf _build
 	COMPANION_PROGRESS=final TQDM_MININTERVAL=10 $(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python tools/build_pdf.py _build/html
 	$(BIN)/python tools/check_html.py _build/html
 
 check-html:
