@@ -14,7 +14,8 @@ COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 
 
 def set_style() -> None:
-    """Set the book's matplotlib style: readable fonts, light grid, the palette, PNG at 110 dpi."""
+    """Set the book's matplotlib style: readable fonts (nothing below 9 pt), light grid, the
+    palette, and, in a notebook, 2× PNGs ("retina") so figures stay sharp when zoomed or printed."""
     mpl.rcParams.update({
         "figure.figsize": (6.4, 3.6),
         "figure.dpi": 110,
@@ -26,9 +27,22 @@ def set_style() -> None:
         "axes.prop_cycle": mpl.cycler(color=COLORS),
         "font.size": 10,
         "legend.frameon": False,
+        "legend.fontsize": 9,
+        "xtick.labelsize": 9,
+        "ytick.labelsize": 9,
+        "axes.titlesize": 10,
         "figure.facecolor": "white",
         "axes.facecolor": "white",
     })
+    try:  # inline figures at twice the pixel density, shown at the same size
+        from IPython import get_ipython
+
+        if get_ipython() is not None:
+            from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+            set_matplotlib_formats("retina")
+    except ImportError:  # plain Python: nothing to configure
+        pass
 
 
 def _np(x) -> np.ndarray:
