@@ -9,7 +9,7 @@ Ho et al.'s variances are the squares (see :meth:`~companion.schedules.DiscreteS
 index ``t`` *into that schedule*. On a subsequence ``sched.subsequence(S)`` the index runs
 over ``1..S``, and every coefficient is computed from the barred quantities at positions
 ``t`` and ``t-1`` of the subsequence, :math:`\alpha_t:=\bar\alpha_{\tau_t}/\bar\alpha_{\tau_{t-1}}`
-(eq. ``ddpm-skip``). The classic bug of plugging the original per-step :math:`\alpha_{\tau_t}`
+(equation :eq:`ddpm-skip`). The classic bug of plugging the original per-step :math:`\alpha_{\tau_t}`
 into a skipped step therefore cannot happen here. A network sees the *original* time label
 ``sched.timesteps[t]``.
 
@@ -111,7 +111,7 @@ def _draw(std: float, x: torch.Tensor, generator, noise) -> torch.Tensor | None:
 
 # ====================================================================== forward process
 def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
-    r"""Draw from the forward marginal :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` (eq. ``ddpm-marginal``).
+    r"""Draw from the forward marginal :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` (equation :eq:`ddpm-marginal`).
 
     Args:
         schedule: the (sub)schedule.
@@ -131,7 +131,7 @@ def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t, noise: torch.Tenso
 
 
 def posterior(schedule: DiscreteSchedule, t: int, x_t: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Bayes posterior :math:`p(x_{t-1}\mid x_t,x_0)=\mathcal N(\tilde\mu,\tilde\sigma_t^2 I)` (eq. ``ddpm-posterior``).
+    r"""Bayes posterior :math:`p(x_{t-1}\mid x_t,x_0)=\mathcal N(\tilde\mu,\tilde\sigma_t^2 I)` (equation :eq:`ddpm-posterior`).
 
     :math:`\tilde\mu=\frac{\alpha_t\bar\beta_{t-1}^2}{\bar\beta_t^2}x_t+\frac{\bar\alpha_{t-1}\beta_t^2}{\bar\beta_t^2}x_0`,
     :math:`\tilde\sigma_t^2=\frac{\bar\beta_{t-1}^2\beta_t^2}{\bar\beta_t^2}` (Ho et al.'s :math:`\tilde\beta_t`).
@@ -155,7 +155,7 @@ def posterior(schedule: DiscreteSchedule, t: int, x_t: torch.Tensor, x0: torch.T
 
 
 def x0_from_eps(schedule: DiscreteSchedule, t, x_t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon)/\bar\alpha_t` (eq. ``ddpm-x0-eps``); ``t`` int or ``(n,)``, ``t >= 1``."""
+    r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon)/\bar\alpha_t` (equation :eq:`ddpm-x0-eps`); ``t`` int or ``(n,)``, ``t >= 1``."""
     schedule = _check_schedule(schedule)
     x_t = check_batch("x_t", x_t)
     eps = _check_same("eps", eps, x_t, "x_t")
@@ -165,7 +165,7 @@ def x0_from_eps(schedule: DiscreteSchedule, t, x_t: torch.Tensor, eps: torch.Ten
 
 
 def eps_from_x0(schedule: DiscreteSchedule, t, x_t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-    r""":math:`\epsilon=(x_t-\bar\alpha_t x_0)/\bar\beta_t`, the inverse of :func:`x0_from_eps` (eq. ``ddpm-x0-eps``)."""
+    r""":math:`\epsilon=(x_t-\bar\alpha_t x_0)/\bar\beta_t`, the inverse of :func:`x0_from_eps` (equation :eq:`ddpm-x0-eps`)."""
     schedule = _check_schedule(schedule)
     x_t = check_batch("x_t", x_t)
     x0 = _check_same("x0", x0, x_t, "x_t")
@@ -183,14 +183,14 @@ def eps_loss(
     weighting: str = "simple",
     reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Denoising loss in the ε parametrisation (eq. ``ddpm-loss``).
+    r"""Denoising loss in the ε parametrisation (equation :eq:`ddpm-loss`).
 
     Draws :math:`t\sim\mathcal U\{1..T\}` and :math:`\varepsilon\sim\mathcal N(0,I)` from
     ``generator`` (in that order), forms :math:`x_t` and returns
     :math:`w_t\,\|\varepsilon-\epsilon_\theta(x_t,t)\|^2/D` with ``D`` the number of
     coordinates per sample. ``weighting='simple'`` is :math:`w_t=1` (Ho's :math:`L_{\rm simple}`);
     ``'x0'`` is :math:`w_t=\bar\beta_t^2/\bar\alpha_t^2`, which makes the loss *equal* to
-    :math:`\|x_0-\hat x_0\|^2/D` sample by sample (eq. ``ddpm-loss-weight``).
+    :math:`\|x_0-\hat x_0\|^2/D` sample by sample (equation :eq:`ddpm-loss-weight`).
 
     The signature ``(model, schedule, batch, generator)`` plugs into :func:`companion.train.fit`
     as ``lambda m, b, g: eps_loss(m, sched, b, g)``. ``reduction='none'`` returns ``(n,)``.
@@ -218,7 +218,7 @@ def eps_loss(
 
 # ====================================================================== reverse steps
 def ddim_sigma(schedule: DiscreteSchedule, t: int, eta: float) -> float:
-    r"""DDIM's step std :math:`\sigma^{\rm DDIM}_t(\eta)=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` on this (sub)schedule (eq. ``ddim-eta``).
+    r"""DDIM's step std :math:`\sigma^{\rm DDIM}_t(\eta)=\eta\,\bar\beta_{t-1}\beta_t/\bar\beta_t` on this (sub)schedule (equation :eq:`ddim-eta`).
 
     (The book keeps the bare :math:`\sigma_t` for the noise-to-signal ratio :math:`\bar\beta_t/\bar\alpha_t`;
     the keyword ``sigma`` of the DDIM functions is :math:`\sigma^{\rm DDIM}_t`.)
@@ -241,7 +241,7 @@ def ddpm_step(
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""One ancestral DDPM step :math:`x_t\to x_{t-1}` (eq. ``ddpm-step``).
+    r"""One ancestral DDPM step :math:`x_t\to x_{t-1}` (equation :eq:`ddpm-step`).
 
     The posterior mean with :math:`x_0` replaced by :math:`\hat x_0=(x_t-\bar\beta_t\epsilon)/\bar\alpha_t`,
     i.e. :math:`\frac1{\alpha_t}\big(x_t-\frac{\beta_t^2}{\bar\beta_t}\epsilon\big)`, plus Gaussian noise.
@@ -251,7 +251,7 @@ def ddpm_step(
         x_t: current iterate ``(n, ...)``; eps: the predicted noise, same shape.
         variance: ``'posterior'`` (:math:`\bar\beta_{t-1}^2\beta_t^2/\bar\beta_t^2`, exact for a
             point mass), ``'forward'`` (:math:`\beta_t^2`, exact for standard normal data), or
-            a number :math:`\ge 0` (e.g. from :func:`analytic_dpm_variances`). Eq. ``ddpm-limits``.
+            a number :math:`\ge 0` (e.g. from :func:`analytic_dpm_variances`). Eq. :eq:`ddpm-limits`.
         generator, noise: randomness (see the module docstring).
 
     Returns:
@@ -288,10 +288,10 @@ def ddim_step(
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""One step of the DDIM family :math:`x_{t-1}=\bar\alpha_{t-1}\hat x_0+\sqrt{\bar\beta_{t-1}^2-s^2}\,\epsilon+s\,z`, :math:`s=\sigma^{\rm DDIM}_t` (eq. ``ddim-step``).
+    r"""One step of the DDIM family :math:`x_{t-1}=\bar\alpha_{t-1}\hat x_0+\sqrt{\bar\beta_{t-1}^2-s^2}\,\epsilon+s\,z`, :math:`s=\sigma^{\rm DDIM}_t` (equation :eq:`ddim-step`).
 
     The kernel :math:`\mathcal N(\kappa_tx_t+\lambda_tx_0,s^2)` keeps
-    :math:`p(x_{t-1}\mid x_0)` for every :math:`0\le s\le\bar\beta_{t-1}` (eq. ``ddim-constraints``).
+    :math:`p(x_{t-1}\mid x_0)` for every :math:`0\le s\le\bar\beta_{t-1}` (equation :eq:`ddim-constraints`).
 
     Args:
         schedule: the (sub)schedule; ``t`` an index ``1..T`` into it.
@@ -328,7 +328,7 @@ def ddim_step(
 def reverse_gamma(schedule: DiscreteSchedule, t: int, sigma: float) -> float:
     r""":math:`\gamma_t=\bar\alpha_{t-1}-\bar\alpha_t\sqrt{\bar\beta_{t-1}^2-s^2}/\bar\beta_t`, the
     weight of :math:`x_0` in the mean of the DDIM kernel with step std :math:`s=\sigma^{\rm DDIM}_t`
-    (eq. ``ddpm-reverse-var``).
+    (equation :eq:`ddpm-reverse-var`).
 
     At DDPM's :math:`s=\tilde\sigma_t` it is :math:`\bar\alpha_{t-1}\beta_t^2/\bar\beta_t^2`."""
     schedule = _check_schedule(schedule)
@@ -342,7 +342,7 @@ def reverse_gamma(schedule: DiscreteSchedule, t: int, sigma: float) -> float:
 
 
 def reverse_variance(schedule: DiscreteSchedule, t: int, x0_var, sigma: float | None = None):
-    r"""Variance of the exact reverse kernel, :math:`s^2+\gamma_t^2\,\mathrm{Var}[x_0\mid x_t]` (eq. ``ddpm-reverse-var``).
+    r"""Variance of the exact reverse kernel, :math:`s^2+\gamma_t^2\,\mathrm{Var}[x_0\mid x_t]` (equation :eq:`ddpm-reverse-var`).
 
     By the law of total variance applied to :math:`p(x_{t-1}\mid x_t)=E_{x_0\mid x_t}[q_s(x_{t-1}\mid x_t,x_0)]`
     with :math:`s=\sigma^{\rm DDIM}_t`.
@@ -364,7 +364,7 @@ def reverse_variance(schedule: DiscreteSchedule, t: int, x0_var, sigma: float | 
 
 
 def analytic_x0_var(schedule: DiscreteSchedule, t: int, eps_sq_mean: float) -> float:
-    r"""Analytic-DPM's isotropic posterior variance :math:`v_t=\sigma_t^2\big(1-\frac1D E\|\epsilon(x_t)\|^2\big)`, :math:`\sigma_t=\bar\beta_t/\bar\alpha_t` (eq. ``ddpm-analytic``).
+    r"""Analytic-DPM's isotropic posterior variance :math:`v_t=\sigma_t^2\big(1-\frac1D E\|\epsilon(x_t)\|^2\big)`, :math:`\sigma_t=\bar\beta_t/\bar\alpha_t` (equation :eq:`ddpm-analytic`).
 
     ``eps_sq_mean`` is :math:`\frac1D E\|\epsilon_\theta(x_t,t)\|^2`. With the exact
     :math:`\epsilon^*` this is the average posterior variance :math:`\frac1D E\,\mathrm{tr\,Cov}(x_0\mid x_t)`.
@@ -385,7 +385,7 @@ def analytic_dpm_variances(
     *,
     x0_var_max: float | None = None,
 ) -> torch.Tensor:
-    r"""Per-step reverse variances :math:`\tilde\sigma_t^2+\gamma_t^2v_t` of Analytic-DPM (eq. ``ddpm-analytic``),
+    r"""Per-step reverse variances :math:`\tilde\sigma_t^2+\gamma_t^2v_t` of Analytic-DPM (equation :eq:`ddpm-analytic`),
     for DDPM's mean (pass them as ``sample(..., variance=...)``).
 
     :math:`\frac1D E\|\epsilon_\theta\|^2` is estimated by Monte Carlo on the data ``x0``
@@ -444,7 +444,7 @@ def sample(
     callback: Callable[[dict], None] | None = None,
     progress: bool = False,
 ):
-    r"""Run the reverse chain from :math:`x_T` (index ``T`` of ``schedule``) down to index 0 (eq. ``ddim-step``).
+    r"""Run the reverse chain from :math:`x_T` (index ``T`` of ``schedule``) down to index 0 (equation :eq:`ddim-step`).
 
     Args:
         model: ``(x, t_label) -> eps``; called once per step with the original time label.

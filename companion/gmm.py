@@ -3,7 +3,7 @@ r"""The laboratory: a Gaussian mixture with closed-form everything under linear-
 A mixture :math:`p(x_0)=\sum_k\pi_k\,\mathcal N(\mu_k,\Sigma_k)` pushed through the corruption
 :math:`x_t = A x_0 + b\,\varepsilon` (``A`` a scalar :math:`\bar\alpha_t` or a matrix such as a
 blur) stays a mixture, with components :math:`\mathcal N(A\mu_k,\ A\Sigma_kA^\top+b^2I)`
-(eq. ``lab-noised`` of chapter 0). Its score, the divergence of its score, the posterior
+(equation :eq:`lab-noised` of chapter 0). Its score, the divergence of its score, the posterior
 :math:`p(x_0\mid x_t)` (again a mixture) and Tweedie's denoiser are all closed forms. Every
 chapter checks its samplers, losses and likelihoods against this oracle.
 
@@ -161,7 +161,7 @@ class GaussianMixture:
         r"""Divergence of the score (Laplacian of :math:`\log p`), ``(n, d) -> (n,)``.
 
         :math:`\Delta\log p=\sum_k r_k\,[-\mathrm{tr}\,\Sigma_k^{-1}+\|g_k\|^2]-\|\bar g\|^2`
-        with :math:`\bar g=\sum_k r_k g_k` (eq. ``lab-div``).
+        with :math:`\bar g=\sum_k r_k g_k`.
         """
         x, dt, _ = self._prep("x", x)
         _, r, g = self._terms(x)
@@ -220,7 +220,7 @@ class GaussianMixture:
 
         ``a`` is a scalar (:math:`\bar\alpha_t`) or a ``(d, d)`` matrix (e.g. a blur); ``b``
         a scalar :math:`\ge 0` (:math:`\bar\beta_t`). Components become
-        :math:`\mathcal N(a\mu_k,\ a\Sigma_k a^\top + b^2 I)` (eq. ``lab-noised``).
+        :math:`\mathcal N(a\mu_k,\ a\Sigma_k a^\top + b^2 I)` (equation :eq:`lab-noised`).
         """
         A = self._linear(a)
         b = check_positive("b", b, allow_zero=True)
@@ -235,7 +235,7 @@ class GaussianMixture:
         It is a mixture per point: weights :math:`r_k(x_t)` (responsibilities under the noised
         law), component means :math:`\mu_k+G_k(x_t-a\mu_k)` and covariances
         :math:`\Sigma_k-G_k a\Sigma_k` with gain :math:`G_k=\Sigma_k a^\top(a\Sigma_k a^\top+b^2I)^{-1}`
-        (eq. ``lab-posterior``; the Kalman form, stable for tiny :math:`\Sigma_k`).
+        (equation :eq:`lab-posterior`; the Kalman form, stable for tiny :math:`\Sigma_k`).
         ``x_t``: ``(n, d)``.
         """
         x, dt, dev = self._prep("x_t", x_t)
@@ -251,7 +251,7 @@ class GaussianMixture:
         return MixturePosterior(r.to(dt), means.to(dt), covs.to(device=dev, dtype=dt))
 
     def score_at(self, x: torch.Tensor, a=1.0, b=0.0) -> torch.Tensor:
-        r"""Score of the noised law :math:`x=a\,x_0+b\,\varepsilon` at ``x`` (eq. ``lab-score``),
+        r"""Score of the noised law :math:`x=a\,x_0+b\,\varepsilon` at ``x`` (equation :eq:`lab-score`),
         with ``a``, ``b`` scalars **or one value per point** (tensors of shape ``(n,)``).
 
         The fast path of :meth:`noised` ``(a, b).score(x)``: with the eigendecomposition
@@ -292,7 +292,7 @@ class GaussianMixture:
     def denoise(self, x_t: torch.Tensor, a=1.0, b=1.0) -> torch.Tensor:
         r"""Tweedie's denoiser :math:`E[x_0\mid x_t]`, ``(n, d) -> (n, d)``.
 
-        For scalar ``a`` this equals :math:`(x_t+b^2\nabla\log p_t(x_t))/a` (eq. ``tweedie``).
+        For scalar ``a`` this equals :math:`(x_t+b^2\nabla\log p_t(x_t))/a` (equation ``tweedie``).
         """
         return self.posterior(x_t, a, b).mean()
 

@@ -2,8 +2,8 @@ r"""Chapter 3 — the diffusion ODE derived directly: Jacobian, continuity equat
 
 The chapter builds a deterministic generative model without any SDE. One Euler step of
 :math:`dx/dt=f_t(x)` changes the log-density by :math:`-\nabla\!\cdot f_t\,\Delta t` (the
-Jacobian determinant, eq. ``ode-jacobian``); a Taylor expansion gives the same change a second
-way; equating both gives the continuity equation (eq. ``ode-continuity``). The ansatz
+Jacobian determinant, equation :eq:`ode-jacobian`); a Taylor expansion gives the same change a second
+way; equating both gives the continuity equation (equation :eq:`ode-continuity`). The ansatz
 :math:`f_t=-D_t\nabla\log p_t` turns it into the heat equation, solved by a Gaussian convolution
 of width :math:`\sigma_t^2=2\int_0^tD_s\,ds`, and the generative model is
 
@@ -11,7 +11,7 @@ of width :math:`\sigma_t^2=2\int_0^tD_s\,ds`, and the generative model is
           \quad\Longleftrightarrow\quad
           \frac{dx}{d\sigma}=-\sigma\,\nabla\log p_\sigma(x)=\frac{x-\hat x_0(x,\sigma)}{\sigma}
 
-(eqs. ``ode-model`` and ``ode-sigma``), with :math:`\hat x_0=x+\sigma^2\nabla\log p_\sigma`
+(equations :eq:`ode-model` and :eq:`ode-sigma`), with :math:`\hat x_0=x+\sigma^2\nabla\log p_\sigma`
 Tweedie's denoiser.
 
 **Conventions.** A *score function* is any callable ``score_fn(x, sigma) -> (n, ...)`` giving
@@ -19,14 +19,14 @@ Tweedie's denoiser.
 shape ``(n, ...)`` and ``sigma`` a Python float. :func:`gmm_score_fn` builds the exact one of the
 laboratory; :class:`ScoreNet` wraps a trained network. Here :math:`\sigma` is the heat-kernel
 width, which is also the VE / EDM noise level and the book's noise-to-signal ratio
-:math:`\bar\beta_t/\bar\alpha_t` (eq. ``ode-vp-rescale``).
+:math:`\bar\beta_t/\bar\alpha_t` (equation :eq:`ode-vp-rescale`).
 
 **Solvers.** :func:`sample_euler`, :func:`sample_heun` and :func:`sample_rk4` are plain functions
 over a decreasing grid of noise levels (k-diffusion style); each returns ``(x, info)`` with
 ``info['nfe']`` and ``info['denoised']`` (the last :math:`\hat x_0`), and calls
 ``callback({'i', 'x', 'sigma', 'sigma_next', 'denoised'})`` once per step.
 :func:`solve_adaptive` is a Dormand–Prince 5(4) reference for any ODE, and
-:func:`log_likelihood` the instantaneous change of variables (eq. ``ode-loglik``) with an exact
+:func:`log_likelihood` the instantaneous change of variables (equation :eq:`ode-loglik`) with an exact
 or a Hutchinson divergence.
 """
 
@@ -101,7 +101,7 @@ def _check_sigmas(sigmas) -> list[float]:
 # ======================================================================= the laboratory
 def gmm_score_fn(gm: GaussianMixture) -> ScoreFn:
     r"""Exact score of :math:`p_\sigma=p_0*\mathcal N(0,\sigma^2I)` for a mixture ``p_0``
-    (eq. ``ode-heat-solution``): ``score_fn(x, sigma)``, ``x``: ``(n, d)`` -> ``(n, d)``.
+    (equation :eq:`ode-heat-solution`): ``score_fn(x, sigma)``, ``x``: ``(n, d)`` -> ``(n, d)``.
 
     Each component becomes :math:`\mathcal N(\mu_k,\Sigma_k+\sigma^2I)`; with the
     eigendecomposition :math:`\Sigma_k=U_k\Lambda_kU_k^\top` computed once, every noise level
@@ -122,7 +122,7 @@ def heat_log_density(gm: GaussianMixture, x: torch.Tensor, sigma: torch.Tensor |
     r"""The heat equation's solution for a mixture ``p_0``, differentiable in ``x`` *and* ``sigma``.
 
     :math:`\log p_\sigma(x)=\log\sum_k\pi_k\,\mathcal N(x;\mu_k,\Sigma_k+\sigma^2I)` — the Gaussian
-    convolution of eq. ``ode-heat-solution``. ``x``: ``(n, d)``; ``sigma``: float, 0-d tensor or
+    convolution of equation :eq:`ode-heat-solution`. ``x``: ``(n, d)``; ``sigma``: float, 0-d tensor or
     ``(n,)`` tensor (may require grad). Returns ``(n,)`` in ``x``'s dtype.
     """
     if not isinstance(gm, GaussianMixture):
@@ -150,7 +150,7 @@ def heat_log_density(gm: GaussianMixture, x: torch.Tensor, sigma: torch.Tensor |
 
 
 def heat_spectral_1d(p0: torch.Tensor, dx: float, sigma: float) -> torch.Tensor:
-    r"""Solve the 1-D heat equation on a periodic grid by Fourier transform (eq. ``ode-fourier``).
+    r"""Solve the 1-D heat equation on a periodic grid by Fourier transform (equation :eq:`ode-fourier`).
 
     Multiplies the discrete Fourier transform of ``p0`` by :math:`e^{-\frac12\sigma^2\omega^2}`,
     which is the exact solution of :math:`\partial_tp=D_t\partial_x^2p` after
@@ -168,7 +168,7 @@ def heat_spectral_1d(p0: torch.Tensor, dx: float, sigma: float) -> torch.Tensor:
 # ==================================================================== the ODE's velocity
 def sigma_grid(n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: float = 7.0,
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    r"""Karras et al.'s decreasing grid of ``n + 1`` noise levels (eq. ``ode-grid``):
+    r"""Karras et al.'s decreasing grid of ``n + 1`` noise levels (equation :eq:`ode-grid`):
     :math:`\sigma_i=(\sigma_{\max}^{1/\rho}+\tfrac in(\sigma_{\min}^{1/\rho}-\sigma_{\max}^{1/\rho}))^\rho`,
     ``i = 0..n``. ``rho = 1`` is uniform in :math:`\sigma`; large ``rho`` tends to uniform in
     :math:`\log\sigma`. Returns ``(n + 1,)`` from ``sigma_max`` to ``sigma_min``."""
@@ -185,7 +185,7 @@ def sigma_grid(n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: fl
 
 
 def heat_velocity(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
-    r"""The ODE in the noise level, :math:`dx/d\sigma=-\sigma\nabla\log p_\sigma(x)` (eq. ``ode-sigma``).
+    r"""The ODE in the noise level, :math:`dx/d\sigma=-\sigma\nabla\log p_\sigma(x)` (equation :eq:`ode-sigma`).
 
     ``x``: ``(n, ...)`` -> ``(n, ...)``. Equal to :math:`(x-\hat x_0)/\sigma` (k-diffusion's ``to_d``).
     """
@@ -207,7 +207,7 @@ def _sigma_and_rate(sigma_fn: Callable[[torch.Tensor], torch.Tensor], t: float) 
 def heat_drift(score_fn: ScoreFn, x: torch.Tensor, t: float,
                sigma_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     r"""The heat-equation ODE in an arbitrary time, :math:`dx/dt=-\dot\sigma_t\sigma_t\nabla\log p_t(x)`
-    (eq. ``ode-model``), with :math:`\dot\sigma_t` from autograd on ``sigma_fn``.
+    (equation :eq:`ode-model`), with :math:`\dot\sigma_t` from autograd on ``sigma_fn``.
 
     ``sigma_fn``: a differentiable map from a 0-d float64 tensor ``t`` to :math:`\sigma(t)>0`.
     ``x``: ``(n, ...)`` -> ``(n, ...)``.
@@ -221,7 +221,7 @@ def heat_drift(score_fn: ScoreFn, x: torch.Tensor, t: float,
 
 def pf_ode_drift(schedule: ContinuousSchedule, score_fn_t: Callable[[torch.Tensor, float], torch.Tensor],
                  x: torch.Tensor, t: float) -> torch.Tensor:
-    r"""Probability-flow ODE of a linear SDE, :math:`dx/dt=f_tx-\tfrac12g_t^2\nabla\log p_t(x)` (eq. ``ode-pf``).
+    r"""Probability-flow ODE of a linear SDE, :math:`dx/dt=f_tx-\tfrac12g_t^2\nabla\log p_t(x)` (equation :eq:`ode-pf`).
 
     ``schedule`` supplies :math:`f_t` and :math:`g_t^2`; ``score_fn_t(x, t)`` is the score of
     :math:`p_t`, the law of :math:`\bar\alpha_tx_0+\bar\beta_t\varepsilon` (here ``t`` is time,
@@ -236,7 +236,7 @@ def pf_ode_drift(schedule: ContinuousSchedule, score_fn_t: Callable[[torch.Tenso
 
 
 def vp_to_heat(schedule: ContinuousSchedule, x: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
-    r"""Rescale a point of the VP/DDIM ODE into the heat ODE's coordinates (eq. ``ode-vp-rescale``):
+    r"""Rescale a point of the VP/DDIM ODE into the heat ODE's coordinates (equation :eq:`ode-vp-rescale`):
     :math:`y=x/\bar\alpha_t`, :math:`\sigma=\bar\beta_t/\bar\alpha_t`. ``x``: ``(n, ...)``."""
     if not isinstance(schedule, ContinuousSchedule):
         raise TypeError(f"schedule must be a ContinuousSchedule, got {type(schedule).__name__}")
@@ -295,11 +295,11 @@ def _fixed_step(stages: str, score_fn, x, sigmas, callback, extra_velocity):
 def sample_euler(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
                  callback: Callable[[dict], None] | None = None,
                  extra_velocity: Velocity | None = None) -> tuple[torch.Tensor, dict]:
-    r"""Euler's method for eq. ``ode-sigma`` over the grid ``sigmas`` (first order, 1 NFE per step).
+    r"""Euler's method for equation :eq:`ode-sigma` over the grid ``sigmas`` (first order, 1 NFE per step).
 
     ``x``: ``(n, ...)`` at ``sigmas[0]``; ``sigmas``: ``(N + 1,)`` strictly decreasing, all > 0.
     ``extra_velocity(x, sigma)`` adds a term to :math:`dx/d\sigma` (e.g. the divergence-free
-    rotation of eq. ``ode-rotation``). Returns ``(x at sigmas[-1], {'nfe', 'denoised'})``.
+    rotation of equation :eq:`ode-rotation`). Returns ``(x at sigmas[-1], {'nfe', 'denoised'})``.
     """
     return _fixed_step("euler", score_fn, x, sigmas, callback, extra_velocity)
 
@@ -307,7 +307,7 @@ def sample_euler(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
 def sample_heun(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
                 callback: Callable[[dict], None] | None = None,
                 extra_velocity: Velocity | None = None) -> tuple[torch.Tensor, dict]:
-    r"""Heun's method (explicit trapezoid, second order, 2 NFE per step) for eq. ``ode-sigma``.
+    r"""Heun's method (explicit trapezoid, second order, 2 NFE per step) for equation :eq:`ode-sigma`.
 
     Same arguments and return value as :func:`sample_euler`. (EDM saves the last evaluation
     when the grid ends at :math:`\sigma=0`; our grids end at :math:`\sigma_{\min}>0`.)
@@ -318,7 +318,7 @@ def sample_heun(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
 def sample_rk4(score_fn: ScoreFn, x: torch.Tensor, sigmas: torch.Tensor, *,
                callback: Callable[[dict], None] | None = None,
                extra_velocity: Velocity | None = None) -> tuple[torch.Tensor, dict]:
-    r"""Classical fourth-order Runge–Kutta (4 NFE per step) for eq. ``ode-sigma``.
+    r"""Classical fourth-order Runge–Kutta (4 NFE per step) for equation :eq:`ode-sigma`.
 
     Same arguments and return value as :func:`sample_euler`.
     """
@@ -419,7 +419,7 @@ def solve_adaptive(fn: Callable[[torch.Tensor, float], torch.Tensor], y0: torch.
 
 def sample_adaptive(score_fn: ScoreFn, x: torch.Tensor, sigma_max: float, sigma_min: float, *,
                     rtol: float = 1e-6, atol: float = 1e-6) -> tuple[torch.Tensor, dict]:
-    r"""Reference solution of eq. ``ode-sigma`` from ``sigma_max`` to ``sigma_min`` (or back).
+    r"""Reference solution of equation :eq:`ode-sigma` from ``sigma_max`` to ``sigma_min`` (or back).
 
     Integrates in :math:`u=\log\sigma`, where the ODE reads :math:`dx/du=-\sigma^2\nabla\log p_\sigma`
     and stays well scaled as :math:`\sigma\to0`. Passing ``sigma_max < sigma_min`` runs the
@@ -457,7 +457,7 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
 
     ``method='exact'``: the trace of the Jacobian, one backward pass per coordinate.
     ``method='hutchinson'``: :math:`\frac1P\sum_p\varepsilon_p^\top J\varepsilon_p` with the
-    given ``probes`` of shape ``(P, n, ...)`` (Rademacher or Gaussian, eq. ``ode-hutchinson``),
+    given ``probes`` of shape ``(P, n, ...)`` (Rademacher or Gaussian, equation :eq:`ode-hutchinson`),
     unbiased, one backward pass per probe. ``x``: ``(n, ...)``. Returns
     ``(fn(x) detached, divergence (n,))``.
     """
@@ -505,7 +505,7 @@ def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigm
                    generator: torch.Generator | int | None = None,
                    rtol: float = 1e-6, atol: float = 1e-6) -> tuple[torch.Tensor, dict]:
     r"""Log-likelihood of ``x`` under the model's :math:`p_{\sigma_{\min}}` by the instantaneous
-    change of variables (eq. ``ode-loglik``):
+    change of variables (equation :eq:`ode-loglik`):
 
     .. math:: \log p_{\sigma_{\min}}(x)=\log p_{\sigma_{\max}}(x_{\sigma_{\max}})
               +\int_{\log\sigma_{\min}}^{\log\sigma_{\max}}\nabla\!\cdot v(x_u,u)\,du,
@@ -603,13 +603,13 @@ class ScoreNet(nn.Module):
 
 def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator, *,
              p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
-    r"""Conditional score matching (eq. ``ode-csm``) in the denoiser form, as a scalar loss.
+    r"""Conditional score matching (equation :eq:`ode-csm`) in the denoiser form, as a scalar loss.
 
     Draw :math:`\ln\sigma\sim\mathcal N(p_{\rm mean},p_{\rm std}^2)` and
     :math:`x=x_0+\sigma\varepsilon`. The kernel's score target is :math:`-(x-x_0)/\sigma^2`, and
     with :math:`s=(\hat x_0-x)/\sigma^2` the residual is :math:`s+(x-x_0)/\sigma^2=(\hat x_0-x_0)/\sigma^2`.
     The loss is :math:`\lambda'(\sigma)\|\hat x_0-x_0\|^2` with Karras et al.'s
-    :math:`\lambda'=(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2`, i.e. eq. ``ode-csm`` with
+    :math:`\lambda'=(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2`, i.e. equation :eq:`ode-csm` with
     :math:`\lambda(\sigma)=\sigma^4\lambda'(\sigma)`; it makes the regression target of the
     network unit-variance at every noise level. Averaged over coordinates and the batch.
     ``x0``: ``(n, ...)`` in the model's dtype.

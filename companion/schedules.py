@@ -1,6 +1,6 @@
 r"""Noise schedules in the book's notation, with converters to Ho et al. and Song et al.
 
-**The book's notation** (chapter 0, eq. ``notation``) works with *standard deviations*:
+**The book's notation** (chapter 0, equation ``notation``) works with *standard deviations*:
 
 * :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` — :math:`\bar\alpha_t` is the signal
   coefficient and :math:`\bar\beta_t` the noise standard deviation of :math:`p(x_t\mid x_0)`;
@@ -14,7 +14,7 @@ VP SDE has :math:`\beta(t)=g_t^2`, and the VE / EDM noise level is
 :math:`\sigma_t=\bar\beta_t/\bar\alpha_t` with EDM's scale :math:`s(t)=\bar\alpha_t`.
 
 A linear SDE :math:`dx=f_tx\,dt+g_t\,dw` has :math:`p(x_t\mid x_0)=\mathcal N(\bar\alpha_tx_0,\bar\beta_t^2I)`
-iff (eq. ``fg-rule``, chapter 2)
+iff (equation :eq:`lab-fg`, chapter 2)
 
 .. math:: f_t=\frac{d\ln\bar\alpha_t}{dt},\qquad g_t^2=\bar\alpha_t^2\frac{d}{dt}\Big(\frac{\bar\beta_t^2}{\bar\alpha_t^2}\Big)=\frac{d\bar\beta_t^2}{dt}-2f_t\bar\beta_t^2 .
 """
@@ -127,7 +127,7 @@ class DiscreteSchedule:
 
         ``spacing='uniform'`` (DDIM's linear stride, rounded) or ``'quadratic'``.
         The result's per-step :math:`\alpha` are ratios of barred quantities on the
-        subsequence (eq. ``ddim-skip``), and its ``timesteps`` keep the original labels.
+        subsequence (equation :eq:`ddpm-skip`), and its ``timesteps`` keep the original labels.
         """
         steps = check_int("steps", steps, minimum=1)
         if steps > self.T:
@@ -206,7 +206,7 @@ class ContinuousSchedule:
     r"""A continuous schedule given by :math:`\bar\alpha(t)` and :math:`\bar\beta(t)` on ``[t_min, t_max]``.
 
     Any pair of smooth torch functions defines one; :meth:`f` and :meth:`g2` then follow from
-    eq. ``fg-rule`` by automatic differentiation. Subclasses override them with closed forms
+    equation :eq:`lab-fg` by automatic differentiation. Subclasses override them with closed forms
     (the tests check both against finite differences).
 
     Args:
@@ -259,12 +259,12 @@ class ContinuousSchedule:
         return y.detach(), dy
 
     def f(self, t) -> torch.Tensor:
-        r"""Drift coefficient :math:`f_t=\frac{d}{dt}\ln\bar\alpha_t` (eq. ``fg-rule``)."""
+        r"""Drift coefficient :math:`f_t=\frac{d}{dt}\ln\bar\alpha_t` (equation :eq:`lab-fg`)."""
         a, da = self._grad(self._ab, t)
         return da / a
 
     def g2(self, t) -> torch.Tensor:
-        r"""Squared diffusion :math:`g_t^2=\frac{d\bar\beta_t^2}{dt}-2f_t\bar\beta_t^2` (eq. ``fg-rule``).
+        r"""Squared diffusion :math:`g_t^2=\frac{d\bar\beta_t^2}{dt}-2f_t\bar\beta_t^2` (equation :eq:`lab-fg`).
 
         Where :math:`\bar\beta_t=0` (e.g. :math:`t=0` of a VP schedule written with a square
         root) autograd of :math:`\bar\beta` gives :math:`0\cdot\infty`; there the right-hand

@@ -1,15 +1,15 @@
 r"""Chapter 4 — the unified diffusion model: any corruption, one recipe.
 
-The forward process is given only through a reparameterisation (eq. ``udm-forward``)
+The forward process is given only through a reparameterisation (equation :eq:`udm-forward`)
 
 .. math:: x_t=\mathcal F_t(x_0,\varepsilon),\qquad \varepsilon\sim q(\varepsilon),
 
-and the reverse step is the exact factorisation (eq. ``udm-factor``)
+and the reverse step is the exact factorisation (equation :eq:`udm-factor`)
 :math:`p(x_{s}\mid x_t)=\int p(x_{s}\mid x_t,x_0)\,p(x_0\mid x_t)\,dx_0`: *estimate*
 :math:`\hat x_0\sim p(x_0\mid x_t)`, then *correct* :math:`x_s\sim p(x_s\mid x_t,x_0=\hat x_0)`.
 Only :math:`p(x_0\mid x_t)` is learned. The correction is free up to the marginal identity
-(eq. ``udm-marginal``) :math:`\int p(x_s\mid x_t,x_0)p(x_t\mid x_0)dx_t=p(x_s\mid x_0)`, and three
-designs satisfy it (eq. ``udm-designs``):
+(equation :eq:`udm-marginal`) :math:`\int p(x_s\mid x_t,x_0)p(x_t\mid x_0)dx_t=p(x_s\mid x_0)`, and three
+designs satisfy it (equation :eq:`udm-designs`):
 
 * :class:`Fresh` — corrupt :math:`\hat x_0` again with fresh noise, :math:`x_s=\mathcal F_s(\hat x_0,\varepsilon')`;
 * :class:`Reuse` — recover the noise and reuse it, :math:`x_s=\mathcal F_s(\hat x_0,\mathcal F_t^{-1}(\hat x_0,x_t))`;
@@ -134,7 +134,7 @@ def _conditional_keys(chosen: torch.Tensor, generator: torch.Generator) -> torch
 
 # ======================================================================== corruptions
 class Corruption:
-    r"""A forward corruption :math:`x_t=\mathcal F_t(x_0,\varepsilon)`, :math:`\varepsilon\sim q(\varepsilon)` (eq. ``udm-forward``).
+    r"""A forward corruption :math:`x_t=\mathcal F_t(x_0,\varepsilon)`, :math:`\varepsilon\sim q(\varepsilon)` (equation :eq:`udm-forward`).
 
     Subclasses implement :meth:`sample_noise` and :meth:`forward`, and :meth:`invert` where the
     noise can be recovered from :math:`(x_0,x_t)`. ``gaussian`` says whether :math:`q` is
@@ -170,12 +170,12 @@ class Corruption:
         return self.forward(x0, t, self.sample_noise(x0, require_generator(generator)))
 
     def reuse(self, x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int, generator=None) -> torch.Tensor:
-        r"""Design (b): :math:`\mathcal F_s(x_0,\mathcal F_t^{-1}(x_0,x_t))` (eq. ``udm-reuse``)."""
+        r"""Design (b): :math:`\mathcal F_s(x_0,\mathcal F_t^{-1}(x_0,x_t))` (equation :eq:`udm-reuse`)."""
         return self.forward(x0, s, self.invert(x0, x_t, t, generator))
 
 
 class Additive(Corruption):
-    r""":math:`\mathcal F_t(x_0,\varepsilon)=D(x_0,t)+s_t\,\varepsilon`, :math:`\varepsilon\sim\mathcal N(0,I)` (eq. ``udm-cold``).
+    r""":math:`\mathcal F_t(x_0,\varepsilon)=D(x_0,t)+s_t\,\varepsilon`, :math:`\varepsilon\sim\mathcal N(0,I)` (equation :eq:`udm-cold`).
 
     Cold Diffusion's degradations with optional noise. The noise is recovered as
     :math:`(x_t-D(x_0,t))/s_t` when :math:`s_t>0`. A *deterministic* degradation
@@ -239,8 +239,8 @@ class Additive(Corruption):
         return (x_t - self.degrade(x0, t)) / _per_sample(self.noise_std, t, x0)
 
     def reuse(self, x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int, generator=None) -> torch.Tensor:
-        r"""Design (b), eq. ``udm-reuse``; for :math:`s_t=s_s=0` the constant-noise limit
-        :math:`x_s=x_t+D(x_0,s)-D(x_0,t)` (Cold Diffusion's Algorithm 2, eq. ``udm-cold-improved``)."""
+        r"""Design (b), equation :eq:`udm-reuse`; for :math:`s_t=s_s=0` the constant-noise limit
+        :math:`x_s=x_t+D(x_0,s)-D(x_0,t)` (Cold Diffusion's Algorithm 2, equation :eq:`udm-cold-improved`)."""
         t, s = _time(t, self.T, None), _time(s, self.T, None)
         if self.noise_std[t] > 0:
             return super().reuse(x0, x_t, t, s, generator)
@@ -254,7 +254,7 @@ class Additive(Corruption):
 
 
 class GaussianNoise(Additive):
-    r"""The DDPM corruption :math:`x_t=\bar\alpha_tx_0+\bar\beta_t\varepsilon` on a :class:`~companion.schedules.DiscreteSchedule` (eq. ``udm-gauss``).
+    r"""The DDPM corruption :math:`x_t=\bar\alpha_tx_0+\bar\beta_t\varepsilon` on a :class:`~companion.schedules.DiscreteSchedule` (equation :eq:`udm-gauss`).
 
     Times are the schedule's indices ``0..T``; sample on a subsequence by passing
     ``schedule.subsequence(S).timesteps`` to :func:`sample`.
@@ -273,7 +273,7 @@ class GaussianNoise(Additive):
 
     def ddpm_fraction(self, t: int, s: int, eta: float = 1.0) -> float:
         r"""Fresh-noise fraction :math:`\tilde\sigma=\eta\,\beta_{t|s}/\bar\beta_t` that makes design (c) the
-        DDPM step (``eta = 1``) or the DDIM-:math:`\eta` step from ``t`` to ``s < t`` (eq. ``udm-ddpm``).
+        DDPM step (``eta = 1``) or the DDIM-:math:`\eta` step from ``t`` to ``s < t`` (equation :eq:`udm-ddpm`).
 
         :math:`\beta_{t|s}^2=1-\bar\alpha_t^2/\bar\alpha_s^2`, so :math:`\bar\beta_s\tilde\sigma` is the
         DDPM posterior standard deviation on the (sub)sequence.
@@ -291,7 +291,7 @@ class GaussianNoise(Additive):
 
 # --------------------------------------------------------------------------- heat blur
 def laplacian_eigenvalues(n: int, boundary: str = "periodic") -> torch.Tensor:
-    r"""Eigenvalues :math:`\lambda_k\ge0` of minus the 1-D discrete Laplacian on ``n`` points (eq. ``udm-heat``).
+    r"""Eigenvalues :math:`\lambda_k\ge0` of minus the 1-D discrete Laplacian on ``n`` points (equation :eq:`udm-heat`).
 
     ``'periodic'``: :math:`4\sin^2(\pi k/n)` in FFT order; ``'neumann'`` (reflecting ends):
     :math:`4\sin^2(\pi k/2n)` in DCT-II order. Float64 ``(n,)``.
@@ -315,7 +315,7 @@ def _dct_matrix(n: int) -> torch.Tensor:
 
 
 def heat_blur(x: torch.Tensor, tau, ndim: int = 1, boundary: str = "periodic") -> torch.Tensor:
-    r"""Heat semigroup :math:`e^{\tau\Delta}x` of the discrete Laplacian on the last ``ndim`` axes (eq. ``udm-heat``).
+    r"""Heat semigroup :math:`e^{\tau\Delta}x` of the discrete Laplacian on the last ``ndim`` axes (equation :eq:`udm-heat`).
 
     Each frequency is damped by :math:`e^{-\tau\lambda_k}` (summed over axes), computed by FFT
     (``'periodic'``) or by the DCT-II (``'neumann'``). A Gaussian blur of standard deviation
@@ -356,7 +356,7 @@ def heat_blur(x: torch.Tensor, tau, ndim: int = 1, boundary: str = "periodic") -
 
 
 class HeatBlur(Additive):
-    r"""Blur plus noise, :math:`x_t=e^{\tau_t\Delta}x_0+s_t\varepsilon` (eq. ``udm-blur``): a linear-Gaussian corruption.
+    r"""Blur plus noise, :math:`x_t=e^{\tau_t\Delta}x_0+s_t\varepsilon` (equation :eq:`udm-blur`): a linear-Gaussian corruption.
 
     Args:
         shape: the signal shape, ``(n,)`` for 1-D signals or ``(H, W)`` for images (a channel
@@ -413,12 +413,12 @@ def _check_tokens(name: str, x, length: int) -> torch.Tensor:
 
 
 class Masking(Corruption):
-    r"""Mask ``t`` uniformly chosen positions of a length-``L`` sequence (eq. ``udm-mask``); ``T = L``.
+    r"""Mask ``t`` uniformly chosen positions of a length-``L`` sequence (equation :eq:`udm-mask`); ``T = L``.
 
     The noise is a vector of i.i.d. uniform keys; the ``t`` smallest are masked. Given
     :math:`(x_0,x_t)` the masked *set* is known but not the keys' order, so :meth:`invert`
     draws the keys from their exact conditional law. Design (b) then unmasks one uniformly
-    chosen masked position (the one with the largest key), eq. ``udm-mask-improved``.
+    chosen masked position (the one with the largest key), equation :eq:`udm-mask-improved`.
 
     Args:
         length: sequence length ``L``.
@@ -456,7 +456,7 @@ class Masking(Corruption):
 
 
 class Substitution(Corruption):
-    r"""Replace ``t`` uniformly chosen positions by random tokens (eq. ``udm-edit``); ``T = L``.
+    r"""Replace ``t`` uniformly chosen positions by random tokens (equation :eq:`udm-edit`); ``T = L``.
 
     With ``different=True`` (Su's fix) each replaced token is drawn uniformly among the
     :math:`V-1` *other* tokens, so :math:`(x_0,x_t)` reveals exactly which positions changed
@@ -519,7 +519,7 @@ class Substitution(Corruption):
 
 # ============================================================================ designs
 class Design:
-    r"""A choice of :math:`p(x_s\mid x_t,x_0)` that satisfies the marginal identity (eq. ``udm-marginal``).
+    r"""A choice of :math:`p(x_s\mid x_t,x_0)` that satisfies the marginal identity (equation :eq:`udm-marginal`).
 
     ``design(corruption, x0_hat, x_t, t, s, generator) -> x_s``; :meth:`check` raises
     before sampling when the design is invalid for the corruption.
@@ -539,7 +539,7 @@ class Design:
 
 
 class Fresh(Design):
-    r"""Design (a), the baseline: :math:`x_s=\mathcal F_s(\hat x_0,\varepsilon')` with fresh noise (eq. ``udm-designs``).
+    r"""Design (a), the baseline: :math:`x_s=\mathcal F_s(\hat x_0,\varepsilon')` with fresh noise (equation :eq:`udm-designs`).
 
     Valid for every corruption; with a point estimate it throws away what :math:`x_t` knew.
     With a deterministic degradation it is Cold Diffusion's naive sampler.
@@ -554,7 +554,7 @@ class Fresh(Design):
 
 
 class Reuse(Design):
-    r"""Design (b): :math:`x_s=\mathcal F_s(\hat x_0,\mathcal F_t^{-1}(\hat x_0,x_t))` (eq. ``udm-reuse``).
+    r"""Design (b): :math:`x_s=\mathcal F_s(\hat x_0,\mathcal F_t^{-1}(\hat x_0,x_t))` (equation :eq:`udm-reuse`).
 
     Raises :class:`NotInvertibleError` at :meth:`check` for a corruption without an inverse.
     """
@@ -571,7 +571,7 @@ class Reuse(Design):
 
 @dataclass(frozen=True)
 class GaussianRenoise(Design):
-    r"""Design (c): re-noise a fraction :math:`\tilde\sigma` of the recovered Gaussian noise (eq. ``udm-renoise``),
+    r"""Design (c): re-noise a fraction :math:`\tilde\sigma` of the recovered Gaussian noise (equation :eq:`udm-renoise`),
 
     .. math:: x_s=\mathcal F_s\big(\hat x_0,\ \sqrt{1-\tilde\sigma^2}\,\mathcal F_t^{-1}(\hat x_0,x_t)+\tilde\sigma\,\varepsilon'\big).
 
@@ -650,7 +650,7 @@ def sample(
     callback: Callable[[dict], None] | None = None,
     progress: bool = False,
 ):
-    r"""The unified sampler (eq. ``udm-sampler``): for consecutive times :math:`t>s`,
+    r"""The unified sampler (equation :eq:`udm-sampler`): for consecutive times :math:`t>s`,
     :math:`\hat x_0\sim q(x_0\mid x_t)` by ``estimator``, then :math:`x_s` by ``design``.
 
     Args:
@@ -697,20 +697,20 @@ def sample(
 
 def cold_naive(restorer: Callable[[torch.Tensor, int], torch.Tensor], corruption: Additive, x_T, times, **kw):
     r"""Cold Diffusion's naive sampler (their Alg. 1): :math:`x_s=D(R(x_t),s)` — :func:`sample` with
-    a point restorer and design :class:`Fresh` on a noiseless degradation (eq. ``udm-cold-naive``)."""
+    a point restorer and design :class:`Fresh` on a noiseless degradation (equation :eq:`udm-cold-naive`)."""
     return sample(lambda x, t, g: restorer(x, t), corruption, x_T, times, Fresh(), **kw)
 
 
 def cold_improved(restorer: Callable[[torch.Tensor, int], torch.Tensor], corruption: Additive, x_T, times, **kw):
     r"""Cold Diffusion's improved sampler (their Alg. 2): :math:`x_s=x_t-D(\hat x_0,t)+D(\hat x_0,s)` —
-    :func:`sample` with design :class:`Reuse` (eq. ``udm-cold-improved``)."""
+    :func:`sample` with design :class:`Reuse` (equation :eq:`udm-cold-improved`)."""
     return sample(lambda x, t, g: restorer(x, t), corruption, x_T, times, Reuse(), **kw)
 
 
 # ========================================================================= estimators
 def eps_model_estimator(model: Callable[[torch.Tensor, int], torch.Tensor], corruption: GaussianNoise) -> Estimator:
     r"""Point estimate :math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta(x_t,t))/\bar\alpha_t` from a noise
-    predictor ``model(x, t) -> eps`` (eq. ``udm-gauss``); :math:`\bar\sigma_t=0`, i.e. DDPM/DDIM."""
+    predictor ``model(x, t) -> eps`` (equation :eq:`udm-gauss`); :math:`\bar\sigma_t=0`, i.e. DDPM/DDIM."""
     if not isinstance(corruption, GaussianNoise):
         raise TypeError(f"corruption must be GaussianNoise, got {type(corruption).__name__}")
     ab, bb = corruption.schedule.alpha_bar, corruption.schedule.beta_bar
@@ -744,7 +744,7 @@ def posterior_estimator(mixture, corruption: Additive, mode: str = "sample") -> 
 
 
 def gaussian_spread_estimator(point: Estimator, x0_std: torch.Tensor) -> Estimator:
-    r""":math:`\hat x_0=\bar\mu(x_t)+\bar\sigma_t z` (eq. ``udm-analytic``): a point estimator widened into the
+    r""":math:`\hat x_0=\bar\mu(x_t)+\bar\sigma_t z` (equation :eq:`udm-analytic`): a point estimator widened into the
     isotropic Gaussian :math:`q(x_0\mid x_t)=\mathcal N(\bar\mu,\bar\sigma_t^2I)` of Analytic-DPM.
 
     ``x0_std``: ``(T+1,)`` standard deviations :math:`\bar\sigma_t` indexed by time.
@@ -765,7 +765,7 @@ def gaussian_spread_estimator(point: Estimator, x0_std: torch.Tensor) -> Estimat
 
 def factorized_estimator(marginals: Callable[[torch.Tensor, int], torch.Tensor], mask_token: int) -> Estimator:
     r"""What a masked language model gives: every masked position drawn *independently* from its
-    marginal :math:`p(x_0^{(i)}\mid x_t)`; unmasked tokens are kept (eq. ``udm-mask``).
+    marginal :math:`p(x_0^{(i)}\mid x_t)`; unmasked tokens are kept (equation :eq:`udm-mask`).
 
     ``marginals(x_t, t) -> (n, L, V)`` probabilities (exact ones from :meth:`EnumeratedLaw.masked_marginals`,
     or a softmax of :class:`TokenMLP` logits).
@@ -792,7 +792,7 @@ def x0_loss(
     t_min: int = 1,
 ) -> torch.Tensor:
     r"""Restoration loss :math:`E\,\|x_0-\mathcal G_\theta(\mathcal F_t(x_0,\varepsilon),t)\|_p^p/D` with
-    :math:`t\sim\mathcal U\{t_{\min}..T\}` (eq. ``udm-loss``): ``p=2`` is a Gaussian :math:`q(x_0\mid x_t)`,
+    :math:`t\sim\mathcal U\{t_{\min}..T\}` (equation :eq:`udm-loss`): ``p=2`` is a Gaussian :math:`q(x_0\mid x_t)`,
     ``p=1`` the Laplace one behind Cold Diffusion. Plugs into :func:`companion.train.fit`.
     """
     if p not in (1, 2):
@@ -808,7 +808,7 @@ def x0_loss(
 
 def masked_lm_loss(model: nn.Module, corruption: Masking, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     r"""Cross-entropy :math:`-\log q_\theta(x_0^{(i)}\mid x_t)` on the masked positions, :math:`t\sim\mathcal U\{1..L\}`
-    (eq. ``udm-loss`` for tokens). ``model(x_t) -> (n, L, V)`` logits."""
+    (equation :eq:`udm-loss` for tokens). ``model(x_t) -> (n, L, V)`` logits."""
     if not isinstance(corruption, Masking):
         raise TypeError(f"corruption must be Masking, got {type(corruption).__name__}")
     g = require_generator(generator)
@@ -876,7 +876,7 @@ class EnumeratedLaw:
         return 0.5 * (self.empirical(x) - self.pmf).abs().sum().item()
 
     def masked_marginals(self, x_t: torch.Tensor, mask_token: int) -> torch.Tensor:
-        r"""Exact :math:`p(x_0^{(i)}=v\mid x_t)` for every position, ``(n, L) -> (n, L, V)`` float64 (eq. ``udm-mask``).
+        r"""Exact :math:`p(x_0^{(i)}=v\mid x_t)` for every position, ``(n, L) -> (n, L, V)`` float64 (equation :eq:`udm-mask`).
 
         The posterior of :math:`x_0` given a masked :math:`x_t` is the law restricted to the
         states that agree with :math:`x_t` on its unmasked positions.
