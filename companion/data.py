@@ -16,10 +16,10 @@ def _n(n) -> int:
     return check_int("n", n, minimum=1)
 
 
-def moons(n: int, generator=None, noise: float = 0.05) -> torch.Tensor:
+def moons(n: int, generator: torch.Generator | int, noise: float = 0.05) -> torch.Tensor:
     """Two interleaved half circles, centred and scaled to about [-1.5, 1.5]; ``(n, 2)`` float64."""
-    n, g = _n(n), make_generator(generator)
-    noise = check_positive("noise", noise, allow_zero=True)
+    n, noise = _n(n), check_positive("noise", noise, allow_zero=True)
+    g = make_generator(generator)
     upper = torch.rand(n, generator=g, dtype=torch.float64) < 0.5
     th = torch.rand(n, generator=g, dtype=torch.float64) * math.pi
     x = torch.where(upper, torch.cos(th), 1 - torch.cos(th))
@@ -28,20 +28,23 @@ def moons(n: int, generator=None, noise: float = 0.05) -> torch.Tensor:
     return pts + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
 
 
-def rings(n: int, generator=None, radii=(0.6, 1.4), noise: float = 0.05) -> torch.Tensor:
+def rings(n: int, generator: torch.Generator | int, radii=(0.6, 1.4), noise: float = 0.05) -> torch.Tensor:
     """Concentric circles with equal mass per ring; ``(n, 2)`` float64."""
-    n, g = _n(n), make_generator(generator)
+    n, noise = _n(n), check_positive("noise", noise, allow_zero=True)
     r = torch.as_tensor(radii, dtype=torch.float64)
+    if r.ndim != 1 or r.numel() < 1 or not torch.isfinite(r).all() or (r <= 0).any():
+        raise ValueError(f"radii must be a non-empty sequence of positive radii, got {radii}")
+    g = make_generator(generator)
     k = torch.randint(0, len(r), (n,), generator=g)
     th = 2 * math.pi * torch.rand(n, generator=g, dtype=torch.float64)
     pts = torch.stack([torch.cos(th), torch.sin(th)], 1) * r[k, None]
     return pts + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
 
 
-def checkerboard(n: int, generator=None, cells: int = 4) -> torch.Tensor:
+def checkerboard(n: int, generator: torch.Generator | int, cells: int = 4) -> torch.Tensor:
     """Uniform law on the black squares of a ``cells × cells`` board on [-2, 2]²; ``(n, 2)``."""
-    n, g = _n(n), make_generator(generator)
-    cells = check_int("cells", cells, minimum=2)
+    n, cells = _n(n), check_int("cells", cells, minimum=2)
+    g = make_generator(generator)
     out = torch.empty(0, 2, dtype=torch.float64)
     while out.shape[0] < n:  # rejection sampling, acceptance 1/2
         u = torch.rand(2 * n, 2, generator=g, dtype=torch.float64) * 4 - 2
@@ -50,9 +53,10 @@ def checkerboard(n: int, generator=None, cells: int = 4) -> torch.Tensor:
     return out[:n]
 
 
-def spiral(n: int, generator=None, noise: float = 0.05) -> torch.Tensor:
+def spiral(n: int, generator: torch.Generator | int, noise: float = 0.05) -> torch.Tensor:
     """A two-turn spiral in [-1.5, 1.5]²; ``(n, 2)`` float64."""
-    n, g = _n(n), make_generator(generator)
+    n, noise = _n(n), check_positive("noise", noise, allow_zero=True)
+    g = make_generator(generator)
     s = torch.rand(n, generator=g, dtype=torch.float64)
     th = 4 * math.pi * s
     pts = torch.stack([torch.cos(th), torch.sin(th)], 1) * (0.2 + 1.3 * s[:, None])
@@ -82,7 +86,7 @@ def digits(split: str = "train", seed: int = 0, test_fraction: float = 0.25):
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    if not 0 < test_fraction < 1:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     x, y = _digits_all()
     if split == "all":

@@ -81,12 +81,9 @@ def check_batch(name: str, x: Any, *, min_ndim: int = 1) -> torch.Tensor:
 
 
 def require_generator(generator: Any, name: str = "generator") -> torch.Generator:
-    """For random operations: accept a ``torch.Generator`` or an int seed, refuse ``None``."""
-    if generator is None:
-        raise ValueError(f"this computation is random: pass {name}= (a torch.Generator or an int seed)")
-    if isinstance(generator, bool) or not isinstance(generator, (torch.Generator, int)):
-        raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(generator).__name__}")
-    return make_generator(generator)
+    """For random operations: accept a ``torch.Generator`` or an int seed, refuse anything else
+    (``None`` included: there is no silent default seed and never the global RNG)."""
+    return make_generator(generator, name=name)
 
 
 def check_positive(name: str, value: Scalar, *, allow_zero: bool = False) -> float:
@@ -113,12 +110,22 @@ def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
     return int(value)
 
 
-def make_generator(seed: int | torch.Generator | None, device: str | torch.device = "cpu"):
-    """Return a ``torch.Generator``: pass one through, or seed a new one from an int."""
+def make_generator(
+    seed: int | torch.Generator, device: str | torch.device = "cpu", *, name: str = "generator"
+) -> torch.Generator:
+    """The one validation path for randomness: pass a ``torch.Generator`` through, or seed a
+    new one from a non-negative int. ``None``, floats, bools and strings raise: a random
+    computation must say where its randomness comes from."""
     if isinstance(seed, torch.Generator):
         return seed
+    if seed is None:
+        raise ValueError(f"this computation is random: pass {name}= (a torch.Generator or an int seed)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"{name}: a seed must be a non-negative int, got {seed}")
     g = torch.Generator(device=device)
-    g.manual_seed(0 if seed is None else int(seed))
+    g.manual_seed(int(seed))
     return g
 
 

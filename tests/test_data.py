@@ -43,8 +43,18 @@ def test_digits_scaling_and_split():
 
 def test_data_validation():
     with pytest.raises(ValueError, match="n must be >= 1"):
-        data.moons(0)
+        data.moons(0, 0)
     with pytest.raises(ValueError, match="split"):
         data.digits("val")
     with pytest.raises(ValueError, match="noise must be finite and >= 0"):
-        data.moons(10, noise=-1.0)
+        data.moons(10, 0, noise=-1.0)
+
+
+@pytest.mark.parametrize("law", sorted(data.TOY_2D))
+def test_toy_laws_need_an_explicit_generator(law):
+    with pytest.raises(ValueError, match="pass generator="):
+        data.TOY_2D[law](10, None)
+    for bad in (1.5, True, "0"):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator or an int seed"):
+            data.TOY_2D[law](10, bad)
+    assert torch.equal(data.TOY_2D[law](10, 3), data.TOY_2D[law](10, 3))
