@@ -66,6 +66,11 @@ def w1_to_cdf(
         grid_size: trapezoid-rule points.
     """
     x = torch.sort(_flat1d("samples", samples)).values
+    if not callable(cdf):
+        raise TypeError(f"cdf must be a callable tensor -> tensor, got {type(cdf).__name__}")
+    for name, v in (("lo", lo), ("hi", hi)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not torch.isfinite(torch.tensor(float(v)))):
+            raise ValueError(f"{name} must be a finite number or None, got {v!r}")
     sd = x.std().item() if x.numel() > 1 else 1.0
     if lo is None or hi is None:
         law_lo, law_hi = _law_range(cdf, x[x.numel() // 2].item(), max(sd, 1.0))
@@ -77,9 +82,11 @@ def w1_to_cdf(
     # merge the sample points into the grid so that F_n is constant on every sub-interval;
     # the trapezoid rule on |F_n - F| is then exact up to O(h^2) at the crossings of F and F_n
     pts = torch.sort(torch.cat([grid, x.clamp(lo, hi)])).values
-    F = cdf(pts).reshape(-1).to(torch.float64)
+    F = torch.as_tensor(cdf(pts)).reshape(-1).to(torch.float64)
     if F.shape != pts.shape:
         raise ValueError(f"cdf must map an (m,) tensor to (m,) values, got {tuple(F.shape)}")
+    if not torch.isfinite(F).all() or (F < -1e-9).any() or (F > 1 + 1e-9).any() or (torch.diff(F) < -1e-9).any():
+        raise ValueError("cdf must return finite, non-decreasing values in [0, 1]")
     mid = 0.5 * (pts[1:] + pts[:-1])
     Fn = torch.searchsorted(x, mid, right=True).to(torch.float64) / x.numel()
     width = torch.diff(pts)
@@ -90,7 +97,9 @@ def _law_range(cdf, center: float, width: float, tol: float = 1e-10) -> tuple[fl
     """An interval outside which the law has mass below ``tol`` on each side (by doubling)."""
     lo, hi = center - width, center + width
     for _ in range(60):
-        F = cdf(torch.tensor([lo, hi], dtype=torch.float64)).reshape(-1)
+        F = torch.as_tensor(cdf(torch.tensor([lo, hi], dtype=torch.float64))).reshape(-1).to(torch.float64)
+        if F.numel() != 2 or not torch.isfinite(F).all():
+            raise ValueError("cdf must map a (2,) tensor to 2 finite values")
         if F[0].item() <= tol and F[1].item() >= 1 - tol:
             break
         if F[0].item() > tol:
@@ -122,6 +131,8 @@ def sliced_wasserstein(
     y = check_tensor("y", y, ndim=2).to(torch.float64)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    if min(x.shape[0], y.shape[0], x.shape[1]) < 1:
+        raise ValueError(f"x and y must hold at least one point of dimension >= 1, got {tuple(x.shape)}, {tuple(y.shape)}")
     n_projections = check_int("n_projections", n_projections, minimum=1)
     u = torch.randn(n_projections, x.shape[1], generator=make_generator(generator), dtype=torch.float64)
     u = u / u.norm(dim=1, keepdim=True)
@@ -142,11 +153,14 @@ def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None, ch
         raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
     if x.shape[0] < 2 or y.shape[0] < 2:
         raise ValueError("x and y need at least 2 points each")
+    chunk = check_int("chunk", chunk, minimum=1)
+    if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float))):
+        raise TypeError(f"bandwidth must be a positive number or None, got {type(bandwidth).__name__}")
     if bandwidth is None:
         z = torch.cat([x[:500], y[:500]])
         bandwidth = torch.pdist(z).median().item()
-    if not bandwidth > 0:
-        raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+    if not (bandwidth > 0 and bandwidth < float("inf")):
+        raise ValueError(f"bandwidth must be finite and > 0, got {bandwidth} (identical points give a zero median distance)")
     gamma = 1.0 / (2 * bandwidth**2)
 
     def ksum(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -192,10 +206,16 @@ def _sqrtm_psd(c: torch.Tensor) -> torch.Tensor:
 def gaussian_frechet(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
     r"""Fréchet (2-Wasserstein squared) distance between :math:`\mathcal N(\mu_1,C_1)` and
     :math:`\mathcal N(\mu_2,C_2)`: :math:`\|\mu_1-\mu_2\|^2+\mathrm{tr}(C_1+C_2-2(C_1^{1/2}C_2C_1^{1/2})^{1/2})`."""
-    mu1, mu2 = mu1.to(torch.float64), mu2.to(torch.float64)
-    cov1, cov2 = cov1.to(torch.float64), cov2.to(torch.float64)
+    mu1, mu2 = (check_tensor(n, v, ndim=1).to(torch.float64) for n, v in (("mu1", mu1), ("mu2", mu2)))
+    cov1, cov2 = (check_tensor(n, v, ndim=2).to(torch.float64) for n, v in (("cov1", cov1), ("cov2", cov2)))
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.numel(), mu1.numel()):
         raise ValueError("mu1, mu2 must be (d,) and cov1, cov2 must be (d, d) with the same d")
+    for name, c in (("cov1", cov1), ("cov2", cov2)):
+        scale = c.abs().max().item() or 1.0
+        if (c - c.T).abs().max().item() > 1e-8 * scale:
+            raise ValueError(f"{name} must be symmetric")
+        if torch.linalg.eigvalsh(c).min().item() < -1e-8 * scale:
+            raise ValueError(f"{name} must be positive semi-definite (it has a negative eigenvalue)")
     s1 = _sqrtm_psd(cov1)
     cross = _sqrtm_psd(s1 @ cov2 @ s1)
     return ((mu1 - mu2) ** 2).sum().item() + torch.trace(cov1 + cov2 - 2 * cross).item()
@@ -218,7 +238,7 @@ def digit_classifier(seed: int = 0, steps: int = 600):
     :class:`companion.nets.DigitClassifier` on the digits' training split.
     Returns ``(model, test_accuracy)``; about 3 s on 2 idle cores. Safe to call under
     ``torch.no_grad()``."""
-    return _digit_classifier(int(seed), int(steps))
+    return _digit_classifier(check_int("seed", seed), check_int("steps", steps, minimum=1))
 
 
 @lru_cache(maxsize=2)
@@ -229,8 +249,9 @@ def _digit_classifier(seed: int, steps: int):
     xtr, ytr = digits("train")
     xte, yte = digits("test")
     g = make_generator(seed)
-    torch.manual_seed(seed)
-    model = DigitClassifier()
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = DigitClassifier()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     with torch.enable_grad():
         for _ in range(steps):
@@ -263,12 +284,19 @@ def digit_frechet_distance(samples: torch.Tensor, reference: torch.Tensor | None
 
 def loglog_slope(x, y) -> float:
     r"""Least-squares slope of :math:`\log y` against :math:`\log x` (the observed order)."""
-    x = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
-    y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+    try:
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"x and y must be sequences of numbers: {err}") from None
     if x.shape != y.shape or x.numel() < 2:
         raise ValueError("x and y must have the same length >= 2")
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("x and y must be finite")
     if (x <= 0).any() or (y <= 0).any():
         raise ValueError("x and y must be positive for a log-log fit")
     lx, ly = torch.log(x), torch.log(y)
     lx0 = lx - lx.mean()
+    if (lx0 * lx0).sum().item() == 0:
+        raise ValueError("x must take at least two distinct values for a slope")
     return ((lx0 * (ly - ly.mean())).sum() / (lx0 * lx0).sum()).item()

@@ -142,7 +142,7 @@ def test_metric_validation():
         metrics.w1_to_cdf(torch.zeros(5, 2), lambda u: u)
     with pytest.raises(ValueError, match="same dimension"):
         metrics.sliced_wasserstein(torch.zeros(5, 2), torch.zeros(5, 3))
-    with pytest.raises(ValueError, match="bandwidth must be > 0"):
+    with pytest.raises(ValueError, match="bandwidth must be finite and > 0"):
         metrics.mmd_rbf(torch.zeros(5, 2), torch.zeros(5, 2))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         metrics.frechet_distance(np.zeros((3, 2)), torch.zeros(3, 2))
@@ -152,3 +152,41 @@ def test_digit_classifier_trains_even_under_no_grad():
     with torch.no_grad():
         model, acc = metrics.digit_classifier(seed=1, steps=3)
     assert 0.0 <= acc <= 1.0 and model.head.weight.requires_grad
+
+
+def test_metrics_refuse_bad_input_instead_of_nan():
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    eye = torch.eye(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        metrics.gaussian_frechet(torch.zeros(2), -eye, torch.zeros(2), eye)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.gaussian_frechet(torch.tensor([float("nan"), 0.0]), eye, torch.zeros(2), eye)
+    with pytest.raises(ValueError, match="distinct"):
+        metrics.loglog_slope([1, 1, 1], [1, 2, 3])
+    with pytest.raises(ValueError, match="finite"):
+        metrics.loglog_slope([1, 2, float("inf")], [1, 2, 3])
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        metrics.mmd_rbf(x, x, chunk=-1)
+    with pytest.raises(ValueError, match="cdf must return finite"):
+        metrics.w1_to_cdf(x[:, 0], lambda t: torch.full_like(t, float("nan")), lo=-5, hi=5)
+    with pytest.raises(ValueError, match="pass generator="):
+        metrics.sliced_wasserstein(x, x)
+
+
+def test_mmd_small_n_exact_value():
+    # n = m = 2, bandwidth 1: the unbiased estimator by hand (off-diagonal pairs only, n(n-1) = 2)
+    x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0], [3.0]], dtype=torch.float64)
+    k = lambda d: math.exp(-d * d / 2)
+    kxx = 2 * k(1.0) / 2
+    kyy = 2 * k(3.0) / 2
+    kxy = (k(0.0) + k(3.0) + k(1.0) + k(2.0)) / 4
+    assert metrics.mmd_rbf(x, y, bandwidth=1.0) == pytest.approx(kxx + kyy - 2 * kxy, rel=1e-12)
+
+
+def test_digit_classifier_leaves_the_callers_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    metrics.digit_classifier(0, steps=5)
+    assert torch.equal(torch.rand(3), expected)
