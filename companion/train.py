@@ -121,10 +121,28 @@ def fit(
     steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     lr = check_positive("lr", lr)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no trainable parameters: there is nothing to fit")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable (model, batch, generator) -> scalar loss")
-    g = make_generator(seed)
+    weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+    warmup = check_int("warmup", warmup, minimum=0)
+    if grad_clip is not None:
+        grad_clip = check_positive("grad_clip", grad_clip)  # 0 would freeze the weights, < 0 climb the loss
+    if ema_decay is not None and not (isinstance(ema_decay, (int, float)) and not isinstance(ema_decay, bool)
+                                      and 0 <= ema_decay < 1):
+        raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay!r}")
+    for name, flag in (("replace", replace), ("cosine", cosine), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+    g = make_generator(seed, name="seed")
     if isinstance(data, torch.Tensor):
+        if data.ndim < 1 or data.shape[0] == 0:
+            raise ValueError(f"data must hold at least one example (n, ...), got shape {tuple(data.shape)}")
+        if not replace and data.shape[0] < batch_size:
+            raise ValueError(f"replace=False needs at least batch_size={batch_size} examples, got {data.shape[0]}")
         stream = batches(data, batch_size, g, replace)
         draw = lambda: next(stream)
     elif callable(data):
@@ -150,10 +168,14 @@ def fit(
     every = max(1, steps // 100)
     for i in bar:
         loss = loss_fn(model, draw(), g)
+        if not isinstance(loss, torch.Tensor) or not loss.is_floating_point():
+            raise TypeError(f"loss_fn must return a floating scalar tensor (with a graph), got {type(loss).__name__}")
         if loss.ndim != 0:
             raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {i}; lower lr or check the data")
+        if not loss.requires_grad:
+            raise ValueError("loss_fn returned a loss that does not depend on the model's parameters")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:

@@ -103,3 +103,28 @@ def test_fit_validation():
         fit(nn.Linear(3, 1), lambda m, b, g: m(b[:, :3]).sum() * float("nan"), data, steps=1, progress=False)
     with pytest.raises(ValueError, match="decay"):
         EMA(nn.Linear(1, 1), decay=1.0)
+
+
+def test_fit_refuses_settings_that_would_train_wrongly():
+    model = nn.Linear(2, 1)
+    data = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    loss = lambda m, b, g: m(b).pow(2).mean()
+    kw = dict(steps=2, batch_size=4, progress=False)
+    for bad, err, msg in [
+        (dict(grad_clip=-1.0), ValueError, "grad_clip must be finite and > 0"),
+        (dict(grad_clip=0.0), ValueError, "grad_clip must be finite and > 0"),
+        (dict(seed=1.5), TypeError, "seed must be a torch.Generator or an int seed"),
+        (dict(seed=True), TypeError, "seed must be a torch.Generator or an int seed"),
+        (dict(ema_decay=1.5), ValueError, "ema_decay must be in"),
+        (dict(warmup=-1), ValueError, "warmup must be >= 0"),
+    ]:
+        with pytest.raises(err, match=msg):
+            fit(model, loss, data, **kw, **bad)
+    with pytest.raises(ValueError, match="at least one example"):
+        fit(model, loss, data[:0], **kw)
+    with pytest.raises(TypeError, match="floating scalar tensor"):
+        fit(model, lambda m, b, g: 1.0, data, **kw)
+    with pytest.raises(ValueError, match="does not depend on the model"):
+        fit(model, lambda m, b, g: b.pow(2).mean(), data, **kw)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(nn.ReLU(), loss, data, **kw)
