@@ -50,6 +50,8 @@ class GaussianMixture:
     """
 
     def __init__(self, weights, means, covs, *, dtype: torch.dtype = torch.float64):
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64 (Cholesky and eigh need them), got {dtype}")
         weights = _as_param("weights", weights, dtype)
         means = _as_param("means", means, dtype)
         covs = _as_param("covs", covs, dtype)
@@ -265,6 +267,8 @@ class GaussianMixture:
         b = self._per_point("b", b, n, dev)
         if (b < 0).any():
             raise ValueError("b must be >= 0")
+        if ((a == 0) & (b == 0)).any():
+            raise ValueError("a = b = 0 is the point mass at 0: the noised law has no density (need a != 0 or b > 0)")
         if not hasattr(self, "_eig"):
             lam, U = torch.linalg.eigh(self.covs)
             self._eig = (lam, U, torch.einsum("kd,kde->ke", self.means, U))
@@ -278,9 +282,11 @@ class GaussianMixture:
 
     def _per_point(self, name: str, v, n: int, dev) -> torch.Tensor:
         if isinstance(v, torch.Tensor):
+            if v.dtype == torch.bool or v.is_complex():
+                raise TypeError(f"{name} must be a real tensor, got dtype {v.dtype}")
             if v.numel() == 1:
-                return v.reshape(()).to(device=dev, dtype=self.dtype).expand(n)
-            if v.shape != (n,):
+                v = v.reshape(()).to(device=dev, dtype=self.dtype).expand(n)
+            elif v.shape != (n,):
                 raise ValueError(f"{name} must be a scalar or have shape ({n},), got {tuple(v.shape)}")
             if not torch.isfinite(v).all():
                 raise ValueError(f"{name} contains NaN or infinite values")
@@ -292,7 +298,7 @@ class GaussianMixture:
     def denoise(self, x_t: torch.Tensor, a=1.0, b=1.0) -> torch.Tensor:
         r"""Tweedie's denoiser :math:`E[x_0\mid x_t]`, ``(n, d) -> (n, d)``.
 
-        For scalar ``a`` this equals :math:`(x_t+b^2\nabla\log p_t(x_t))/a` (equation ``tweedie``).
+        For scalar ``a`` this equals :math:`(x_t+b^2\nabla\log p_t(x_t))/a` (equation :eq:`lab-tweedie`).
         """
         return self.posterior(x_t, a, b).mean()
 

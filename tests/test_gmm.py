@@ -227,3 +227,18 @@ def test_input_validation():
         m.cdf(torch.zeros(3))
     with pytest.raises(ValueError, match="n must be a positive int"):
         m.sample(0)
+
+
+def test_score_at_and_dtypes_refuse_degenerate_input():
+    gm = lab_2d()
+    x = gm.sample(5, 0)
+    with pytest.raises(ValueError, match="no density"):
+        gm.score_at(x, 0.0, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        gm.score_at(x, torch.tensor(float("nan")), 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        gm.score_at(x, 1.0, torch.tensor(float("inf")))
+    # a 0-d tensor time is a scalar, and gives the same score as the float
+    assert torch.allclose(gm.score_at(x, torch.tensor(0.8), torch.tensor(0.6)), gm.score_at(x, 0.8, 0.6))
+    with pytest.raises(TypeError, match="float32 or torch.float64"):
+        lab_2d(dtype=torch.float16)
