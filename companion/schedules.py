@@ -196,6 +196,8 @@ def _as_time(t, t_min: float, t_max: float) -> torch.Tensor:
     if isinstance(t, (int, float)) and not isinstance(t, bool):
         t = torch.tensor(float(t), dtype=torch.float64)
     t = check_tensor("t", t)
+    if t.numel() == 0:
+        raise ValueError("t must hold at least one time, got an empty tensor")
     lo, hi = t.min().item(), t.max().item()
     if lo < t_min - 1e-12 or hi > t_max + 1e-12:
         raise ValueError(f"t must lie in [{t_min}, {t_max}], got values in [{lo:.6g}, {hi:.6g}]")

@@ -49,6 +49,9 @@ def check_tensor(
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if floating and not x.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype (float32/float64), got {x.dtype}")
+    if floating and x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} has dtype {x.dtype}: only float32 and float64 are supported "
+                        "(half precision is too coarse for these computations)")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if x.ndim not in allowed:

@@ -172,3 +172,13 @@ def test_continuous_validation():
 
 def test_notation_table_has_five_columns():
     assert all(len(row) == 5 for row in NOTATION) and len(NOTATION) >= 8
+
+
+def test_times_refuse_empty_and_half_precision():
+    from companion.schedules import su_vp
+
+    s = su_vp()
+    with pytest.raises(ValueError, match="empty"):
+        s.alpha_bar(torch.tensor([], dtype=torch.float64))
+    with pytest.raises(TypeError, match="only float32 and float64"):
+        s.alpha_bar(torch.tensor(0.5, dtype=torch.float16))
