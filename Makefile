@@ -3,6 +3,10 @@
 #   make test   # ruff + unit tests + every notebook (pytest --nbval-lax)
 #   make results  # rerun the full experiments behind the committed results/ files (long)
 VENV   ?= .venv
+# Where CPU torch comes from. Empty: PyPI/the local wheel (this machine has the CPU build on disk).
+# On a machine whose default torch wheel is a CUDA build, set it explicitly, e.g.
+#   make book TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
@@ -12,6 +16,7 @@ setup: $(VENV)/.installed _mathjax/mathjax/tex-mml-chtml.js browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
