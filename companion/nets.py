@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_int, check_tensor
+from .utils import check_batch, check_int, check_positive, check_tensor
 
 __all__ = ["SinusoidalEmbedding", "TimeMLP", "DigitsConvNet", "DigitClassifier"]
 
@@ -25,7 +25,11 @@ def _time_tensor(t, n: int, like: torch.Tensor) -> torch.Tensor:
         t = torch.full((n,), float(t), dtype=like.dtype, device=like.device)
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a float or a tensor, got {type(t).__name__}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"t must be a real (float or integer) tensor, got dtype {t.dtype}")
     t = t.to(dtype=like.dtype, device=like.device)
+    if not torch.isfinite(t).all():
+        raise ValueError("t contains NaN or infinite values")
     if t.ndim == 0:
         t = t.expand(n)
     if t.shape != (n,):
@@ -42,10 +46,12 @@ class SinusoidalEmbedding(nn.Module):
         dim = check_int("dim", dim, minimum=2)
         if dim % 2:
             raise ValueError(f"dim must be even, got {dim}")
+        max_freq = check_positive("max_freq", max_freq)
         freqs = torch.exp(torch.linspace(0, math.log(max_freq), dim // 2))
         self.register_buffer("freqs", freqs)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        t = check_tensor("t", t, ndim=1)
         arg = t[:, None] * self.freqs.to(t.dtype)
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
 
@@ -75,7 +81,7 @@ class TimeMLP(nn.Module):
         self.dim = check_int("dim", dim, minimum=1)
         hidden = check_int("hidden", hidden, minimum=1)
         depth = check_int("depth", depth, minimum=1)
-        self.time_scale = float(time_scale)
+        self.time_scale = check_positive("time_scale", time_scale)
         self.embed = SinusoidalEmbedding(emb_dim, max_freq)
         self.inp = nn.Linear(dim, hidden)
         self.temb = nn.ModuleList([nn.Linear(emb_dim, hidden) for _ in range(depth)])
@@ -84,7 +90,8 @@ class TimeMLP(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
-        check_tensor("x", x, ndim=2, finite=False)
+        check_tensor("x", x, ndim=2)
+        check_batch("x", x)
         if x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
         e = self.embed(_time_tensor(t, x.shape[0], x) * self.time_scale)
@@ -120,7 +127,7 @@ class DigitsConvNet(nn.Module):
     def __init__(self, in_ch: int = 1, ch: int = 64, emb_dim: int = 64, time_scale: float = 1.0):
         super().__init__()
         self.in_ch = check_int("in_ch", in_ch, minimum=1)
-        self.time_scale = float(time_scale)
+        self.time_scale = check_positive("time_scale", time_scale)
         self.embed = nn.Sequential(SinusoidalEmbedding(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU())
         self.inp = nn.Conv2d(in_ch, ch, 3, padding=1)
         self.down = _ResBlock(ch, emb_dim)
@@ -133,7 +140,8 @@ class DigitsConvNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, in_ch, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, finite=False)
+        check_tensor("x", x, ndim=4)
+        check_batch("x", x)
         if x.shape[1:] != (self.in_ch, 8, 8):
             raise ValueError(f"x must have shape (n, {self.in_ch}, 8, 8), got {tuple(x.shape)}")
         e = self.embed(_time_tensor(t, x.shape[0], x) * self.time_scale)

@@ -40,7 +40,15 @@ from torch import nn
 
 from .gmm import GaussianMixture
 from .schedules import ContinuousSchedule
-from .utils import append_dims, check_batch, check_int, check_positive, check_tensor, make_generator
+from .utils import (
+    append_dims,
+    check_batch,
+    check_int,
+    check_positive,
+    check_tensor,
+    make_generator,
+    require_generator,
+)
 
 __all__ = [
     "gmm_score_fn",
@@ -440,15 +448,37 @@ def sample_adaptive(score_fn: ScoreFn, x: torch.Tensor, sigma_max: float, sigma_
 def batch_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     r"""Per-sample Jacobians :math:`\partial\,\mathrm{fn}(x)_n/\partial x_n` of a batched map,
     ``x``: ``(n, D)`` -> ``(n, D, D)`` (one backward pass per output coordinate; for small D)."""
-    x = check_tensor("x", x, ndim=2)
+    _check_callable("fn", fn)
+    x = check_batch("x", x, min_ndim=2)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (n, D), got {tuple(x.shape)}")
     with torch.enable_grad():
         xx = x.detach().requires_grad_(True)
-        y = fn(xx)
-        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-            raise ValueError(f"fn must return a tensor of shape {tuple(x.shape)}")
-        rows = [torch.autograd.grad(y[:, i].sum(), xx, retain_graph=i < x.shape[1] - 1)[0]
+        y = _field_value(fn, xx)
+        if not y.requires_grad:  # a field that does not depend on x: its Jacobian is zero
+            return torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
+        rows = [_grad_or_zero(y[:, i].sum(), xx, retain_graph=i < x.shape[1] - 1)
                 for i in range(x.shape[1])]
-    return torch.stack(rows, dim=1)
+    jac = torch.stack(rows, dim=1)
+    if not torch.isfinite(jac).all():
+        raise ValueError("the Jacobian of fn has NaN or infinite entries at x")
+    return jac
+
+
+def _field_value(fn: Callable[[torch.Tensor], torch.Tensor], xx: torch.Tensor) -> torch.Tensor:
+    """``fn(xx)`` checked: a finite tensor of ``xx``'s shape."""
+    y = fn(xx)
+    if not isinstance(y, torch.Tensor) or y.shape != xx.shape:
+        raise ValueError(f"fn must return a tensor of shape {tuple(xx.shape)}")
+    if not torch.isfinite(y).all():
+        raise ValueError("fn returned NaN or infinite values")
+    return y
+
+
+def _grad_or_zero(out: torch.Tensor, xx: torch.Tensor, grad_outputs=None, *, retain_graph: bool) -> torch.Tensor:
+    """``d out / d xx`` (a vector-Jacobian product with ``grad_outputs``), zero where ``out`` does not depend on ``xx``."""
+    (g,) = torch.autograd.grad(out, xx, grad_outputs, retain_graph=retain_graph, allow_unused=True)
+    return torch.zeros_like(xx) if g is None else g
 
 
 def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, method: str = "exact",
@@ -470,24 +500,25 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
             raise ValueError(f"probes must have shape (P, *{tuple(x.shape)}) for method='hutchinson'")
     with torch.enable_grad():
         xx = x.detach().requires_grad_(True)
-        y = fn(xx)
-        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-            raise ValueError(f"fn must return a tensor of shape {tuple(x.shape)}")
+        y = _field_value(fn, xx)
+        div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        if not y.requires_grad:  # a constant field: zero divergence
+            return y.detach(), div
         if method == "exact":
             yf = y.flatten(1)
             D = yf.shape[1]
-            div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
             for i in range(D):
-                (gi,) = torch.autograd.grad(yf[:, i].sum(), xx, retain_graph=i < D - 1)
+                gi = _grad_or_zero(yf[:, i].sum(), xx, retain_graph=i < D - 1)
                 div = div + gi.flatten(1)[:, i]
         else:
             P = probes.shape[0]
-            div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
             for p in range(P):
                 eps = probes[p].to(x.dtype)
-                (vjp,) = torch.autograd.grad(y, xx, eps, retain_graph=p < P - 1)
+                vjp = _grad_or_zero(y, xx, eps, retain_graph=p < P - 1)
                 div = div + (vjp * eps).flatten(1).sum(1)
             div = div / P
+    if not torch.isfinite(div).all():
+        raise ValueError("the divergence of fn is NaN or infinite at x")
     return y.detach(), div.detach()
 
 
@@ -618,6 +649,9 @@ def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator, *,
         raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
     x0 = check_batch("x0", x0, min_ndim=2)
     p_std = check_positive("p_std", p_std)
+    if isinstance(p_mean, bool) or not isinstance(p_mean, (int, float)) or not math.isfinite(p_mean):
+        raise ValueError(f"p_mean must be a finite real number, got {p_mean!r}")
+    generator = require_generator(generator)
     n = x0.shape[0]
     log_s = p_mean + p_std * torch.randn(n, generator=generator, dtype=x0.dtype, device=x0.device)
     s = log_s.exp()

@@ -513,7 +513,14 @@ def pc_sample(
             z = torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
             s_norm = s.flatten(1).norm(dim=1).mean().item()
             z_norm = z.flatten(1).norm(dim=1).mean().item()
-            eps = 2 * math.exp(2 * f * (t - tn)) * (snr * z_norm / max(s_norm, 1e-30)) ** 2
+            if not s_norm > 0:
+                raise ValueError(
+                    f"score_fn returned a zero score at t={t:.6g}: the Langevin step size snr^2 |z|^2/|s|^2 "
+                    "is undefined (use n_corrector=0 for a predictor-only sampler)"
+                )
+            eps = 2 * math.exp(2 * f * (t - tn)) * (snr * z_norm / s_norm) ** 2
+            if not math.isfinite(eps):
+                raise ValueError(f"the Langevin step size is not finite at t={t:.6g} (score norm {s_norm:.3g})")
             x = x + eps * s + math.sqrt(2 * eps) * z
             nfe += 1
         x, x0_hat = reverse_step(sde, score_fn, x, t, tn, nu=nu, generator=g)
@@ -631,6 +638,8 @@ def dsm_objective(
         raise ValueError(f"parametrization must be 'eps' or 'score', got {parametrization!r}")
 
     def loss_fn(model, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x0 = check_batch("x0", x0, min_ndim=2)
+        generator = require_generator(generator)
         n = x0.shape[0]
         t = t_min + (sde.t_max - t_min) * torch.rand(n, generator=generator, dtype=torch.float64)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)

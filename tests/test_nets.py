@@ -50,3 +50,46 @@ def test_digit_classifier_shapes():
     c = DigitClassifier()
     x = torch.randn(4, 1, 8, 8)
     assert c(x).shape == (4, 10) and c.features(x).shape == (4, 64)
+
+
+def test_networks_refuse_non_finite_empty_or_half_inputs():
+    net, conv = TimeMLP(dim=2, hidden=8, depth=1), DigitsConvNet(ch=8)
+    x = torch.randn(4, 2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        net(x.masked_fill(x > 0, float("nan")), 0.1)
+    with pytest.raises(ValueError, match="t contains NaN"):
+        net(x, float("inf"))
+    with pytest.raises(ValueError, match="t contains NaN"):
+        net(x, torch.tensor([0.1, float("nan"), 0.2, 0.3]))
+    with pytest.raises(TypeError, match="t must be a real"):
+        net(x, torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        net(torch.zeros(0, 2), 0.1)
+    with pytest.raises(TypeError, match="half precision"):
+        net(x.half(), 0.1)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        conv(torch.full((2, 1, 8, 8), float("inf")), 1.0)
+    with pytest.raises(ValueError, match="time_scale"):
+        TimeMLP(time_scale=float("nan"))
+    with pytest.raises(ValueError, match="time_scale"):
+        DigitsConvNet(time_scale=0.0)
+    with pytest.raises(ValueError, match="max_freq"):
+        SinusoidalEmbedding(8, max_freq=-1.0)
+    with pytest.raises(ValueError, match="t must have 1 dims"):
+        SinusoidalEmbedding(8)(torch.zeros(2, 2))
+
+
+def test_sinusoidal_embedding_values():
+    """Closed form: frequencies geometric from 1 to max_freq, sin block then cos block."""
+    t = torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64)
+    e = SinusoidalEmbedding(6, max_freq=100.0)(t)
+    w = torch.tensor([1.0, 10.0, 100.0], dtype=torch.float64)
+    ref = torch.cat([torch.sin(t[:, None] * w), torch.cos(t[:, None] * w)], 1)
+    assert (e - ref).abs().max() < 1e-5
+    # time_scale multiplies the time before the embedding
+    torch.manual_seed(0)
+    a = TimeMLP(dim=2, hidden=8, depth=1, time_scale=0.5)
+    torch.manual_seed(0)
+    b = TimeMLP(dim=2, hidden=8, depth=1, time_scale=1.0)
+    x = torch.randn(3, 2)
+    torch.testing.assert_close(a(x, 0.8), b(x, 0.4))

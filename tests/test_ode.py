@@ -250,7 +250,15 @@ def test_B9_round_trip_data_prior_data(gm, sf):
     back, _ = ode.sample_adaptive(sf, z, 50.0, 2e-3, rtol=1e-9, atol=1e-9)
     # measured 3.3e-9 .. 1.3e-8 over seeds 0-4 (the brief's prototype: 9.7e-8)
     assert (back - x0).abs().max() < 1e-6
-    assert (z - x0).norm(dim=1).min() > 1.0  # the latent really moved
+    # the latent itself, against a closed form: for one Gaussian N(mu, s0^2 I) the flow is the
+    # linear map z = mu + (x0 - mu) sqrt((s0^2 + s1^2) / (s0^2 + s^2)) between noise levels s and s1
+    g1 = GaussianMixture([1.0], [[1.0, -2.0]], [0.49])
+    x1 = g1.noised(1, 2e-3).sample(50, 12)
+    z1, _ = ode.sample_adaptive(ode.gmm_score_fn(g1), x1, 2e-3, 50.0, rtol=1e-9, atol=1e-9)
+    mu = g1.means[0]
+    expected = mu + (x1 - mu) * math.sqrt((0.49 + 50.0**2) / (0.49 + 2e-3**2))
+    # measured 2.1e-9 relative to |z| ~ 50 (rtol 1e-9)
+    assert (z1 - expected).abs().max() < 1e-6 * expected.abs().max()
 
 
 def test_B10_exact_log_likelihood(gm, sf):
@@ -289,6 +297,93 @@ def test_hutchinson_is_unbiased(gm, sf):
     se = one.std(0) / math.sqrt(400)
     # measured max |z| over the 20 points, seeds 0-5: 1.97 .. 2.42
     assert ((est - exact).abs() <= 4.5 * se + 1e-12).all()
+
+
+def test_gaussian_log_prob_is_a_product_of_normals():
+    """Independent route: torch.distributions' 1-D normal, summed over every coordinate (D = 6 here)."""
+    x = torch.randn(7, 3, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    for std in (0.3, 2.5):
+        ref = torch.distributions.Normal(torch.tensor(0.0, dtype=F64), torch.tensor(std, dtype=F64)).log_prob(x).flatten(1).sum(1)
+        assert (ode.gaussian_log_prob(x, std) - ref).abs().max() < 1e-12
+
+
+def test_hutchinson_with_rademacher_probes_is_exact_for_a_diagonal_jacobian():
+    """For a Gaussian with diagonal covariance the score's Jacobian is diagonal at every noise level,
+    and a Rademacher probe gives eps^T J eps = tr J exactly: the Hutchinson likelihood must equal
+    the closed form to ODE precision (an independent oracle, not the exact-trace routine)."""
+    g = GaussianMixture([1.0], [[0.5, -1.0]], [[0.3, 2.0]])
+    sf = ode.gmm_score_fn(g)
+    smin, smax = 1e-2, 20.0
+    x = g.noised(1, smin).sample(30, 3)
+    exact = g.noised(1, smin).log_prob(x)
+    for n_probes in (1, 3):
+        lp, _ = ode.log_likelihood(sf, x, sigma_min=smin, sigma_max=smax, prior_logp=g.noised(1, smax).log_prob,
+                                   method="hutchinson", n_probes=n_probes, generator=n_probes, rtol=1e-8, atol=1e-8)
+        # measured 2e-8 nats
+        assert (lp - exact).abs().max() < 1e-6
+    # Gaussian probes are not exact (eps^T J eps = sum_i J_ii eps_i^2): the error must be visible
+    lpg, _ = ode.log_likelihood(sf, x, sigma_min=smin, sigma_max=smax, prior_logp=g.noised(1, smax).log_prob,
+                                method="hutchinson", probe="gaussian", generator=0, rtol=1e-8, atol=1e-8)
+    assert (lpg - exact).abs().max() > 1e-2
+
+
+def test_hutchinson_divergence_is_the_probe_quadratic_form():
+    """divergence(method='hutchinson') = mean_p eps_p^T J eps_p, with J from batch_jacobian (a second route)."""
+    gm = lab_2d()
+    f = lambda y: -0.25 * gm.score_at(y, 1.0, 0.5) + 0.1 * y.flip(1) ** 2
+    x = gm.sample(10, 4)
+    probes = torch.randn(5, 10, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    J = ode.batch_jacobian(f, x)
+    ref = torch.einsum("pni,nij,pnj->n", probes, J, probes) / 5
+    v, est = ode.divergence(f, x, method="hutchinson", probes=probes)
+    assert (est - ref).abs().max() < 1e-12
+    assert (v - f(x)).abs().max() == 0
+    _, ex = ode.divergence(f, x)
+    assert (ex - torch.diagonal(J, dim1=1, dim2=2).sum(1)).abs().max() < 1e-12
+    # Jacobian against central finite differences
+    h = 1e-6
+    fd = torch.stack([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in torch.eye(2, dtype=F64)], dim=2)
+    assert (J - fd).abs().max() < 1e-6
+
+
+def test_constant_and_non_finite_fields():
+    x = lab_2d().sample(6, 0)
+    const = lambda y: torch.ones_like(y)  # does not depend on x: zero Jacobian, zero divergence
+    assert (ode.batch_jacobian(const, x) == 0).all()
+    for method, kw in (("exact", {}), ("hutchinson", {"probes": torch.ones(2, 6, 2, dtype=F64)})):
+        v, div = ode.divergence(const, x, method=method, **kw)
+        assert (div == 0).all() and (v == 1).all()
+    # a field that ignores one coordinate
+    v, div = ode.divergence(lambda y: torch.stack([y[:, 0] ** 2, y[:, 0]], 1), x)
+    assert (div - 2 * x[:, 0]).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ode.divergence(lambda y: y / 0.0, x)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ode.divergence(lambda y: torch.sqrt(y - y.detach()).sum(1, keepdim=True).expand_as(y), x)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ode.batch_jacobian(lambda y: torch.log(y * 0), x)
+    with pytest.raises(TypeError, match="callable"):
+        ode.batch_jacobian(3, x)
+    with pytest.raises(ValueError, match="non-empty"):
+        ode.batch_jacobian(const, x[:0])
+
+
+def test_csm_loss_needs_a_generator():
+    model = ode.ScoreNet(_Zero())
+    x0 = lab_2d().sample(8, 0)
+    with pytest.raises(ValueError, match="generator"):
+        ode.csm_loss(model, x0, None)
+    with pytest.raises(TypeError, match="generator"):
+        ode.csm_loss(model, x0, 1.5)
+    with pytest.raises(ValueError, match="p_mean"):
+        ode.csm_loss(model, x0, 0, p_mean=float("nan"))
+    a, b = ode.csm_loss(model, x0, 3), ode.csm_loss(model, x0, torch.Generator().manual_seed(3))
+    assert a.item() == b.item()
+
+
+class _Zero(torch.nn.Module):
+    def forward(self, x, t):
+        return torch.zeros_like(x)
 
 
 # ============================================================================ training pieces

@@ -184,11 +184,41 @@ def test_dsm_objective_and_score_from_eps():
 
     l_exact = loss_fn(exact_eps, x0, torch.Generator().manual_seed(3))
     l_zero = loss_fn(lambda x, t: torch.zeros_like(x), x0, torch.Generator().manual_seed(3))
-    # the zero predictor scores E||eps||^2/d = 1 (SE sqrt(2/(2n)) = 0.007; 8 seeds in [0.988, 1.003]);
-    # the exact one the Bayes risk (4 seeds in [0.14, 0.23])
-    assert abs(l_zero.item() - 1) < 0.03 and l_exact.item() < 0.5 * l_zero.item()
+    # the zero predictor scores E||eps||^2/d = 1 (SE sqrt(2/(2n)) = 0.007; 8 seeds in [0.988, 1.003])
+    assert abs(l_zero.item() - 1) < 0.03
+    # the same draws by hand: t ~ U[t_min, 1], then eps; the loss is ||eps - eps_model||^2 / d
+    g = torch.Generator().manual_seed(3)
+    n, d = x0.shape
+    t = 1e-3 + (1 - 1e-3) * torch.rand(n, generator=g, dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    xt = sde.alpha_bar(t)[:, None] * x0 + sde.beta_bar(t)[:, None] * eps
+    e_star = exact_eps(xt, t)
+    assert abs(l_exact.item() - ((eps - e_star) ** 2).sum(1).mean().item() / d) < 1e-10
+    assert abs(l_zero.item() - (eps**2).sum(1).mean().item() / d) < 1e-10
+    # eps* = E[eps | x_t], so E[l_zero - l_exact] = E||eps*||^2 / d: the per-sample difference
+    # 2 (eps - eps*) . eps* / d has mean 0 (measured |z| <= 1.75 over generator seeds 1-7); a wrong
+    # exact predictor (the score at 1.25 t) breaks the orthogonality (measured z = -22 .. -24)
+    diff = 2 * ((eps - e_star) * e_star).sum(1) / d
+    z = diff.mean() / (diff.std() / math.sqrt(n))
+    assert abs(z.item()) < 4, z
+    e_late = exact_eps(xt, (t * 1.25).clamp(max=1.0))
+    diff_late = 2 * ((eps - e_late) * e_late).sum(1) / d
+    assert abs((diff_late.mean() / (diff_late.std() / math.sqrt(n))).item()) > 10
+    with pytest.raises(ValueError, match="generator"):
+        loss_fn(exact_eps, x0, None)
+    with pytest.raises(ValueError, match="NaN"):
+        loss_fn(exact_eps, x0 * float("nan"), 0)
     sc = S.score_from_eps(sde, exact_eps)
     assert torch.allclose(sc(x0[:5], 0.3), sde.exact_score(gm)(x0[:5], 0.3), atol=1e-12)
+
+
+def test_pc_sample_refuses_a_zero_score(su):
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(ValueError, match="zero score"):
+        S.pc_sample(su, lambda x, t: torch.zeros_like(x), x, steps=3, generator=0)
+    # without corrector steps a zero score is a valid (if poor) model
+    out, _ = S.pc_sample(su, lambda x, t: torch.zeros_like(x), x, steps=3, n_corrector=0, generator=0)
+    assert torch.isfinite(out).all()
 
 
 # ============================================================================ samplers (B6, B8)
