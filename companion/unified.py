@@ -98,6 +98,14 @@ def _time(t: Time, T: int, n: int | None, *, lo: int = 0) -> Time:
     return t
 
 
+def _int_time(t, T: int) -> int:
+    """A single time index (int or one-element integer tensor) in ``[0, T]`` (no negative wrap-around)."""
+    t = _time(t, T, None)
+    if isinstance(t, torch.Tensor):
+        raise TypeError("t must be a single time index here (an int), got a tensor of several")
+    return t
+
+
 def _per_sample(values: torch.Tensor, t: Time, like: torch.Tensor) -> torch.Tensor:
     """``values[t]`` broadcastable against ``like`` (its dtype and device)."""
     if isinstance(t, torch.Tensor):
@@ -211,7 +219,7 @@ class Additive(Corruption):
         return self._degrade(x0, t)
 
     def noise_level(self, s: int) -> float:
-        return self.noise_std[s].item()
+        return self.noise_std[_time(s, self.T, None)].item()
 
     def sample_noise(self, x0: torch.Tensor, generator) -> torch.Tensor:
         x0 = check_tensor("x0", x0)
@@ -381,6 +389,10 @@ class HeatBlur(Additive):
         taus, nd = self.taus, len(shape)
 
         def degrade(x0, t):
+            x0 = check_tensor("x0", x0)
+            if x0.ndim < nd + 1 or tuple(x0.shape[-nd:]) != shape:
+                raise ValueError(f"x0 must have signal shape {shape} on its last {nd} axes (and a batch axis), "
+                                 f"got {tuple(x0.shape)}")
             tau = self.taus[t] if isinstance(t, torch.Tensor) else taus[t].item()
             return heat_blur(x0, tau, nd, boundary)
 
@@ -713,10 +725,19 @@ def eps_model_estimator(model: Callable[[torch.Tensor, int], torch.Tensor], corr
     predictor ``model(x, t) -> eps`` (equation :eq:`udm-gauss`); :math:`\bar\sigma_t=0`, i.e. DDPM/DDIM."""
     if not isinstance(corruption, GaussianNoise):
         raise TypeError(f"corruption must be GaussianNoise, got {type(corruption).__name__}")
+    if not callable(model):
+        raise TypeError(f"model must be callable (x, t) -> eps, got {type(model).__name__}")
     ab, bb = corruption.schedule.alpha_bar, corruption.schedule.beta_bar
 
     def est(x, t, g=None):
-        return (x - bb[t].item() * model(x, t)) / ab[t].item()
+        t = _int_time(t, corruption.T)
+        x = check_tensor("x", x)
+        e = model(x, t)
+        if not isinstance(e, torch.Tensor) or e.shape != x.shape:
+            raise ValueError(f"model must return a tensor of the shape of x {tuple(x.shape)}")
+        if not torch.isfinite(e).all():
+            raise ValueError(f"model returned NaN or infinite values at t = {t}")
+        return (x - bb[t].item() * e) / ab[t].item()
 
     return est
 
@@ -749,11 +770,14 @@ def gaussian_spread_estimator(point: Estimator, x0_std: torch.Tensor) -> Estimat
 
     ``x0_std``: ``(T+1,)`` standard deviations :math:`\bar\sigma_t` indexed by time.
     """
+    if not callable(point):
+        raise TypeError(f"point must be an estimator (x_t, t, generator) -> x0_hat, got {type(point).__name__}")
     x0_std = check_tensor("x0_std", x0_std, ndim=1)
-    if (x0_std < 0).any():
-        raise ValueError("x0_std must be >= 0")
+    if x0_std.numel() < 2 or (x0_std < 0).any():
+        raise ValueError(f"x0_std must be a (T+1,) tensor (T >= 1) of values >= 0, got shape {tuple(x0_std.shape)}")
 
     def est(x, t, g=None):
+        t = _int_time(t, x0_std.numel() - 1)
         m = point(x, t, g)
         sd = x0_std[t].item()
         if sd == 0:
@@ -772,8 +796,15 @@ def factorized_estimator(marginals: Callable[[torch.Tensor, int], torch.Tensor],
     """
     mask_token = check_int("mask_token", mask_token)
 
+    if not callable(marginals):
+        raise TypeError(f"marginals must be callable (x_t, t) -> (n, L, V), got {type(marginals).__name__}")
+
     def est(x, t, g=None):
         p = marginals(x, t)
+        if not isinstance(p, torch.Tensor) or p.ndim != 3 or p.shape[:2] != x.shape:
+            raise ValueError(f"marginals must return probabilities of shape (n, L, V) with (n, L) = {tuple(x.shape)}")
+        if not torch.isfinite(p).all() or (p < 0).any():
+            raise ValueError("marginals must return finite, non-negative probabilities")
         n, L, V = p.shape
         draw = torch.multinomial(p.reshape(n * L, V).double(), 1, generator=require_generator(g))[:, 0].reshape(n, L).to(x.device)
         return torch.where(x == mask_token, draw, x)
@@ -820,6 +851,16 @@ def masked_lm_loss(model: nn.Module, corruption: Masking, x0: torch.Tensor, gene
 
 
 # ===================================================================== discrete toy law
+#: Largest number of states an :class:`EnumeratedLaw` enumerates (V**L sequences, each stored).
+MAX_STATES = 2**20
+
+
+def _check_n_states(vocab: int, length: int) -> None:
+    if vocab**length > MAX_STATES:
+        raise ValueError(f"V**L = {vocab}**{length} = {vocab**length:.3g} states is too many to enumerate "
+                         f"(limit {MAX_STATES}); use a smaller vocab or length")
+
+
 class EnumeratedLaw:
     r"""A law on sequences of length ``L`` over ``V`` symbols, stored as its full pmf (``V**L`` states).
 
@@ -830,6 +871,7 @@ class EnumeratedLaw:
     def __init__(self, pmf: torch.Tensor, vocab: int, length: int):
         self.vocab = check_int("vocab", vocab, minimum=2)
         self.length = check_int("length", length, minimum=1)
+        _check_n_states(vocab, length)
         pmf = check_tensor("pmf", torch.as_tensor(pmf, dtype=torch.float64)).reshape(-1)
         if pmf.numel() != vocab**length:
             raise ValueError(f"pmf must have V**L = {vocab**length} entries, got {pmf.numel()}")
@@ -846,6 +888,7 @@ class EnumeratedLaw:
         fields :math:`h\sim\mathcal N(0,\text{field}^2)` (from ``seed``): adjacent tokens are correlated,
         so the joint is far from the product of its marginals."""
         vocab, length = check_int("vocab", vocab, minimum=2), check_int("length", length, minimum=1)
+        _check_n_states(vocab, length)
         h = field * torch.randn(vocab, generator=make_generator(seed), dtype=torch.float64)
         s = torch.tensor(list(itertools.product(range(vocab), repeat=length)), dtype=torch.long)
         energy = coupling * (s[:, 1:] == s[:, :-1]).double().sum(1) + h[s].sum(1)
