@@ -78,7 +78,7 @@ def _check_score_output(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         shape = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
         raise ValueError(f"score_fn must return a tensor of the shape of x {tuple(x.shape)}, got {shape}")
     if not torch.isfinite(s).all():
-        raise FloatingPointError("score_fn returned NaN or infinite values")
+        raise ValueError("score_fn returned NaN or infinite values")
     return s
 
 
@@ -243,7 +243,11 @@ class SDE:
     def prior_sample(self, shape, *, generator, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
         r"""Draw from the prior :math:`\mathcal N(0,\bar\beta_1^2I)` (it ignores the tiny :math:`\bar\alpha_1x_0` term)."""
         g = require_generator(generator)
-        shape = tuple(shape)
+        if isinstance(shape, int) or not isinstance(shape, (tuple, list, torch.Size)):
+            raise TypeError(f"shape must be a tuple of ints, got {type(shape).__name__}")
+        shape = tuple(check_int("shape", s_, minimum=1) for s_ in shape)
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         return self.prior_std * torch.randn(shape, generator=g, dtype=dtype, device=device)
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -562,6 +566,10 @@ def ddim_ode_drift(sde: SDE, eps_fn: Callable, x: torch.Tensor, t: float) -> tor
     ab, dab = value_and_derivative(sde.schedule._ab)
     _, dsig = value_and_derivative(lambda u: sde.schedule._bb(u) / sde.schedule._ab(u))
     eps = eps_fn(x, t)
+    if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
+        raise ValueError(f"eps_fn must return a tensor of the shape of x {tuple(x.shape)}")
+    if not torch.isfinite(eps).all():
+        raise ValueError("eps_fn returned NaN or infinite values")
     return (dab / ab) * x + ab * dsig * eps
 
 
@@ -601,7 +609,8 @@ def dsm_loss(
     """
     sde = _check_sde(sde)
     x0 = check_batch("x0", x0)
-    if not isinstance(noise, torch.Tensor) or noise.shape != x0.shape:
+    noise = check_tensor("noise", noise)
+    if noise.shape != x0.shape:
         raise ValueError(f"noise must be a tensor of the shape of x0 {tuple(x0.shape)}")
     if weighting not in ("none", "beta2"):
         raise ValueError(f"weighting must be 'none' or 'beta2', got {weighting!r}")
@@ -611,9 +620,7 @@ def dsm_loss(
     bb = sde._coef(sde.beta_bar, t, x0)
     if (bb <= 0).any():
         raise ValueError("dsm_loss needs beta_bar_t > 0 (t > 0 for a VP SDE)")
-    s = score_fn(x_t, t)
-    if not isinstance(s, torch.Tensor) or s.shape != x0.shape:
-        raise ValueError(f"score_fn must return a tensor of the shape of x {tuple(x0.shape)}")
+    s = _check_score_output(score_fn(x_t, t), x0)
     r = bb * s + noise if weighting == "beta2" else s + noise / bb
     per = (r**2).flatten(1).sum(1)
     return per.mean() if reduction == "mean" else per
@@ -836,10 +843,13 @@ class PrecondEps(torch.nn.Module):
     def __init__(self, sde: SDE, net: torch.nn.Module, data_var: float = 1.0):
         super().__init__()
         self.sde = _check_sde(sde)
+        if not isinstance(net, torch.nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
         self.net = net
         self.data_var = check_positive("data_var", data_var)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+        x = check_batch("x", x)
         ab = self.sde._coef(self.sde.alpha_bar, t, x)
         bb = self.sde._coef(self.sde.beta_bar, t, x)
         c2 = ab**2 * self.data_var + bb**2
