@@ -210,6 +210,10 @@ def eps_loss(
     x_t = q_sample(schedule, x0, t, noise)
     labels = schedule.timesteps.to(x0.device)[t]
     pred = model(x_t, labels)
+    if not isinstance(pred, torch.Tensor) or pred.shape != x0.shape:
+        raise ValueError(f"model must return a tensor of the shape of x0 {tuple(x0.shape)}")
+    if not torch.isfinite(pred).all():
+        raise ValueError("model returned NaN or infinite values")
     per = ((noise - pred) ** 2).reshape(n, -1).mean(1)
     if weighting == "x0":
         per = per * (schedule.sigma.to(device=x0.device, dtype=x0.dtype)[t] ** 2)
@@ -401,6 +405,10 @@ def analytic_dpm_variances(
         noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
         x_t = q_sample(schedule, x0, t, noise)
         e = model(x_t, int(schedule.timesteps[t]))
+        if not isinstance(e, torch.Tensor) or e.shape != x0.shape:
+            raise ValueError(f"model must return a tensor of the shape of x0 {tuple(x0.shape)}")
+        if not torch.isfinite(e).all():
+            raise ValueError(f"model returned NaN or infinite values at step {t}")
         e2 = (e.double() ** 2).reshape(x0.shape[0], -1).mean().item()
         v = analytic_x0_var(schedule, t, e2)
         if x0_var_max is not None:
@@ -422,7 +430,9 @@ def exact_eps_model(mixture, schedule: DiscreteSchedule) -> EpsModel:
     ab, bb = schedule.alpha_bar, schedule.beta_bar
 
     def eps(x: torch.Tensor, t_label: int) -> torch.Tensor:
-        t = check_int("t_label", int(t_label), minimum=1)
+        if isinstance(t_label, torch.Tensor) and t_label.numel() == 1 and not t_label.is_floating_point():
+            t_label = int(t_label.item())
+        t = check_int("t_label", t_label, minimum=1)
         if t > schedule.T:
             raise ValueError(f"t_label must be <= {schedule.T}, got {t}")
         return mixture.eps_prediction(x, ab[t].item(), bb[t].item())

@@ -136,8 +136,8 @@ def heat_log_density(gm: GaussianMixture, x: torch.Tensor, sigma: torch.Tensor |
     if not isinstance(gm, GaussianMixture):
         raise TypeError(f"gm must be a GaussianMixture, got {type(gm).__name__}")
     x = check_tensor("x", x, ndim=2)
-    if x.shape[1] != gm.dim:
-        raise ValueError(f"x must have shape (n, {gm.dim}), got {tuple(x.shape)}")
+    if x.shape[1] != gm.dim or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (n, {gm.dim}) with n >= 1, got {tuple(x.shape)}")
     if not isinstance(sigma, torch.Tensor):
         sigma = torch.tensor(check_positive("sigma", sigma, allow_zero=True), dtype=x.dtype, device=x.device)
     sigma = check_tensor("sigma", sigma, ndim=(0, 1))
@@ -166,6 +166,8 @@ def heat_spectral_1d(p0: torch.Tensor, dx: float, sigma: float) -> torch.Tensor:
     spacing ``dx``; returns ``(m,)`` (real, same dtype).
     """
     p0 = check_tensor("p0", p0, ndim=1)
+    if p0.numel() < 2:
+        raise ValueError(f"p0 must hold at least 2 grid values, got {p0.numel()}")
     dx = check_positive("dx", dx)
     sigma = check_positive("sigma", sigma, allow_zero=True)
     m = p0.shape[0]
@@ -186,6 +188,8 @@ def sigma_grid(n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: fl
     rho = check_positive("rho", rho)
     if sigma_max <= sigma_min:
         raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64 (an integer grid would round to zeros), got {dtype}")
     i = torch.linspace(0, 1, n + 1, dtype=torch.float64)
     s = (sigma_max ** (1 / rho) + i * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
     s[0], s[-1] = sigma_max, sigma_min
@@ -584,6 +588,8 @@ def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigm
     lp = prior_logp(latent)
     if not isinstance(lp, torch.Tensor) or lp.shape != (n,):
         raise ValueError(f"prior_logp must return a tensor of shape ({n},)")
+    if not torch.isfinite(lp).all():
+        raise ValueError("prior_logp returned NaN or infinite values at the latent points")
     return lp.to(x.dtype) + delta, {"nfe": info["nfe"], "prior_logp": lp, "delta": delta, "latent": latent}
 
 

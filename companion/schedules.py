@@ -147,6 +147,8 @@ class DiscreteSchedule:
     @classmethod
     def from_ho(cls, betas: torch.Tensor) -> DiscreteSchedule:
         r"""From Ho et al.'s per-step *variances* :math:`\beta^{\rm Ho}_{1..T}`, shape ``(T,)``."""
+        if isinstance(betas, torch.Tensor):
+            check_tensor("betas", betas, ndim=1)
         betas = check_tensor("betas", torch.as_tensor(betas, dtype=torch.float64), ndim=1).to(torch.float64)
         if ((betas <= 0) | (betas >= 1)).any():
             raise ValueError("betas (Ho's per-step variances) must lie in (0, 1)")
@@ -184,6 +186,10 @@ class DiscreteSchedule:
         r"""Nichol & Dhariwal's cosine schedule, :math:`\bar\alpha_t^2\propto\cos^2\!\big(\frac{t/T+s}{1+s}\frac\pi2\big)`,
         with per-step variances clipped at ``max_beta``."""
         T = check_int("T", T, minimum=1)
+        s = check_positive("s", s)
+        max_beta = check_positive("max_beta", max_beta)
+        if max_beta >= 1:
+            raise ValueError(f"max_beta must be < 1, got {max_beta}")
         t = torch.arange(T + 1, dtype=torch.float64)
         f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
         ab2 = f / f[0]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .utils import check_int, check_positive, make_generator
+from .utils import check_int, check_positive, check_tensor, make_generator
 from .utils import progress as progress_bar
 
 __all__ = ["EMA", "FitResult", "fit", "batches"]
@@ -71,6 +71,12 @@ class FitResult:
 def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator, replace: bool = True):
     """Endless random mini-batches of the rows of ``data``: drawn with replacement, or (with
     ``replace=False``) without any repeated row inside a batch."""
+    data = check_tensor("data", data, floating=False)
+    if data.ndim < 1 or data.shape[0] == 0:
+        raise ValueError(f"data must hold at least one example (n, ...), got shape {tuple(data.shape)}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     n = data.shape[0]
     if not replace and batch_size > n:
         raise ValueError(f"batch_size={batch_size} exceeds the number of rows {n} (replace=False)")
@@ -141,6 +147,8 @@ def fit(
     if isinstance(data, torch.Tensor):
         if data.ndim < 1 or data.shape[0] == 0:
             raise ValueError(f"data must hold at least one example (n, ...), got shape {tuple(data.shape)}")
+        if data.is_floating_point() and not torch.isfinite(data).all():
+            raise ValueError("data contains NaN or infinite values")
         if not replace and data.shape[0] < batch_size:
             raise ValueError(f"replace=False needs at least batch_size={batch_size} examples, got {data.shape[0]}")
         stream = batches(data, batch_size, g, replace)

@@ -216,7 +216,11 @@ class Additive(Corruption):
 
     def degrade(self, x0: torch.Tensor, t: Time) -> torch.Tensor:
         """The deterministic part :math:`D(x_0,t)`."""
-        return self._degrade(x0, t)
+        if not isinstance(x0, torch.Tensor):
+            raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
+        if x0.ndim == 0 or x0.shape[0] == 0:
+            raise ValueError(f"x0 must have a non-empty batch dimension, got shape {tuple(x0.shape)}")
+        return self._degrade(x0, _time(t, self.T, x0.shape[0]))
 
     def noise_level(self, s: int) -> float:
         return self.noise_std[_time(s, self.T, None)].item()
@@ -332,8 +336,8 @@ def heat_blur(x: torch.Tensor, tau, ndim: int = 1, boundary: str = "periodic") -
     """
     x = check_tensor("x", x)
     ndim = check_int("ndim", ndim, minimum=1)
-    if x.ndim < ndim + 1:
-        raise ValueError(f"x must have a batch axis and {ndim} signal axes, got shape {tuple(x.shape)}")
+    if x.ndim < ndim + 1 or x.numel() == 0:
+        raise ValueError(f"x must have a non-empty batch axis and {ndim} non-empty signal axes, got shape {tuple(x.shape)}")
     if isinstance(tau, torch.Tensor) and tau.ndim > 0:
         tau = check_tensor("tau", tau, ndim=1)
         if tau.shape != (x.shape[0],) or (tau < 0).any():
@@ -637,7 +641,7 @@ def _times(times, T: int) -> list[int]:
         if times.is_floating_point():
             raise TypeError("times must be integer time indices")
         times = times.tolist()
-    times = [check_int("times", int(v) if not isinstance(v, bool) else v) for v in times]
+    times = [check_int("times", v) for v in times]
     if len(times) < 2:
         raise ValueError("times must hold at least two indices (a start and 0)")
     if times[0] < times[-1]:
@@ -688,6 +692,10 @@ def sample(
     design.check(corruption)
     if not isinstance(x_T, torch.Tensor):
         raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
+    if x_T.ndim == 0 or x_T.numel() == 0:
+        raise ValueError(f"x_T must be a non-empty batch (n, ...), got shape {tuple(x_T.shape)}")
+    if x_T.is_floating_point():
+        check_tensor("x_T", x_T)
     times = _times(times, corruption.T)
     g = make_generator(generator) if generator is not None else None
     pairs = list(itertools.pairwise(times))
@@ -756,6 +764,9 @@ def posterior_estimator(mixture, corruption: Additive, mode: str = "sample") -> 
         raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
 
     def est(x, t, g=None):
+        x = check_tensor("x", x)
+        if x.ndim < 2 or x.numel() == 0:
+            raise ValueError(f"x must be a non-empty batch (n, ...) of signals, got shape {tuple(x.shape)}")
         flat = x.reshape(x.shape[0], -1)
         post = mixture.posterior(flat, corruption.linear_map(t), corruption.noise_level(t))
         out = post.sample(require_generator(g)) if mode == "sample" else post.mean()
@@ -828,12 +839,26 @@ def x0_loss(
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
+    if not isinstance(corruption, Corruption):
+        raise TypeError(f"corruption must be a Corruption, got {type(corruption).__name__}")
+    if not callable(model):
+        raise TypeError(f"model must be callable (x_t, t) -> x0_hat, got {type(model).__name__}")
     x0 = check_tensor("x0", x0)
+    if x0.ndim == 0 or x0.shape[0] == 0:
+        raise ValueError(f"x0 must be a non-empty batch (n, ...), got shape {tuple(x0.shape)}")
     g = require_generator(generator)
     n = x0.shape[0]
-    t = torch.randint(check_int("t_min", t_min, minimum=0), corruption.T + 1, (n,), generator=g)
+    t_min = check_int("t_min", t_min, minimum=0)
+    if t_min > corruption.T:
+        raise ValueError(f"t_min must be <= T = {corruption.T}, got {t_min}")
+    t = torch.randint(t_min, corruption.T + 1, (n,), generator=g)
     x_t = corruption.corrupt(x0, t, g)
-    err = (x0 - model(x_t, t.to(x0.dtype))).abs() ** p
+    out = model(x_t, t.to(x0.dtype))
+    if not isinstance(out, torch.Tensor) or out.shape != x0.shape:
+        raise ValueError(f"model must return a tensor of the shape of x0 {tuple(x0.shape)}")
+    if not torch.isfinite(out).all():
+        raise ValueError("model returned NaN or infinite values")
+    err = (x0 - out).abs() ** p
     return err.reshape(n, -1).mean()
 
 
@@ -842,10 +867,21 @@ def masked_lm_loss(model: nn.Module, corruption: Masking, x0: torch.Tensor, gene
     (equation :eq:`udm-loss` for tokens). ``model(x_t) -> (n, L, V)`` logits."""
     if not isinstance(corruption, Masking):
         raise TypeError(f"corruption must be Masking, got {type(corruption).__name__}")
+    if not callable(model):
+        raise TypeError(f"model must be callable x_t -> logits, got {type(model).__name__}")
+    x0 = _check_tokens("x0", x0, corruption.length)
+    if x0.shape[0] == 0:
+        raise ValueError("x0 must hold at least one sequence")
+    if (x0 < 0).any() or (x0 == corruption.mask_token).any():
+        raise ValueError(f"x0 must hold token ids >= 0 other than the mask token {corruption.mask_token}")
     g = require_generator(generator)
     t = torch.randint(1, corruption.T + 1, (x0.shape[0],), generator=g)
     x_t = corruption.corrupt(x0, t, g)
     logits = model(x_t)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x0.shape:
+        raise ValueError(f"model must return logits (n, L, V) with (n, L) = {tuple(x0.shape)}")
+    if (x0 >= logits.shape[-1]).any():
+        raise ValueError(f"x0 holds token ids >= the model's vocabulary {logits.shape[-1]}")
     m = x_t == corruption.mask_token
     return nn.functional.cross_entropy(logits[m], x0[m])
 
@@ -950,5 +986,7 @@ class TokenMLP(nn.Module):
 
     def forward(self, x_t: torch.Tensor) -> torch.Tensor:
         x_t = _check_tokens("x_t", x_t, self.length)
+        if x_t.numel() and ((x_t < 0).any() or (x_t > self.vocab).any()):
+            raise ValueError(f"x_t must hold token ids in 0..{self.vocab} (the last one is [MASK])")
         h = nn.functional.one_hot(x_t, self.vocab + 1).float().reshape(x_t.shape[0], -1)
         return self.net(h).reshape(-1, self.length, self.vocab)
