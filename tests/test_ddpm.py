@@ -89,6 +89,34 @@ def test_a2_posterior_matches_monte_carlo_regression(full):
         assert all(abs(z) < 4 for z in zs), (t, zs)
 
 
+def gaussian_conditioning(sched, t):
+    """p(x_{t-1} | x_t, x0) by conditioning the joint Gaussian of (x_{t-1}, x_t) given x0, built
+    from alpha_bar and beta_bar only (Schur complement): returns (kappa, lam, var) with
+    mean = kappa x_t + lam x0. Independent of the Ho-style formula in ddpm.posterior."""
+    ab, bb = sched.alpha_bar, sched.beta_bar
+    a = ab[t] / ab[t - 1]  # x_t = a x_{t-1} + noise, given x_{t-1}
+    c11, c12, c22 = bb[t - 1] ** 2, a * bb[t - 1] ** 2, bb[t] ** 2
+    kappa = c12 / c22
+    lam = ab[t - 1] - kappa * ab[t]
+    return kappa, lam, c11 - c12**2 / c22
+
+
+@pytest.mark.parametrize("which", ["su", "cosine", "su_sub10", "linear_sub_quad"])
+def test_a2_posterior_is_gaussian_conditioning_at_every_step(full, which):
+    """A2 exactly at every t: a one-index slip (alpha_bar_t for alpha_bar_{t-1}) shifts lam by
+    about 1 - alpha_t, i.e. 1e-5 .. 1e-1 relative, far above the 1e-10 tolerance."""
+    sched = {"su": full, "cosine": DiscreteSchedule.cosine(200), "su_sub10": full.subsequence(10),
+             "linear_sub_quad": DiscreteSchedule.linear(1000).subsequence(25, "quadratic")}[which]
+    zero, one = torch.zeros(1, 1, dtype=F64), torch.ones(1, 1, dtype=F64)
+    for t in range(1, sched.T + 1):
+        kappa, lam, var = gaussian_conditioning(sched, t)
+        m1, v = ddpm.posterior(sched, t, one, zero)
+        m2, _ = ddpm.posterior(sched, t, zero, one)
+        assert abs(m1.item() - kappa.item()) <= 1e-10 * abs(kappa.item()) + 1e-14, (t, m1.item(), kappa.item())
+        assert abs(m2.item() - lam.item()) <= 1e-10 * abs(lam.item()) + 1e-14, (t, m2.item(), lam.item())
+        assert abs(v.item() - var.item()) <= 1e-10 * var.item() + 1e-16, (t, v.item(), var.item())
+
+
 # ====================================================== A3: loss reweighting (exact)
 def test_a3_x0_loss_is_the_reweighted_eps_loss(full):
     torch.manual_seed(0)
@@ -357,6 +385,54 @@ def test_a10_analytic_variance_is_the_mean_posterior_variance(full):
     for t in (50, 300, 700):
         z = analytic_var_z(full, t, seed=0)
         assert abs(z) < 4, (t, z)
+
+
+def test_a10_analytic_variance_by_quadrature_at_every_step(full):
+    """A10 without Monte Carlo: on the 1-D laboratory, E[eps*(x_t)^2] and the mean posterior variance
+    E[Var(x0 | x_t)] are integrals against p_t, done by the trapezoid rule on a fine grid; Analytic-DPM's
+    v_t = sigma_t^2 (1 - E eps*^2) must equal the second to 1e-6 relative at every step (the law of
+    total variance), where the Monte-Carlo z-test above resolves t = 700 only to about +-100 %."""
+    mix = lab_1d()
+    sub = full.subsequence(20)
+    for t in range(1, sub.T + 1):
+        ab, bb = sub.alpha_bar[t].item(), sub.beta_bar[t].item()
+        sd = math.sqrt(ab**2 * 0.5**2 + bb**2)
+        x = torch.linspace(-3.5 * ab - 14 * sd, 2.5 * ab + 14 * sd, 40_001, dtype=F64)
+        p = mix.noised(ab, bb).log_prob(x[:, None]).exp()
+        e2 = torch.trapezoid(p * mix.eps_prediction(x[:, None], ab, bb)[:, 0] ** 2, x).item()
+        pv = torch.trapezoid(p * mix.posterior(x[:, None], ab, bb).cov()[:, 0, 0], x).item()
+        v = ddpm.analytic_x0_var(sub, t, e2)
+        assert abs(v - pv) <= 1e-6 * pv, (t, v, pv)
+
+
+def test_analytic_dpm_variances_algebra_with_a_constant_model(full):
+    """With eps_theta = c (no Monte-Carlo noise: E eps^2 = c^2 exactly) every entry is in closed form:
+    sigma~_t^2 + gamma_t^2 v_t, v_t = (beta_bar_t / alpha_bar_t)^2 (1 - c^2), gamma_t = alpha_bar_{t-1} beta_t^2 / beta_bar_t^2,
+    and the model must be called with the full schedule's labels."""
+    sub = full.subsequence(10)
+    seen = []
+
+    def model(x, t_label):
+        seen.append(t_label)
+        return torch.full_like(x, 0.6)
+
+    x0 = lab_1d().sample(50, 0)
+    out = ddpm.analytic_dpm_variances(model, sub, x0, 0)
+    assert seen == [int(sub.timesteps[t]) for t in range(1, sub.T + 1)]
+    ab, bb = sub.alpha_bar, sub.beta_bar
+    for t in range(1, sub.T + 1):
+        b2 = 1 - (ab[t] / ab[t - 1]) ** 2
+        post_var = bb[t - 1] ** 2 * b2 / bb[t] ** 2
+        gamma = ab[t - 1] * b2 / bb[t] ** 2
+        v = (bb[t] / ab[t]) ** 2 * (1 - 0.36)
+        assert abs(out[t].item() - (post_var + gamma**2 * v).item()) < 1e-12 * (1 + out[t].item())
+    assert out[0] == 0
+    clipped = ddpm.analytic_dpm_variances(model, sub, x0, 0, x0_var_max=0.5)
+    for t in range(1, sub.T + 1):
+        b2 = 1 - (ab[t] / ab[t - 1]) ** 2
+        v = min(((bb[t] / ab[t]) ** 2 * 0.64).item(), 0.5)
+        ref = (bb[t - 1] ** 2 * b2 / bb[t] ** 2 + (ab[t - 1] * b2 / bb[t] ** 2) ** 2 * v).item()
+        assert abs(clipped[t].item() - ref) < 1e-12 * (1 + ref)
 
 
 # ======================================================================== validation paths
