@@ -60,7 +60,9 @@ class FitResult:
     losses: list[float] = field(default_factory=list)
 
     def smoothed(self, window: int = 50) -> torch.Tensor:
-        """Running mean of the loss history (for plots)."""
+        """Running mean of the loss history over ``window`` consecutive steps (for plots); the raw
+        history when it is shorter than the window."""
+        window = check_int("window", window, minimum=1)
         x = torch.tensor(self.losses, dtype=torch.float64)
         if len(x) < window:
             return x

@@ -242,3 +242,18 @@ def test_score_at_and_dtypes_refuse_degenerate_input():
     assert torch.allclose(gm.score_at(x, torch.tensor(0.8), torch.tensor(0.6)), gm.score_at(x, 0.8, 0.6))
     with pytest.raises(TypeError, match="float32 or torch.float64"):
         lab_2d(dtype=torch.float16)
+
+
+def test_laboratories_are_the_documented_laws():
+    """The chapters describe these laws in words; their moments in closed form pin every parameter."""
+    m1 = lab_1d()
+    assert torch.allclose(m1.weights, torch.tensor([0.3, 0.7], dtype=torch.float64))
+    assert torch.allclose(m1.means[:, 0], torch.tensor([-2.0, 1.5], dtype=torch.float64))
+    assert torch.allclose(m1.covs[:, 0, 0], torch.tensor([0.25, 0.09], dtype=torch.float64))
+    assert abs(m1.mean().item() - (0.3 * -2.0 + 0.7 * 1.5)) < 1e-12
+    m2 = lab_2d()
+    assert torch.allclose(m2.weights, torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64))
+    assert torch.allclose(m2.means, torch.tensor([[-2.0, 0.0], [1.5, 1.0], [0.5, -2.0]], dtype=torch.float64))
+    eye = torch.eye(2, dtype=torch.float64)
+    assert torch.allclose(m2.covs, torch.stack([0.16 * eye, 0.09 * eye, 0.25 * eye]))
+    assert lab_2d(torch.float32).dtype == torch.float32

@@ -182,3 +182,40 @@ def test_times_refuse_empty_and_half_precision():
         s.alpha_bar(torch.tensor([], dtype=torch.float64))
     with pytest.raises(TypeError, match="only float32 and float64"):
         s.alpha_bar(torch.tensor(0.5, dtype=torch.float16))
+
+
+def test_to_ho_arrays_in_closed_form():
+    """Ho et al.'s arrays from the book's: alphas = 1 - betas, alphas_cumprod their running product,
+    posterior_variance = betas (1 - alphas_cumprod[t-1]) / (1 - alphas_cumprod[t])."""
+    betas = torch.linspace(1e-3, 0.05, 30, dtype=torch.float64)
+    ho = DiscreteSchedule.from_ho(betas).to_ho()
+    assert torch.allclose(ho["alphas"], 1 - betas, rtol=1e-12)
+    cum = torch.cumprod(1 - betas, 0)
+    assert torch.allclose(ho["alphas_cumprod"], cum, rtol=1e-12)
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), cum[:-1]])
+    assert torch.allclose(ho["posterior_variance"], betas * (1 - prev) / (1 - cum), rtol=1e-10)
+
+
+def test_subsequence_of_one_step_and_quadratic_spacing():
+    full = DiscreteSchedule.linear(100)
+    one = full.subsequence(1)
+    assert one.T == 1 and one.timesteps.tolist() == [0, 100]
+    q = full.subsequence(5, "quadratic")
+    # (i sqrt(T) / S)^2 rounded: 0, 4, 16, 36, 64, 100
+    assert q.timesteps.tolist() == [0, 4, 16, 36, 64, 100]
+
+
+def test_vp_with_a_constant_beta_and_the_generic_g2_limit_at_zero():
+    c = VPSchedule(2.0, 2.0)  # beta(t) = 2: alpha_bar = exp(-t)
+    t = torch.tensor([0.0, 0.3, 1.0], dtype=torch.float64)
+    assert torch.allclose(c.alpha_bar(t), torch.exp(-t), rtol=1e-12)
+    assert torch.allclose(c.g2(t), torch.full((3,), 2.0, dtype=torch.float64))
+    # the generic autograd path (no closed-form override): beta_bar = sqrt(1 - alpha_bar^2) has an
+    # infinite derivative at t = 0, where g2 takes the right-hand limit beta(0) = beta_min
+    vp = VPSchedule(0.1, 20.0)
+    generic = ContinuousSchedule(vp._ab, vp._bb)
+    g2 = generic.g2(t)
+    assert torch.isfinite(g2).all()
+    assert abs(g2[0].item() - 0.1) < 1e-4  # the limit taken at t = 1e-7: beta(1e-7) - 0.1 = 2e-6
+    assert torch.allclose(g2[1:], vp.g2(t[1:]), rtol=1e-9)
+    assert torch.allclose(generic.f(t), vp.f(t), rtol=1e-12)

@@ -128,3 +128,16 @@ def test_fit_refuses_settings_that_would_train_wrongly():
         fit(model, lambda m, b, g: b.pow(2).mean(), data, **kw)
     with pytest.raises(ValueError, match="no trainable parameters"):
         fit(nn.ReLU(), loss, data, **kw)
+
+
+def test_smoothed_is_the_running_mean():
+    from companion.train import FitResult
+
+    losses = [float(v) for v in torch.arange(10, dtype=torch.float64) ** 2]
+    r = FitResult(torch.nn.Identity(), torch.nn.Identity(), losses)
+    ref = torch.tensor([sum(losses[i:i + 3]) / 3 for i in range(8)], dtype=torch.float64)
+    assert torch.allclose(r.smoothed(3), ref, rtol=1e-12)
+    assert torch.equal(r.smoothed(20), torch.tensor(losses, dtype=torch.float64))  # shorter than the window
+    assert torch.allclose(r.smoothed(1), torch.tensor(losses, dtype=torch.float64))
+    with pytest.raises(ValueError, match="window"):
+        r.smoothed(0)

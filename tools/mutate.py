@@ -134,14 +134,14 @@ def make_mutant(src: str, point: tuple[int, str, int]) -> str:
     return ast.unparse(tree)
 
 
-def tests_for(module: str) -> list[str]:
+def tests_for(module: str, root: Path = ROOT) -> list[str]:
     """The module's own test files, the property-based tests of the core and the API fuzz test."""
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob(f"test_{module}*.py"))
+    files = sorted(str(p.relative_to(root)) for p in (root / "tests").glob(f"test_{module}*.py"))
     extra = ["test_fuzz_api.py"]
     if module in ("gmm", "schedules", "ddpm", "sde", "ode", "metrics"):
         extra.append("test_properties.py")
     for f in extra:
-        if (ROOT / "tests" / f).exists():
+        if (root / "tests" / f).exists():
             files.append(f"tests/{f}")
     return files
 
@@ -174,7 +174,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mutate_"))
     shutil.copytree(ROOT / "companion", work / "companion")
     shutil.copytree(ROOT / "tests", work / "tests")
-    for f in ("pyproject.toml",):
+    (work / "tools").mkdir()
+    for f in ("pyproject.toml", "tools/fuzz_api.py"):
         shutil.copy(ROOT / f, work / f)
     summary: dict = {"seed": args.seed, "n": args.n, "modules": {}, "survivors": []}
     try:
@@ -187,7 +188,7 @@ def main() -> None:
             sample = sorted(rng.sample(pts, min(args.n, len(pts))))
             if only is not None:
                 sample = [p for p in sample if (m, p[0], p[1]) in only]
-            files = tests_for(m)
+            files = tests_for(m, work)
             base, base_t = run_tests(work, files, timeout=600)
             if base != "survived":
                 print(f"{m}: the unmutated tests fail; skipped", flush=True)
