@@ -43,6 +43,7 @@ __all__ = [
 
 # chapter key -> module (inside this package) that registers the chapter's experiments
 CHAPTER_MODULES: dict[str, str] = {
+    "ch3": "ch3_samplers",
     "ch5": "ch5_eae",
     "ch6": "ch6_gau",
     "ch7": "ch7_positions",
