@@ -10,8 +10,9 @@ entropy of the codes, estimated on each mini-batch by the Kozachenko–Leonenko 
 
 Public surface:
 
-* :func:`knn_distances`, :func:`knn_entropy` — exact k-NN distances (chunked batched
-  distance matrices, so ``n = 20 000`` points in ``d = 16`` fit in memory) and the estimator.
+* :func:`knn_distances`, :func:`knn_entropy` — exact k-NN distances (a k-d tree search at low
+  dimension, chunked distance matrices at high dimension, chosen by :func:`knn_search_method`;
+  distances recomputed in torch so the estimate keeps its gradient) and the estimator.
 * :func:`unit_ball_log_volume`, :func:`gaussian_entropy`, :func:`gaussianity_gap` — the
   closed forms the estimator is checked against.
 * :class:`EAE` (encoder → ``BatchNorm1d(affine=False)`` → decoder), :func:`eae_loss`;
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +39,7 @@ from .utils import check_int, check_positive, check_tensor, make_generator
 __all__ = [
     "unit_ball_log_volume",
     "knn_distances",
+    "knn_search_method",
     "knn_entropy",
     "knn_entropy_from_distances",
     "gaussian_entropy",
@@ -93,16 +96,53 @@ def _unique_rows(z: torch.Tensor) -> torch.Tensor:
     return z[first.sort().values]
 
 
-def knn_distances(z: torch.Tensor, k: int = 1, *, chunk: int = 2048) -> torch.Tensor:
+def _search_brute(z: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Indices ``(n, m)`` of the ``m = k + 8`` best candidates per point by blocks of the distance matrix."""
+    n = z.shape[0]
+    m = min(k + 8, n - 1)  # candidates per point
+    idx = torch.empty(n, m, dtype=torch.long, device=z.device)
+    zd = z.detach() - z.detach().mean(0)  # centring keeps the product well conditioned
+    sq = (zd * zd).sum(1)
+    for s in range(0, n, chunk):
+        # ||z_i - z_j||^2 - ||z_i||^2 = ||z_j||^2 - 2 z_i.z_j has the same order along each row
+        dist = torch.addmm(sq, zd[s : s + chunk], zd.T, alpha=-2)  # (c, n)
+        rows = torch.arange(dist.shape[0], device=z.device)
+        dist[rows, rows + s] = math.inf  # exclude the point itself
+        idx[s : s + chunk] = dist.topk(m, dim=1, largest=False, sorted=False).indices
+    return idx
+
+
+def _search_tree(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(n, k)`` of the k nearest other points by SciPy's k-d tree (float64 coordinates)."""
+    from scipy.spatial import cKDTree
+
+    x = z.detach().cpu().double().numpy()
+    _, idx = cKDTree(x).query(x, k + 1, workers=torch.get_num_threads())
+    # drop the point itself (usually first; with duplicated rows it may sit elsewhere or be absent)
+    is_self = idx == np.arange(x.shape[0])[:, None]
+    keep = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+    return torch.from_numpy(np.take_along_axis(idx, keep, axis=1)).to(z.device)
+
+
+def knn_search_method(n: int, d: int) -> str:
+    """The faster neighbour search for ``n`` points in dimension ``d`` on a CPU: ``'tree'`` (SciPy's
+    k-d tree, about ``n log n`` at low ``d``) or ``'brute'`` (blocked distance matrix, ``n^2 d``),
+    by the crossover measured in tests/test_eae.py (``test_auto_search_is_the_faster``)."""
+    return "brute" if d > 12 and n <= 40_000 else "tree"
+
+
+def knn_distances(z: torch.Tensor, k: int = 1, *, chunk: int = 2048, method: str = "auto") -> torch.Tensor:
     r"""Euclidean distances from each point to its 1st, ..., k-th nearest *other* point.
 
     ``z``: ``(n, d)`` with ``1 <= k <= n - 1``. Returns ``(n, k)``, sorted along the last axis,
-    dtype/device of ``z``. Search: on ``chunk × n`` blocks of the distance matrix (memory
-    ``O(chunk · n)``), without gradient, via one matrix product per block; to be immune to the
-    rounding of that product, the ``k + 8`` best candidates are kept and their distances
-    recomputed directly as :math:`\|z_i-z_j\|`, from which the k smallest are taken. The
-    result is therefore differentiable in ``z`` (almost everywhere: the k-th neighbour
-    distance is locally the distance to one fixed point).
+    dtype/device of ``z``. The search runs without gradient; the distances are then computed in
+    torch as :math:`\|z_i-z_j\|` for the found neighbours, so the result is differentiable in
+    ``z`` (almost everywhere: the k-th neighbour distance is locally the distance to one fixed
+    point). ``method``: ``'tree'`` searches with SciPy's ``cKDTree`` on float64 coordinates
+    (``O(n log n)`` at low ``d``); ``'brute'`` on ``chunk × n`` blocks of the distance matrix
+    (memory ``O(chunk · n)``) via one matrix product per block, keeping the ``k + 8`` best
+    candidates so that the rounding of that product cannot swap neighbours; ``'auto'`` takes the
+    faster one for ``(n, d)`` (:func:`knn_search_method`).
     """
     z = _check_points("z", z)
     n = z.shape[0]
@@ -110,22 +150,18 @@ def knn_distances(z: torch.Tensor, k: int = 1, *, chunk: int = 2048) -> torch.Te
     if k >= n:
         raise ValueError(f"k must be < n (the number of points); got k={k}, n={n}")
     chunk = check_int("chunk", chunk, minimum=1)
-    m = min(k + 8, n - 1)  # candidates per point
-    idx = torch.empty(n, m, dtype=torch.long, device=z.device)
+    if method not in ("auto", "tree", "brute"):
+        raise ValueError(f"method must be 'auto', 'tree' or 'brute', got {method!r}")
+    if method == "auto":
+        method = knn_search_method(n, z.shape[1])
     with torch.no_grad():
-        zd = z.detach() - z.detach().mean(0)  # centring keeps the product well conditioned
-        sq = (zd * zd).sum(1)
-        for s in range(0, n, chunk):
-            # ||z_i - z_j||^2 - ||z_i||^2 = ||z_j||^2 - 2 z_i.z_j has the same order along each row
-            dist = torch.addmm(sq, zd[s : s + chunk], zd.T, alpha=-2)  # (c, n)
-            rows = torch.arange(dist.shape[0], device=z.device)
-            dist[rows, rows + s] = math.inf  # exclude the point itself
-            idx[s : s + chunk] = dist.topk(m, dim=1, largest=False, sorted=False).indices
-    eps = (z[:, None, :] - z[idx]).norm(dim=-1)  # (n, m), exact and differentiable
+        idx = _search_tree(z, k) if method == "tree" else _search_brute(z, k, chunk)
+    eps = (z[:, None, :] - z[idx]).norm(dim=-1)  # exact and differentiable
     return eps.topk(k, dim=1, largest=False, sorted=True).values
 
 
-def knn_entropy(z: torch.Tensor, k: int = 1, *, dedupe: bool = False, chunk: int = 2048) -> torch.Tensor:
+def knn_entropy(z: torch.Tensor, k: int = 1, *, dedupe: bool = False, chunk: int = 2048,
+                method: str = "auto") -> torch.Tensor:
     r"""Kozachenko–Leonenko estimate (nats) of the differential entropy of the law of ``z``
     (eq. ``eae-knn``):
 
@@ -133,7 +169,8 @@ def knn_entropy(z: torch.Tensor, k: int = 1, *, dedupe: bool = False, chunk: int
 
     with :math:`\varepsilon_k(i)` the Euclidean distance from :math:`z_i` to its k-th nearest
     other point. ``z``: ``(n, d)`` i.i.d. points, ``1 <= k < n``. Returns a 0-d tensor
-    (dtype/device of ``z``), differentiable in ``z``.
+    (dtype/device of ``z``), differentiable in ``z``. ``chunk`` and ``method`` are passed to
+    :func:`knn_distances`.
 
     Duplicated rows make some :math:`\varepsilon_k(i)=0`: this raises ``ValueError`` unless
     ``dedupe=True``, which first keeps one copy of each distinct row (then ``n`` is the number
@@ -148,7 +185,7 @@ def knn_entropy(z: torch.Tensor, k: int = 1, *, dedupe: bool = False, chunk: int
     k = check_int("k", k, minimum=1)
     if k >= n:
         raise ValueError(f"k must be < n (the number of {'distinct ' if dedupe else ''}points); got k={k}, n={n}")
-    eps = knn_distances(z, k, chunk=chunk)[:, -1]
+    eps = knn_distances(z, k, chunk=chunk, method=method)[:, -1]
     return knn_entropy_from_distances(eps, d, k)
 
 
