@@ -1,5 +1,7 @@
 """The training loop: reaches a known optimum, is reproducible, and its EMA is the documented average."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -141,3 +143,49 @@ def test_smoothed_is_the_running_mean():
     assert torch.allclose(r.smoothed(1), torch.tensor(losses, dtype=torch.float64))
     with pytest.raises(ValueError, match="window"):
         r.smoothed(0)
+
+
+@pytest.mark.parametrize("warmup, cosine", [(0, True), (3, True), (4, False)])
+def test_learning_rate_schedule_in_closed_form(warmup, cosine):
+    """With a linear loss the gradient is constant, so each Adam step moves the weight by exactly
+    lr * factor(i) (m_hat / sqrt(v_hat) = 1): the recorded path reveals the warmup and cosine factors."""
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    path = []
+
+    def loss_fn(m, batch, g):
+        path.append(m.weight.item())
+        return m.weight.sum() + 0 * batch.sum()
+
+    steps, lr = 12, 0.01
+    fit(model, loss_fn, torch.zeros(4, 1), steps=steps, batch_size=2, lr=lr, ema_decay=None, grad_clip=None,
+        warmup=warmup, cosine=cosine, progress=False)
+    path.append(model.weight.item())
+    moves = [path[i] - path[i + 1] for i in range(steps)]
+    for i, mv in enumerate(moves):
+        if i < warmup:
+            f = (i + 1) / warmup
+        elif cosine:
+            f = 0.1 + 0.45 * (1 + math.cos(math.pi * (i - warmup) / (steps - warmup)))
+        else:
+            f = 1.0
+        assert abs(mv - lr * f) < 1e-6 * lr, (i, mv, lr * f)
+
+
+def test_fit_is_silent_without_progress(capsys):
+    fit(nn.Linear(2, 2), lambda m, b, g: (m(b) ** 2).mean(), torch.ones(4, 2), steps=3, batch_size=2,
+        progress=False)
+    out = capsys.readouterr()
+    assert out.err == "" and out.out == ""
+
+
+def test_batches_of_one_row():
+    g = torch.Generator().manual_seed(0)
+    data = torch.arange(5.0)[:, None]
+    b = next(batches(data, 1, g))
+    assert b.shape == (1, 1)
+    b = next(batches(data, 5, g, replace=False))
+    assert sorted(b[:, 0].tolist()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="batch_size"):
+        next(batches(data, 0, g))

@@ -181,7 +181,7 @@ def main() -> None:
     try:
         for m in args.modules:
             path = work / "companion" / f"{m}.py"
-            src = (ROOT / "companion" / f"{m}.py").read_text()
+            src = path.read_text()  # the copy: source and tests from the same moment
             tree = ast.parse(src)
             pts = mutation_points(tree)
             rng = random.Random(f"{args.seed}:{m}")
