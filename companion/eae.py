@@ -127,7 +127,8 @@ def _search_tree(z: torch.Tensor, k: int) -> torch.Tensor:
 def knn_search_method(n: int, d: int) -> str:
     """The faster neighbour search for ``n`` points in dimension ``d`` on a CPU: ``'tree'`` (SciPy's
     k-d tree, about ``n log n`` at low ``d``) or ``'brute'`` (blocked distance matrix, ``n^2 d``),
-    by the crossover measured in tests/test_eae.py (``test_auto_search_is_the_faster``)."""
+    by the crossover measured on a 2-core CPU (standard normal points, ``k = 1``): the tree wins
+    at ``d <= 8`` for every ``n``, the blocked matrix at ``d >= 16`` up to ``n = 20 000``."""
     return "brute" if d > 12 and n <= 40_000 else "tree"
 
 

@@ -99,7 +99,8 @@ def test_matches_scipy_ckdtree_computation():
         assert np.abs(eae.knn_distances(z, k).numpy() - dist[:, 1:]).max() < 1e-12
 
 
-def test_float32_search_is_exact_despite_rounding():
+@pytest.mark.parametrize("method", ["tree", "brute"])
+def test_float32_search_is_exact_despite_rounding(method):
     """In float32 the search uses a matrix product whose rounding can swap near-ties; the k + 8
     candidates recomputed directly must still give the true neighbours (checked against cKDTree on
     the same float32 points, then in float64). 1-D with n = 10 000 is the hardest case: typical
@@ -109,7 +110,7 @@ def test_float32_search_is_exact_despite_rounding():
     z = torch.unique(z, dim=0)  # float32 draws collide at this n
     z = z[torch.randperm(z.shape[0], generator=_gen(6))]
     dist, _ = cKDTree(z.double().numpy()).query(z.double().numpy(), 4)
-    got = eae.knn_distances(z, 3)
+    got = eae.knn_distances(z, 3, method=method)
     assert got.dtype == torch.float32
     assert np.abs(got.double().numpy() - dist[:, 1:]).max() < 1e-6
 
@@ -140,15 +141,41 @@ def test_gradient_matches_finite_differences():
     differences (torch.autograd.gradcheck, float64)."""
     z = torch.randn(25, 3, generator=_gen(7), dtype=F64, requires_grad=True)
     for k in (1, 2):
-        assert torch.autograd.gradcheck(lambda u, k=k: eae.knn_entropy(u, k), (z,), eps=1e-6, atol=1e-6)
+        for method in ("tree", "brute"):
+            assert torch.autograd.gradcheck(lambda u, k=k, m=method: eae.knn_entropy(u, k, method=m), (z,),
+                                            eps=1e-6, atol=1e-6)
 
 
 def test_chunking_and_dtype_device():
     z = torch.randn(700, 5, generator=_gen(8))
-    a = eae.knn_entropy(z, 2, chunk=64)
-    b = eae.knn_entropy(z, 2, chunk=10_000)
+    a = eae.knn_entropy(z, 2, chunk=64, method="brute")
+    b = eae.knn_entropy(z, 2, chunk=10_000, method="brute")
     assert a.dtype == torch.float32 and a.ndim == 0
     assert abs(a.item() - b.item()) < 1e-5
+
+
+@pytest.mark.parametrize("d", [2, 8, 16])
+def test_tree_and_brute_searches_agree(d):
+    """The two searches are independent routes to the same neighbours: equal distances (float64)
+    and, for the entropy, equal values to rounding; 'auto' is one of them."""
+    z = torch.randn(3000, d, generator=_gen(60 + d), dtype=F64) * 1.3 - 0.2
+    a = eae.knn_distances(z, 4, method="tree")
+    b = eae.knn_distances(z, 4, method="brute")
+    assert (a - b).abs().max() < 1e-12
+    assert abs(eae.knn_entropy(z, 3, method="tree").item() - eae.knn_entropy(z, 3, method="brute").item()) < 1e-12
+    assert eae.knn_search_method(3000, d) in ("tree", "brute")
+    assert torch.equal(eae.knn_distances(z, 4), a if eae.knn_search_method(3000, d) == "tree" else b)
+
+
+def test_tree_search_excludes_each_point_even_among_duplicates():
+    """With duplicated rows the k-d tree may list a twin before the point itself: the point must
+    still be removed, so a duplicated point sees its twin at distance 0 and nothing else changes."""
+    z = torch.randn(300, 2, generator=_gen(61), dtype=F64)
+    zdup = torch.cat([z, z[:20]])
+    for method in ("tree", "brute"):
+        e = eae.knn_distances(zdup, 2, method=method)
+        assert (e[:20, 0] == 0).all() and (e[300:, 0] == 0).all() and (e[20:300, 0] > 0).all()
+        assert torch.equal(e[:20, 1], eae.knn_distances(z, 1, method=method)[:20, 0])
 
 
 def test_duplicates_raise_or_are_deduped():
@@ -179,6 +206,7 @@ def test_duplicates_raise_or_are_deduped():
         ((np.ones((5, 2)),), {}, TypeError, "torch.Tensor"),
         ((torch.randn(5, 3, dtype=F64),), {"dedupe": 1}, TypeError, "dedupe"),
         ((torch.randn(5, 3, dtype=F64),), {"chunk": 0}, ValueError, "chunk"),
+        ((torch.randn(5, 3, dtype=F64),), {"method": "kd"}, ValueError, "method"),
         ((torch.ones(3, 2, dtype=F64), 1), {"dedupe": True}, ValueError, "distinct points"),
         ((torch.cat([torch.ones(3, 2, dtype=F64), torch.zeros(1, 2, dtype=F64)]), 2), {"dedupe": True}, ValueError, "distinct"),
     ],
