@@ -58,10 +58,10 @@ def train_digit_model(
         torch.manual_seed(seed)
         if kind == "eae":
             model = eae.EAE(latent=latent)
-            loss_fn = lambda m, x, g: eae.eae_loss(m, x, lam=lam)  # noqa: E731
+            loss_fn = lambda m, x, g: eae.eae_loss(m, x, lam=lam)
         else:
             model = eae.VAE(latent=latent)
-            loss_fn = lambda m, x, g: eae.vae_loss(m, x, g, beta=beta)  # noqa: E731
+            loss_fn = lambda m, x, g: eae.vae_loss(m, x, g, beta=beta)
     t = time.perf_counter()
     res = fit(model, loss_fn, x_train, steps=steps, batch_size=batch, lr=lr, seed=seed,
               progress=progress, desc=desc or f"{kind} seed {seed}")
