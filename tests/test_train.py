@@ -189,3 +189,6 @@ def test_batches_of_one_row():
     assert sorted(b[:, 0].tolist()) == [0.0, 1.0, 2.0, 3.0, 4.0]
     with pytest.raises(ValueError, match="batch_size"):
         next(batches(data, 0, g))
+    assert next(batches(torch.arange(5.0), 3, g)).shape == (3,)  # 1-d data: a batch of scalars
+    with pytest.raises(ValueError, match="at least one example"):
+        next(batches(torch.zeros(0, 2), 1, g))
