@@ -104,9 +104,9 @@ class _Counted:
         self.nfe += 1
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             raise ValueError(f"denoiser must return a tensor of x's shape {tuple(x.shape)}")
-        if not torch.isfinite(out).all():
+        if not bool(torch.isfinite(out).all()):
             raise ValueError(f"denoiser returned NaN or infinite values at sigma={sigma:.6g}")
-        return out.to(x.dtype)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def _check_callback(callback) -> None:
@@ -147,12 +147,25 @@ class _Coords:
         return (x - self.mu) / self.phi(sigma)
 
     def to_x(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
-        return self.mu + self.phi(sigma) * y
+        if isinstance(self.mu, torch.Tensor):
+            return torch.add(self.mu, y, alpha=self.phi(sigma))
+        return y.mul(self.phi(sigma)).add_(self.mu)
 
     def residual(self, denoised: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        if self.s == 0:
-            return denoised - self.mu
-        return denoised - self.mu - (self.s**2 / (self.s**2 + sigma**2)) * (x - self.mu)
+        r""":math:`R=\hat x_0-\mu-c(x-\mu)=\hat x_0-cx-(1-c)\mu`, :math:`c=s^2/(s^2+\sigma^2)`."""
+        c = self.s**2 / (self.s**2 + sigma**2)
+        r = denoised.add(x, alpha=-c) if c > 0 else denoised.clone()
+        if isinstance(self.mu, torch.Tensor):
+            return r.sub_(self.mu, alpha=1 - c)
+        return r.sub_((1 - c) * self.mu) if self.mu != 0 else r
+
+
+def _combine(base: torch.Tensor, coeffs, tensors) -> torch.Tensor:
+    """``base + sum(c * t)`` with one fused operation per term."""
+    out = None
+    for cj, tj in zip(coeffs, tensors, strict=True):
+        out = base.add(tj, alpha=cj) if out is None else out.add_(tj, alpha=cj)
+    return base.clone() if out is None else out
 
 
 def fast_coordinates(sigma: float, ref_std: float = 0.0) -> tuple[float, float]:
@@ -166,6 +179,45 @@ def fast_coordinates(sigma: float, ref_std: float = 0.0) -> tuple[float, float]:
 
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(16)
+
+
+def _weights_many(nodes: np.ndarray, a: np.ndarray, b: np.ndarray, exponential: bool) -> np.ndarray:
+    """:func:`_weights` for ``M`` steps at once: ``nodes`` ``(M, k)``, ``a``, ``b`` ``(M,)`` -> ``(M, k)``."""
+    t = 0.5 * (b - a)[:, None] * _GL_X + 0.5 * (a + b)[:, None]  # (M, 16)
+    w = 0.5 * (b - a)[:, None] * _GL_W
+    if exponential:
+        w = w * np.exp(t)
+    k = nodes.shape[1]
+    out = np.empty(nodes.shape)
+    for j in range(k):
+        L = np.ones_like(t)
+        for m in range(k):
+            if m != j:
+                L = L * (t - nodes[:, m : m + 1]) / (nodes[:, j : j + 1] - nodes[:, m : m + 1])
+        out[:, j] = (w * L).sum(1)
+    return out
+
+
+def _multistep_plan(ell: list[float], order: int, corrector: bool, lower_order_final: bool):
+    """Predictor (and corrector) weights of every step, computed before the loop, grouped by order."""
+    n_steps = len(ell) - 1
+    e = np.asarray(ell)
+    ks = [min(order, i + 1, n_steps - i if lower_order_final else order) for i in range(n_steps)]
+    kcs = [min(order, i + 1) + 1 for i in range(n_steps - 1)]
+    pred: list = [None] * n_steps
+    corr: list = [None] * (n_steps - 1)
+    for k in set(ks):
+        steps = np.array([i for i in range(n_steps) if ks[i] == k])
+        nodes = np.stack([e[steps - j] for j in range(k)], axis=1)
+        for i, w in zip(steps, _weights_many(nodes, e[steps], e[steps + 1], True), strict=True):
+            pred[i] = w.tolist()
+    if corrector:
+        for kc in set(kcs):
+            steps = np.array([i for i in range(n_steps - 1) if kcs[i] == kc])
+            nodes = np.stack([e[steps + 1]] + [e[steps - j] for j in range(kc - 1)], axis=1)
+            for i, w in zip(steps, _weights_many(nodes, e[steps], e[steps + 1], True), strict=True):
+                corr[i] = w.tolist()
+    return pred, corr
 
 
 def _weights(nodes: list[float], a: float, b: float, exponential: bool) -> list[float]:
@@ -221,27 +273,24 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
     c = _Coords(x, ref_mean, ref_std)
     n_steps = len(sig) - 1
     ell = [math.log(c.tau(s)) for s in sig]
+    pred, corr = _multistep_plan(ell, order, corrector, lower_order_final)
     y = c.to_y(x, sig[0])
     denoised = model(x, sig[0])
-    hist: list[torch.Tensor] = [c.residual(denoised, x, sig[0])]
+    hist: list[torch.Tensor] = [c.residual(denoised, x, sig[0])]  # newest last
     for i in range(n_steps):
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sig[i], "sigma_next": sig[i + 1], "denoised": denoised})
-        k = min(order, len(hist), n_steps - i if lower_order_final else order)
-        nodes = ell[i - k + 1 : i + 1][::-1]
-        w = _weights(nodes, ell[i], ell[i + 1], True)
-        y_next = y + sum(wj * hist[-1 - j] for j, wj in enumerate(w))
+        w = pred[i]
+        y_next = _combine(y, w, hist[::-1][: len(w)])
         x_next = c.to_x(y_next, sig[i + 1])
         if i < n_steps - 1:
             denoised = model(x_next, sig[i + 1])
             r_next = c.residual(denoised, x_next, sig[i + 1])
             if corrector:
-                kc = min(order, len(hist))
-                nodes_c = [ell[i + 1]] + ell[i - kc + 1 : i + 1][::-1]
-                wc = _weights(nodes_c, ell[i], ell[i + 1], True)
-                y_next = y + wc[0] * r_next + sum(wj * hist[-1 - j] for j, wj in enumerate(wc[1:]))
+                wc = corr[i]
+                y_next = _combine(y, wc, ([r_next] + hist[::-1])[: len(wc)])
                 x_next = c.to_x(y_next, sig[i + 1])
-            hist = (hist + [r_next])[-(order + 1):]
+            hist = (hist + [r_next])[-order:]
         x, y = x_next, y_next
     return x, {"nfe": model.nfe, "denoised": denoised}
 
