@@ -299,8 +299,11 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *
                     ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                     callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""DPM-Solver++(2M): :func:`sample_multistep` with ``order=2`` (eq. ``fast-2m``):
-    :math:`y_{i+1}=y_i+(\tau_{i+1}-\tau_i)R_i+\big(\tau_{i+1}-\tau_i-h_i\tau_i\big)\frac{R_i-R_{i-1}}{h_{i-1}}`
-    in closed form, with :math:`h_i=\ell_{i+1}-\ell_i`. Same arguments and return value."""
+    :math:`y_{i+1}=y_i+(\tau_{i+1}-\tau_i)R_i+\big(h_i\tau_{i+1}-\tau_{i+1}+\tau_i\big)\frac{R_i-R_{i-1}}{h_{i-1}}`
+    in closed form, with :math:`h_i=\ell_{i+1}-\ell_i`: the second coefficient is the exact
+    integral of the linear interpolant (k-diffusion's ``sample_dpmpp_2m`` uses the midpoint
+    simplification :math:`\tfrac12(\tau_{i+1}-\tau_i)h_i/h_{i-1}`; same order). Same arguments
+    and return value."""
     return sample_multistep(denoiser, x, sigmas, order=2, ref_mean=ref_mean, ref_std=ref_std, callback=callback)
 
 
