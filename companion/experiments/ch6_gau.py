@@ -30,7 +30,7 @@ FULL = dict(length=32, lr=1e-3, steps=300, warmup=100, seeds=[0, 1], threads=2)
 
 def run_arms(cfg: dict[str, Any], seeds: list[int] | None = None, *, keep_losses: bool = False,
              progress: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
-    """Train every arm of :data:`ARMS` for each seed of ``seeds`` (default ``cfg["seeds"]``).
+    """Train every arm of ``ARMS`` for each seed of ``seeds`` (default ``cfg["seeds"]``).
 
     Returns ``{label: {str(seed): {"final_loss", "accuracy", "seconds"[, "losses"]}}}``.
     """
