@@ -1,5 +1,7 @@
 """Data: shapes, determinism, the laws' defining properties, digits scaling and split."""
 
+import math
+
 import pytest
 import torch
 
@@ -58,3 +60,29 @@ def test_toy_laws_need_an_explicit_generator(law):
         with pytest.raises(TypeError, match="generator must be a torch.Generator or an int seed"):
             data.TOY_2D[law](10, bad)
     assert torch.equal(data.TOY_2D[law](10, 3), data.TOY_2D[law](10, 3))
+
+
+def test_toy_laws_are_the_documented_shapes():
+    """Noise-free draws lie exactly on the documented curves."""
+    r = data.rings(4000, 0, noise=0.0)
+    radius = r.norm(dim=1)
+    assert torch.allclose(radius.sort().values[[0, -1]], torch.tensor([0.6, 1.4], dtype=torch.float64))
+    assert ((radius - 0.6).abs() < 1e-12).logical_or((radius - 1.4).abs() < 1e-12).all()
+    assert abs((radius < 1).double().mean().item() - 0.5) < 0.03  # equal mass per ring (SE 0.008)
+    m = data.moons(4000, 1, noise=0.0)
+    # upper moon: x = 1.2 (cos th - 0.5), y = 1.2 (sin th - 0.25); lower: x = 1.2 (0.5 - cos th), y = 1.2 (0.25 - sin th)
+    up = (m[:, 0] / 1.2 + 0.5) ** 2 + (m[:, 1] / 1.2 + 0.25) ** 2
+    down = (m[:, 0] / 1.2 - 0.5) ** 2 + (m[:, 1] / 1.2 - 0.25) ** 2
+    assert (((up - 1).abs() < 1e-9) | ((down - 1).abs() < 1e-9)).all()
+    c = data.checkerboard(4000, 2)
+    assert c.min() >= -2 and c.max() <= 2 and c.min() < -1.9 and c.max() > 1.9
+    ij = torch.floor((c + 2) / 4 * 4).long()
+    assert ((ij.sum(1) % 2) == 0).all()
+    s = data.spiral(4000, 3, noise=0.0)
+    rad = s.norm(dim=1)  # r = 0.2 + 1.3 s with angle 4 pi s: r is in [0.2, 1.5]
+    assert rad.min() >= 0.2 - 1e-12 and rad.max() <= 1.5 + 1e-12 and rad.max() > 1.49
+    th = torch.atan2(s[:, 1], s[:, 0])
+    frac = (rad - 0.2) / 1.3
+    assert (torch.cos(4 * math.pi * frac) - torch.cos(th)).abs().max() < 1e-9
+    with pytest.raises(ValueError, match="radii"):
+        data.rings(10, 0, radii=(0.0, 1.0))

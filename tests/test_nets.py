@@ -93,3 +93,15 @@ def test_sinusoidal_embedding_values():
     b = TimeMLP(dim=2, hidden=8, depth=1, time_scale=1.0)
     x = torch.randn(3, 2)
     torch.testing.assert_close(a(x, 0.8), b(x, 0.4))
+
+
+def test_default_embedding_frequencies_and_conv_time_scale():
+    e = SinusoidalEmbedding(8)
+    assert torch.allclose(e.freqs[[0, -1]], torch.tensor([1.0, 1000.0]))
+    torch.manual_seed(0)
+    a = DigitsConvNet(ch=8, time_scale=0.5)
+    torch.manual_seed(0)
+    b = DigitsConvNet(ch=8, time_scale=1.0)
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(a(x, 0.8), b(x, 0.4))
+    assert not torch.allclose(a(x, 0.8), b(x, 0.8))

@@ -192,3 +192,14 @@ def test_batches_of_one_row():
     assert next(batches(torch.arange(5.0), 3, g)).shape == (3,)  # 1-d data: a batch of scalars
     with pytest.raises(ValueError, match="at least one example"):
         next(batches(torch.zeros(0, 2), 1, g))
+
+
+def test_fit_with_tiny_batches_and_few_rows():
+    """batch_size = 1 is a valid batch; with replacement a batch may exceed the number of rows."""
+    loss = lambda m, b, g: ((m(b) - b) ** 2).mean()
+    r = fit(nn.Linear(2, 2), loss, torch.ones(3, 2), steps=2, batch_size=1, progress=False)
+    assert len(r.losses) == 2
+    r = fit(nn.Linear(2, 2), loss, torch.ones(2, 2), steps=2, batch_size=8, replace=True, progress=False)
+    assert len(r.losses) == 2
+    with pytest.raises(ValueError, match="replace=False"):
+        fit(nn.Linear(2, 2), loss, torch.ones(2, 2), steps=2, batch_size=8, replace=False, progress=False)

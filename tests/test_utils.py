@@ -90,3 +90,13 @@ def test_progress_prints_one_final_line_in_a_build(monkeypatch):
     for _ in utils.progress(range(3), desc="live", file=live, mininterval=0):
         pass
     assert "\r" in live.getvalue()  # interactive: the bar redraws in place
+
+
+def test_check_batch_accepts_a_1d_batch_by_default():
+    from companion.utils import check_batch
+
+    assert check_batch("x", torch.zeros(3)).shape == (3,)
+    with pytest.raises(ValueError, match="non-empty batch"):
+        check_batch("x", torch.zeros(0))
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        check_batch("x", torch.zeros(3), min_ndim=2)
