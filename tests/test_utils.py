@@ -100,3 +100,21 @@ def test_check_batch_accepts_a_1d_batch_by_default():
         check_batch("x", torch.zeros(0))
     with pytest.raises(ValueError, match="at least 2 dims"):
         check_batch("x", torch.zeros(3), min_ndim=2)
+
+
+def _no_doc(x):
+    y = x + 1
+    return y
+
+
+def test_algorithm_source_keeps_the_first_statement_of_a_function_without_docstring():
+    src, hidden = utils.algorithm_source(_no_doc)
+    assert "y = x + 1" in src and hidden == 0
+
+
+def test_append_dims_with_nothing_to_append():
+    x = torch.arange(3.0)
+    assert utils.append_dims(x, 1) is not None and utils.append_dims(x, 1).shape == (3,)
+    assert utils.append_dims(x, 3).shape == (3, 1, 1)
+    with pytest.raises(ValueError, match="more than the target"):
+        utils.append_dims(torch.zeros(2, 2), 1)
