@@ -11,7 +11,7 @@ import torch
 
 from companion import metrics
 from companion import sde as S
-from companion.gmm import lab_1d, lab_2d
+from companion.gmm import GaussianMixture, lab_1d, lab_2d
 from companion.schedules import ContinuousSchedule
 
 F64 = torch.float64
@@ -427,3 +427,45 @@ def test_other_bad_inputs_raise(su):
         S.fokker_planck_1d(p0, xg, tt, lambda a, b: float("inf"), lambda a, b: 1.0, steps=4)
     with pytest.raises(ValueError, match="not finite"):
         S.SDE(ContinuousSchedule(lambda t: torch.ones_like(t), lambda t: torch.sqrt(t - 0.5)))
+
+
+def test_sde_refuses_a_schedule_whose_alpha_bar_vanishes_or_is_not_finite():
+    bad_zero = ContinuousSchedule(lambda t: 1 - t, lambda t: torch.sqrt(1 - (1 - t) ** 2))  # alpha_bar(1) = 0
+    with pytest.raises(ValueError, match="alpha_bar"):
+        S.SDE(bad_zero)
+    bad_nan = ContinuousSchedule(lambda t: torch.where(t > 0.5, t * float("nan"), 1 - 0.1 * t),
+                                 lambda t: torch.sqrt(1 - (1 - 0.1 * t) ** 2))
+    with pytest.raises(ValueError, match="alpha_bar"):
+        S.SDE(bad_nan)
+
+
+def test_forward_times_must_strictly_increase(su):
+    x0 = torch.zeros(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        S.forward_sample(su, x0, times=torch.tensor([0.1, 0.1, 0.5], dtype=torch.float64), generator=0)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        S.reverse_sample(su, lambda x, t: -x, x0, times=torch.tensor([0.9, 0.5, 0.5], dtype=torch.float64),
+                         generator=0)
+
+
+def test_precond_eps_with_a_zero_net_is_the_gaussian_eps_predictor():
+    """With F = 0 the preconditioned predictor is bb x / (ab^2 v + bb^2): the exact eps* of data N(0, v I)."""
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, t):
+            return torch.zeros_like(x)
+
+    class One(torch.nn.Module):
+        def forward(self, x, t):
+            return torch.ones_like(x)
+
+    sde, v = S.VPSDE(), 0.7
+    g = GaussianMixture([1.0], [[0.0, 0.0]], [v])
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for t in (0.1, 0.5, 0.9):
+        ab, bb = sde.alpha_bar(t).item(), sde.beta_bar(t).item()
+        pe = S.PrecondEps(sde, Zero(), data_var=v)
+        assert torch.allclose(pe(x, t), g.eps_prediction(x, ab, bb), rtol=1e-10, atol=1e-12)
+        # the network's output enters with weight ab sqrt(v) / sqrt(ab^2 v + bb^2) (unit-variance target)
+        out = S.PrecondEps(sde, One(), data_var=v)(x, t) - pe(x, t)
+        assert torch.allclose(out, torch.full_like(x, ab * math.sqrt(v) / math.sqrt(ab**2 * v + bb**2)), rtol=1e-10)
