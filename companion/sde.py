@@ -692,7 +692,18 @@ def reverse_kernel_bayes_1d(
     b = check_positive("b", b)
     if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
         raise TypeError(f"a must be a finite real number, got {a!r}")
-    logw = log_prior(grid).reshape(-1).to(torch.float64) - 0.5 * ((float(x_next) - a * grid) / b) ** 2
+    if isinstance(x_next, torch.Tensor) and x_next.numel() == 1:
+        x_next = x_next.item()
+    if isinstance(x_next, bool) or not isinstance(x_next, (int, float)) or not math.isfinite(x_next):
+        raise ValueError(f"x_next must be a finite real number, got {x_next!r}")
+    if not callable(log_prior):
+        raise TypeError(f"log_prior must be callable, got {type(log_prior).__name__}")
+    lp = log_prior(grid)
+    if not isinstance(lp, torch.Tensor) or lp.numel() != grid.numel():
+        raise ValueError(f"log_prior must return a tensor of {grid.numel()} values (one per grid point)")
+    if torch.isnan(lp).any() or (lp == float("inf")).any():
+        raise ValueError("log_prior returned NaN or +inf values")
+    logw = lp.reshape(-1).to(torch.float64) - 0.5 * ((float(x_next) - a * grid) / b) ** 2
     w = torch.exp(logw - logw.max())
     if max(w[0].item(), w[-1].item()) > 1e-12:
         raise ValueError("grid cannot hold the posterior: its density at the grid ends is not negligible; widen it")

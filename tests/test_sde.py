@@ -469,3 +469,17 @@ def test_precond_eps_with_a_zero_net_is_the_gaussian_eps_predictor():
         # the network's output enters with weight ab sqrt(v) / sqrt(ab^2 v + bb^2) (unit-variance target)
         out = S.PrecondEps(sde, One(), data_var=v)(x, t) - pe(x, t)
         assert torch.allclose(out, torch.full_like(x, ab * math.sqrt(v) / math.sqrt(ab**2 * v + bb**2)), rtol=1e-10)
+
+
+def test_reverse_kernel_bayes_1d_validates_the_observation_and_the_prior():
+    grid = torch.linspace(-8, 8, 801, dtype=torch.float64)
+    lp = lambda z: lab_1d().log_prob(z[:, None])
+    m, v = S.reverse_kernel_bayes_1d(lp, torch.tensor(0.3), 0.9, 0.3, grid)  # a 0-d tensor is a number
+    assert (m, v) == S.reverse_kernel_bayes_1d(lp, 0.3, 0.9, 0.3, grid)
+    for bad in (float("nan"), "0.3", None):
+        with pytest.raises(ValueError, match="x_next"):
+            S.reverse_kernel_bayes_1d(lp, bad, 0.9, 0.3, grid)
+    with pytest.raises(ValueError, match="NaN"):
+        S.reverse_kernel_bayes_1d(lambda z: z * float("nan"), 0.3, 0.9, 0.3, grid)
+    with pytest.raises(ValueError, match="one per grid point"):
+        S.reverse_kernel_bayes_1d(lambda z: z[:5], 0.3, 0.9, 0.3, grid)
