@@ -474,7 +474,7 @@ def test_precond_eps_with_a_zero_net_is_the_gaussian_eps_predictor():
 def test_reverse_kernel_bayes_1d_validates_the_observation_and_the_prior():
     grid = torch.linspace(-8, 8, 801, dtype=torch.float64)
     lp = lambda z: lab_1d().log_prob(z[:, None])
-    m, v = S.reverse_kernel_bayes_1d(lp, torch.tensor(0.3), 0.9, 0.3, grid)  # a 0-d tensor is a number
+    m, v = S.reverse_kernel_bayes_1d(lp, torch.tensor(0.3, dtype=torch.float64), 0.9, 0.3, grid)  # 0-d tensor: a number
     assert (m, v) == S.reverse_kernel_bayes_1d(lp, 0.3, 0.9, 0.3, grid)
     for bad in (float("nan"), "0.3", None):
         with pytest.raises(ValueError, match="x_next"):
