@@ -137,10 +137,13 @@ def _provenance(seconds: float, threads: int) -> dict[str, Any]:
 
     from .. import __version__
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # uncommitted edits of the code that produces the numbers (the package itself)
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", "companion")
+    dirty_files = sorted(line[3:] for line in status.splitlines()) if status else []
     return {
         "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
+        "git_dirty": bool(dirty_files) if status is not None else None,
+        "git_dirty_files": dirty_files,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(seconds, 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
@@ -218,7 +221,9 @@ def load_result(chapter: str, name: str, *, check_config: bool = True) -> dict[s
 def provenance_line(record: dict[str, Any]) -> str:
     """One Markdown line saying how and where a result file was computed."""
     p = record["provenance"]
-    commit = (p.get("git_commit") or "unknown")[:8] + (" + local edits" if p.get("git_dirty") else "")
+    edits = p.get("git_dirty_files")
+    commit = (p.get("git_commit") or "unknown")[:8] + (
+        f" + uncommitted edits of {', '.join(edits)}" if edits else " + local edits" if p.get("git_dirty") else "")
     threads = p.get("torch_threads")
     return (
         f"*Computed by `{record['command']}` in {p['seconds']:.0f} s on {p['cpu']} "
