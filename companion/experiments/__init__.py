@@ -139,7 +139,7 @@ def _provenance(seconds: float, threads: int) -> dict[str, Any]:
 
     # uncommitted edits of the code that produces the numbers (the package itself)
     status = _git("status", "--porcelain", "--untracked-files=all", "--", "companion")
-    dirty_files = sorted(line[3:] for line in status.splitlines()) if status else []
+    dirty_files = sorted(line.split(maxsplit=1)[1] for line in status.splitlines() if line.strip()) if status else []
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(dirty_files) if status is not None else None,
