@@ -128,6 +128,10 @@ def test_digit_classifier_is_accurate_and_fid_separates_noise_from_digits():
     fd_train = metrics.digit_frechet_distance(train)
     fd_noise = metrics.digit_frechet_distance(noise)
     assert fd_train < 0.1 * fd_noise
+    # samples are clipped to the data range [-1, 1] before the features
+    loud = noise * 3
+    assert metrics.digit_frechet_distance(loud) == metrics.digit_frechet_distance(loud.clamp(-1, 1))
+    assert metrics.digit_frechet_distance(loud) != metrics.digit_frechet_distance(loud.clamp(-1, 2))
 
 
 def test_loglog_slope():
