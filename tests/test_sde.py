@@ -483,3 +483,21 @@ def test_reverse_kernel_bayes_1d_validates_the_observation_and_the_prior():
         S.reverse_kernel_bayes_1d(lambda z: z * float("nan"), 0.3, 0.9, 0.3, grid)
     with pytest.raises(ValueError, match="one per grid point"):
         S.reverse_kernel_bayes_1d(lambda z: z[:5], 0.3, 0.9, 0.3, grid)
+
+
+def test_pc_corrector_step_in_closed_form(su):
+    """One predictor-corrector step by hand: Langevin x + e s + sqrt(2 e) z with
+    e = 2 exp(2 f_t (t - t')) (snr |z| / |s|)^2 (norms averaged over the batch), then reverse_step."""
+    x = torch.randn(7, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    score = lambda y, t: -y / (1 + t)
+    t, tn, snr = 0.6, 0.5, 0.2
+    out, info = S.pc_sample(su, score, x, times=torch.tensor([t, tn], dtype=torch.float64), snr=snr,
+                            generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    s = score(x, t)
+    e = 2 * math.exp(2 * su.f(t).item() * (t - tn)) * (snr * z.norm(dim=1).mean().item() / s.norm(dim=1).mean().item()) ** 2
+    x1 = x + e * s + math.sqrt(2 * e) * z
+    ref, _ = S.reverse_step(su, score, x1, t, tn, nu=1.0, generator=g)
+    assert (out - ref).abs().max() < 1e-12
+    assert info["nfe"] == 2
