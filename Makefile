@@ -54,7 +54,8 @@ notebooks: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
-# Regenerate every committed result file of the full runs (results/<chapter>/<name>.json).
+# Regenerate every committed result file of the full runs (results/<chapter>/<name>.json); the
+# k-diffusion comparison makes its own scratch environment (tools/kdiffusion_env.sh).
 results: $(VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m companion.experiments all
 

@@ -15,6 +15,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -232,10 +233,12 @@ def kdiffusion_python() -> str:
             description="companion's fast ODE samplers vs k-diffusion's at 10/20/40 NFE (needs a scratch env with k-diffusion)")
 def kdiffusion_comparison(cfg: dict) -> dict:
     py = kdiffusion_python()
-    if not os.path.exists(py):
-        raise FileNotFoundError(
-            f"{py} not found: this peer comparison needs k-diffusion in a scratch environment; see the docstring "
-            "of tools/compare_kdiffusion.py and set KDIFFUSION_PYTHON")
+    if not os.path.exists(py):  # make the scratch environment (PyPI only; the package never imports it)
+        made = subprocess.run(["bash", str(repo_root() / "tools" / "kdiffusion_env.sh")], capture_output=True,
+                              text=True, check=False, env={**os.environ, "KDIFFUSION_ENV": str(Path(py).parents[1])})
+        if made.returncode != 0 or not os.path.exists(py):
+            raise FileNotFoundError(
+                f"{py} not found and tools/kdiffusion_env.sh could not make it:\n{made.stderr[-2000:]}")
     out = subprocess.run([py, str(repo_root() / "tools" / "compare_kdiffusion.py"), "--print-json"],
                          capture_output=True, text=True, check=False, cwd=repo_root())
     if out.returncode != 0:
