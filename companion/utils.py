@@ -186,21 +186,20 @@ def _call_name(node: ast.AST) -> str:
 
 
 def _is_validation(stmt: ast.stmt, params: set[str]) -> bool:
-    """Input validation: a check-helper call (bare or assigned), an ``if`` that only raises, or
-    a parameter re-bound through a private helper that receives it (``t = _step_index(s, t)``)."""
+    """Input validation, safe to hide: a bare check-helper call, an ``if`` that only raises, or a
+    parameter re-bound through a helper that receives it (``x = check_tensor("x", x)``,
+    ``t = _step_index(s, t)``). An assignment that creates a new name is never hidden: the
+    algorithm below may use it."""
     if isinstance(stmt, ast.Expr):
         return _is_check_call(stmt.value)
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-        if _is_check_call(stmt.value):
-            return True
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-        if len(targets) == 1 and isinstance(targets[0], ast.Name) and targets[0].id in params:
-            name = _call_name(stmt.value)
-            if not isinstance(stmt.value, ast.Call):
-                return False
-            args = [a.id for a in stmt.value.args if isinstance(a, ast.Name)]
-            return name.startswith("_") and targets[0].id in args
-        return False
+        if len(targets) != 1 or not isinstance(targets[0], ast.Name) or targets[0].id not in params:
+            return False
+        value = stmt.value
+        if not isinstance(value, ast.Call) or not (_is_check_call(value) or _call_name(value).startswith("_")):
+            return False
+        return targets[0].id in [a.id for a in value.args if isinstance(a, ast.Name)]
     if isinstance(stmt, ast.If):
         return all(isinstance(s, ast.Raise) or _is_validation(s, params) for s in stmt.body) and all(
             _is_validation(s, params) for s in stmt.orelse

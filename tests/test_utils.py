@@ -118,3 +118,50 @@ def test_append_dims_with_nothing_to_append():
     assert utils.append_dims(x, 3).shape == (3, 1, 1)
     with pytest.raises(ValueError, match="more than the target"):
         utils.append_dims(torch.zeros(2, 2), 1)
+
+
+def _public_callables():
+    import inspect as _inspect
+
+    import companion
+
+    for modname in companion.__all__:
+        mod = getattr(companion, modname)
+        if not _inspect.ismodule(mod):
+            continue
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name)
+            if _inspect.isfunction(obj):
+                yield obj
+            elif _inspect.isclass(obj) and obj.__module__ == mod.__name__:
+                yield from (m for m in vars(obj).values() if _inspect.isfunction(m))
+
+
+def test_hidden_lines_never_define_names_the_algorithm_uses():
+    # every statement show_source hides may only re-bind a parameter, so the shown code never
+    # uses a name that only a hidden line defines
+    import ast as _ast
+    import inspect as _inspect
+    import textwrap as _textwrap
+
+    checked = 0
+    for fn in _public_callables():
+        try:
+            src = _textwrap.dedent(_inspect.getsource(fn))
+        except (OSError, TypeError):
+            continue
+        tree = _ast.parse(src)
+        node = tree.body[0]
+        if not isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef)):
+            continue
+        params = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
+        for lo, hi in utils._hidden_lines(node):
+            for stmt in node.body:
+                if lo <= stmt.lineno <= hi:
+                    local = {t.id for c in _ast.walk(stmt) if isinstance(c, _ast.comprehension)
+                             for t in _ast.walk(c.target) if isinstance(t, _ast.Name)}  # comprehension variables
+                    bound = {t.id for t in _ast.walk(stmt) if isinstance(t, _ast.Name) and isinstance(t.ctx, _ast.Store)}
+                    bound -= local
+                    assert bound <= params, f"{fn.__qualname__}: a hidden line binds {bound - params}"
+        checked += 1
+    assert checked > 100
