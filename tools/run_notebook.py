@@ -47,8 +47,9 @@ def main() -> int:
             elif out.output_type in ("execute_result", "display_data"):
                 data = out.get("data", {})
                 meta = out.get("metadata", {})
-                if "scrapbook" in meta:
-                    text = f"[glue {meta['scrapbook'].get('name')}] {data.get('text/plain', '')}"
+                if "scrapbook" in meta:  # myst-nb glue: the value sits under a papermill mime prefix
+                    plain = next((v for k, v in data.items() if k.endswith("text/plain")), "")
+                    text = f"[glue {meta['scrapbook'].get('name')}] {plain}"
                 else:
                     text = data.get("text/markdown") or data.get("text/plain") or f"<{', '.join(data)}>"
             elif out.output_type == "error":
