@@ -1,22 +1,22 @@
 r"""Chapter 3 — fast samplers derived from the form of the diffusion ODE.
 
 The ODE of chapter 3 in the noise level, :math:`dx/d\sigma=(x-\hat x_0(x,\sigma))/\sigma`
-(eq. ``ode-sigma``), is *semi-linear*: a linear part in :math:`x` plus the denoiser. Every
+(equation :eq:`ode-sigma`), is *semi-linear*: a linear part in :math:`x` plus the denoiser. Every
 sampler here integrates the linear part exactly and approximates only what is left.
 
-**Coordinates** (eq. ``fast-coords``). Split the denoiser into the denoiser of a reference
+**Coordinates** (equation :eq:`fast-coords`). Split the denoiser into the denoiser of a reference
 Gaussian :math:`\mathcal N(\mu,s^2I)` and a residual,
 
 .. math:: \hat x_0(x,\sigma)=\mu+\tfrac{s^2}{s^2+\sigma^2}(x-\mu)+R(x,\sigma).
 
 With :math:`\Phi(\sigma)=\sqrt{s^2+\sigma^2}`, :math:`y=(x-\mu)/\Phi(\sigma)` and the new time
 :math:`\tau(\sigma)=\operatorname{arsinh}(s/\sigma)/s` (:math:`=1/\sigma` when :math:`s=0`), the
-ODE becomes :math:`dy/d\tau=R(x,\sigma)` (eq. ``fast-ode``): the linear part has disappeared
+ODE becomes :math:`dy/d\tau=R(x,\sigma)` (equation :eq:`fast-ode`): the linear part has disappeared
 into the change of variables. For :math:`s=0` this is DPM-Solver++'s form
 :math:`d(x/\sigma)/d(1/\sigma)=\hat x_0`; for a Gaussian law :math:`\mathcal N(\mu,s^2I)`,
-:math:`R\equiv0` and every sampler below is exact for any step (eq. ``fast-gauss``).
+:math:`R\equiv0` and every sampler below is exact for any step (equation :eq:`fast-gauss`).
 
-**Exponential multistep** (eq. ``fast-multistep``). In :math:`\ell=\log\tau` (:math:`=-\log\sigma`
+**Exponential multistep** (equation :eq:`fast-multistep`). In :math:`\ell=\log\tau` (:math:`=-\log\sigma`
 for :math:`s=0`), :math:`y_{i+1}=y_i+\int_{\ell_i}^{\ell_{i+1}}e^{\ell}R\,d\ell`, and :math:`R` is
 replaced by the polynomial through its last ``order`` values: DPM-Solver++(2M) and (3M)
 (:func:`sample_dpmpp_2m`, :func:`sample_dpmpp_3m`). The UniPC-style corrector (:func:`sample_unipc`)
@@ -81,7 +81,7 @@ def gmm_denoiser(gm: GaussianMixture) -> Denoiser:
 
 def denoiser_from_score(score_fn: ScoreFn) -> Denoiser:
     r"""Turn a score function ``score_fn(x, sigma)`` into the denoiser
-    :math:`\hat x_0=x+\sigma^2 s(x,\sigma)` (Tweedie's formula, eq. ``ode-sigma``)."""
+    :math:`\hat x_0=x+\sigma^2 s(x,\sigma)` (Tweedie's formula, equation :eq:`ode-sigma`)."""
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
 
@@ -116,7 +116,7 @@ def _check_callback(callback) -> None:
 
 # ============================================================================ coordinates
 class _Coords:
-    r"""The change of variables of eq. ``fast-coords`` for a reference :math:`\mathcal N(\mu,s^2I)`."""
+    r"""The change of variables of equation :eq:`fast-coords` for a reference :math:`\mathcal N(\mu,s^2I)`."""
 
     def __init__(self, x: torch.Tensor, ref_mean, ref_std):
         self.s = check_positive("ref_std", ref_std, allow_zero=True)
@@ -169,7 +169,7 @@ def _combine(base: torch.Tensor, coeffs, tensors) -> torch.Tensor:
 
 
 def fast_coordinates(sigma: float, ref_std: float = 0.0) -> tuple[float, float]:
-    r"""The time and scale of eq. ``fast-coords``: returns
+    r"""The time and scale of equation :eq:`fast-coords`: returns
     :math:`(\tau(\sigma),\Phi(\sigma))=(\operatorname{arsinh}(s/\sigma)/s,\ \sqrt{s^2+\sigma^2})`,
     with :math:`\tau=1/\sigma` for ``ref_std = 0``. In these coordinates the ODE reads
     :math:`d[(x-\mu)/\Phi]/d\tau=R`."""
@@ -245,9 +245,9 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
                      corrector: bool = False, ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                      lower_order_final: bool = False,
                      callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""Exponential multistep sampler of eq. ``fast-multistep`` (one model call per step).
+    r"""Exponential multistep sampler of equation :eq:`fast-multistep` (one model call per step).
 
-    In the coordinates of eq. ``fast-coords`` (reference :math:`\mathcal N(\mu,s^2I)` with
+    In the coordinates of equation :eq:`fast-coords` (reference :math:`\mathcal N(\mu,s^2I)` with
     ``ref_mean``, ``ref_std``), each step from :math:`\sigma_i` to :math:`\sigma_{i+1}` is
 
     .. math:: y_{i+1}=y_i+\sum_{j}w_{ij}R_j,\qquad
@@ -255,7 +255,7 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
 
     with :math:`L_j` the Lagrange polynomials through the last ``order`` nodes
     (Adams–Bashforth; fewer at the start). ``corrector=True`` adds the UniPC-style corrector
-    (eq. ``fast-corrector``): after the model call at the predicted point, the same integral
+    (equation :eq:`fast-corrector`): after the model call at the predicted point, the same integral
     is redone through that new node too (Adams–Moulton, one order higher), without a new model
     call; the next step uses that call. No corrector after the last step (it would cost one).
     ``lower_order_final`` caps the order at the number of steps left.
@@ -299,7 +299,7 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
 def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                     ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                     callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""DPM-Solver++(2M): :func:`sample_multistep` with ``order=2`` (eq. ``fast-2m``):
+    r"""DPM-Solver++(2M): :func:`sample_multistep` with ``order=2`` (equation :eq:`fast-2m`):
     :math:`y_{i+1}=y_i+(\tau_{i+1}-\tau_i)R_i+\big(h_i\tau_{i+1}-\tau_{i+1}+\tau_i\big)\frac{R_i-R_{i-1}}{h_{i-1}}`
     in closed form, with :math:`h_i=\ell_{i+1}-\ell_i`: the second coefficient is the exact
     integral of the linear interpolant (k-diffusion's ``sample_dpmpp_2m`` uses the midpoint
@@ -311,14 +311,14 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *
 def sample_dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                     ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                     callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""DPM-Solver++(3M): :func:`sample_multistep` with ``order=3`` (eq. ``fast-multistep``)."""
+    r"""DPM-Solver++(3M): :func:`sample_multistep` with ``order=3`` (equation :eq:`fast-multistep`)."""
     return sample_multistep(denoiser, x, sigmas, order=3, ref_mean=ref_mean, ref_std=ref_std, callback=callback)
 
 
 def sample_unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 3,
                  ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                  callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""Multistep predictor of order ``order`` plus the UniPC-style corrector (eq. ``fast-corrector``),
+    r"""Multistep predictor of order ``order`` plus the UniPC-style corrector (equation :eq:`fast-corrector`),
     order ``order + 1`` at one model call per step: :func:`sample_multistep` with ``corrector=True``."""
     return sample_multistep(denoiser, x, sigmas, order=order, corrector=True, ref_mean=ref_mean,
                             ref_std=ref_std, callback=callback)
@@ -327,7 +327,7 @@ def sample_unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, o
 def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 4,
                callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""Linear multistep (Adams–Bashforth) in :math:`\sigma` on :math:`d=(x-\hat x_0)/\sigma`
-    (eq. ``fast-lms``): :math:`x_{i+1}=x_i+\sum_j d_{i-j}\int_{\sigma_i}^{\sigma_{i+1}}L_j(\sigma)\,d\sigma`,
+    (equation :eq:`fast-lms`): :math:`x_{i+1}=x_i+\sum_j d_{i-j}\int_{\sigma_i}^{\sigma_{i+1}}L_j(\sigma)\,d\sigma`,
     the Lagrange polynomials through the last ``order`` noise levels (k-diffusion's
     ``sample_lms``; weights by exact quadrature instead of an adaptive one). One model call per
     step; same arguments and return value as :func:`sample_multistep`."""
@@ -354,8 +354,8 @@ def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, s
                         rtol: float = 0.05, atol: float = 0.0078, method: str = "multistep",
                         ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0, h_init: float = 0.05,
                         safety: float = 0.9, max_steps: int = 10_000) -> tuple[torch.Tensor, dict]:
-    r"""Second-order exponential integrator with error control (eq. ``fast-adaptive``), in the
-    coordinates of eq. ``fast-coords``, with steps :math:`h` in :math:`\ell=\log\tau`.
+    r"""Second-order exponential integrator with error control (equation :eq:`fast-adaptive`), in the
+    coordinates of equation :eq:`fast-coords`, with steps :math:`h` in :math:`\ell=\log\tau`.
 
     ``method='singlestep'``: DPM-Solver-2 with an embedded first-order step (DPM-Solver-12).
     From :math:`(\ell,y)` with :math:`R_0`, a model call at the midpoint
@@ -450,7 +450,7 @@ def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, s
 def _ancestral_step(s: float, s_next: float, eta: float) -> tuple[float, float]:
     r""":math:`(\sigma_{\rm down},\sigma_{\rm up})` with :math:`\sigma_{\rm down}^2+\sigma_{\rm up}^2=\sigma_{i+1}^2`
     and :math:`\sigma_{\rm up}=\eta\,\sigma_{i+1}\sqrt{1-\sigma_{i+1}^2/\sigma_i^2}` (the DDPM posterior's
-    noise for :math:`\eta=1`, eq. ``fast-ancestral``)."""
+    noise for :math:`\eta=1`, equation :eq:`fast-ancestral`)."""
     up = min(s_next, eta * math.sqrt(max(s_next**2 * (s**2 - s_next**2) / s**2, 0.0)))
     return math.sqrt(s_next**2 - up**2), up
 
@@ -471,7 +471,7 @@ def _check_stochastic(x, sigmas, generator, callback, **scalars):
 def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                            generator: torch.Generator | int, eta: float = 1.0, s_noise: float = 1.0,
                            callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""Euler-ancestral (eq. ``fast-ancestral``): a deterministic Euler step down to
+    r"""Euler-ancestral (equation :eq:`fast-ancestral`): a deterministic Euler step down to
     :math:`\sigma_{\rm down}`, then fresh noise of std :math:`\sigma_{\rm up}` back up to
     :math:`\sigma_{i+1}`. With the exact denoiser and :math:`\eta=1` each step is DDPM's ancestral
     step with the Bayes posterior mean. One model call per step; ``eta = 0`` is Euler.
@@ -493,7 +493,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
 def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                         generator: torch.Generator | int, eta: float = 1.0, s_noise: float = 1.0,
                         callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""DPM-Solver++(2M) SDE (eq. ``fast-2m-sde``), the exponential integrator of the reverse SDE
+    r"""DPM-Solver++(2M) SDE (equation :eq:`fast-2m-sde`), the exponential integrator of the reverse SDE
     family with noise :math:`\eta`. With :math:`h=\log(\sigma_i/\sigma_{i+1})`:
 
     .. math:: x_{i+1}=\tfrac{\sigma_{i+1}}{\sigma_i}e^{-\eta h}x_i+(1-e^{-(1+\eta)h})\hat x_0^{(i)}
@@ -527,10 +527,10 @@ def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
                       generator: torch.Generator | int | None = None, s_churn: float = 0.0,
                       s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0,
                       callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""Karras et al.'s stochastic Heun sampler (their Algorithm 2, eq. ``fast-churn``): for
+    r"""Karras et al.'s stochastic Heun sampler (their Algorithm 2, equation :eq:`fast-churn`): for
     :math:`\sigma_i\in[s_{\rm tmin},s_{\rm tmax}]` raise the noise to
     :math:`\hat\sigma=\sigma_i(1+\gamma)`, :math:`\gamma=\min(s_{\rm churn}/N,\sqrt2-1)`, by adding
-    :math:`\sqrt{\hat\sigma^2-\sigma_i^2}\,\xi`, then take a Heun step of eq. ``ode-sigma`` from
+    :math:`\sqrt{\hat\sigma^2-\sigma_i^2}\,\xi`, then take a Heun step of equation :eq:`ode-sigma` from
     :math:`\hat\sigma` to :math:`\sigma_{i+1}`. ``s_churn = 0`` is deterministic Heun
     (:func:`companion.ode.sample_heun`) and needs no ``generator``. Two model calls per step.
     Returns ``(x, {'nfe', 'denoised'})``."""
@@ -562,7 +562,7 @@ def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
 # ============================================================================ reference and grids
 def reference_solution(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, sigma_min: float, *,
                        rtol: float = 1e-12, atol: float = 1e-12) -> tuple[torch.Tensor, dict]:
-    r"""Reference solution of eq. ``ode-sigma`` by SciPy's DOP853 (order 8) in :math:`u=\log\sigma`,
+    r"""Reference solution of equation :eq:`ode-sigma` by SciPy's DOP853 (order 8) in :math:`u=\log\sigma`,
     where :math:`dx/du=x-\hat x_0(x,e^u)`, the whole batch as one system. Independent of the
     coordinates used by the fast samplers. ``x``: ``(n, ...)``; float64 recommended.
     Returns ``(x at sigma_min, {'nfe'})``."""
@@ -599,7 +599,7 @@ def pathwise_error(x: torch.Tensor, x_ref: torch.Tensor) -> float:
 
 def warped_grid(params, n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0,
                 dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    r"""A decreasing grid of ``n + 1`` noise levels from a step density (eq. ``fast-grid``).
+    r"""A decreasing grid of ``n + 1`` noise levels from a step density (equation :eq:`fast-grid`).
 
     ``params`` (``K >= 2`` numbers) are the log step density :math:`a(t)` at ``K`` equally spaced
     knots of :math:`t\in[0,1]`, linear in between; the grid is
@@ -637,7 +637,7 @@ def karras_warp(k: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: f
 def optimize_grid(sampler: Callable, denoiser: Denoiser, x_T: torch.Tensor, x_ref: torch.Tensor, n: int, *,
                   sigma_min: float = 2e-3, sigma_max: float = 80.0, knots: int = 8,
                   init: np.ndarray | None = None, maxiter: int = 600) -> tuple[torch.Tensor, dict]:
-    r"""A grid of ``n`` steps that minimises the pathwise error of ``sampler`` (eq. ``fast-grid``).
+    r"""A grid of ``n`` steps that minimises the pathwise error of ``sampler`` (equation :eq:`fast-grid`).
 
     With an exact denoiser the error of a grid is computable: :func:`pathwise_error` of
     ``sampler(denoiser, x_T, grid)`` against ``x_ref`` (the ODE's exact end points of the
