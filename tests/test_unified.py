@@ -561,3 +561,16 @@ def test_enumerated_law_refuses_an_explosive_state_space():
         U.EnumeratedLaw.chain(vocab=12, length=9)
     with pytest.raises(ValueError, match="too many"):
         U.EnumeratedLaw(torch.ones(1), vocab=2, length=40)
+
+
+def test_boundary_sizes_and_the_order_of_times():
+    G = U.GaussianNoise(DiscreteSchedule.linear(10))
+    with pytest.raises(ValueError):
+        G.ddpm_fraction(5, 5)  # s must be < t
+    assert 0 < G.ddpm_fraction(5, 4) <= 1
+    law = U.EnumeratedLaw(torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64), vocab=3, length=1)  # one position
+    assert law.n_states == 3 and law.sample(4, 0).shape == (4, 1)
+    assert U.TokenMLP(3, 1, hidden=4)(torch.zeros(2, 1, dtype=torch.long)).shape == (2, 1, 3)
+    B = U.HeatBlur((1,), torch.tensor([0.0, 1.0], dtype=torch.float64))  # a one-pixel signal is not blurred
+    x = torch.randn(3, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(B.degrade(x, 1), x, atol=1e-12)
