@@ -257,3 +257,17 @@ def test_laboratories_are_the_documented_laws():
     eye = torch.eye(2, dtype=torch.float64)
     assert torch.allclose(m2.covs, torch.stack([0.16 * eye, 0.09 * eye, 0.25 * eye]))
     assert lab_2d(torch.float32).dtype == torch.float32
+
+
+def test_noised_covariances_are_exactly_symmetric():
+    """A Sigma A^T in floating point is symmetric only up to rounding (7e-15 here); noised() symmetrises
+    it, so Cholesky and eigh see an exactly symmetric matrix."""
+    g = torch.Generator().manual_seed(0)
+    L = torch.randn(2, 6, 6, generator=g, dtype=torch.float64)
+    cov = L @ L.transpose(-1, -2) + torch.eye(6, dtype=torch.float64)
+    gm = GaussianMixture([0.5, 0.5], torch.zeros(2, 6, dtype=torch.float64), cov)
+    A = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    raw = A @ gm.covs @ A.T
+    assert (raw - raw.transpose(-1, -2)).abs().max() > 0  # the rounding the symmetrisation removes
+    n = gm.noised(A, 0.3)
+    assert torch.equal(n.covs, n.covs.transpose(-1, -2))

@@ -207,3 +207,12 @@ def test_w1_to_cdf_widens_its_range_to_a_far_law():
         cdf = lambda z, s=shift: torch.special.ndtr(z - s)
         w = metrics.w1_to_cdf(x, cdf)
         assert abs(w - (abs(shift) - math.copysign(1, shift) * x.mean().item())) < 0.01, (shift, w)
+
+
+def test_mmd_default_bandwidth_is_the_median_distance_of_the_first_1000_pooled_points():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(700, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(600, 2, generator=g, dtype=torch.float64) + 0.3
+    h = torch.pdist(torch.cat([x[:500], y[:500]])).median().item()
+    assert metrics.mmd_rbf(x, y) == metrics.mmd_rbf(x, y, bandwidth=h)
+    assert metrics.mmd_rbf(x, y) != metrics.mmd_rbf(x, y, bandwidth=torch.pdist(torch.cat([x[:501], y[:501]])).median().item())
