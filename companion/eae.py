@@ -3,10 +3,10 @@ r"""Chapter 5 — The entropic autoencoder: autoencoder + batch norm + maximum e
 A deterministic autoencoder becomes a sampler once the law of its codes is
 :math:`\mathcal N(0, I)`. Batch norm without scale and shift fixes every code coordinate's
 mean to 0 and variance to 1; among all such laws the standard normal has the largest
-entropy (eq. ``eae-maxent``), and the gap to that maximum *is* the KL divergence to
-:math:`\mathcal N(0,I)` (eq. ``eae-kl``). So the EAE loss (eq. ``eae-loss``) rewards the
+entropy (equation :eq:`eae-maxent`), and the gap to that maximum *is* the KL divergence to
+:math:`\mathcal N(0,I)` (equation :eq:`eae-kl`). So the EAE loss (equation :eq:`eae-loss`) rewards the
 entropy of the codes, estimated on each mini-batch by the Kozachenko–Leonenko k-nearest
--neighbour estimator (eq. ``eae-knn``), which is differentiable in the codes.
+-neighbour estimator (equation :eq:`eae-knn`), which is differentiable in the codes.
 
 Public surface:
 
@@ -55,14 +55,14 @@ __all__ = [
 # ============================================================================ closed forms
 def unit_ball_log_volume(d: int) -> float:
     r""":math:`\log B_d` with :math:`B_d=\pi^{d/2}/\Gamma(d/2+1)`, the volume of the Euclidean unit
-    ball in :math:`\mathbb R^d` (a constant of eq. ``eae-knn``)."""
+    ball in :math:`\mathbb R^d` (a constant of equation :eq:`eae-knn`)."""
     d = check_int("d", d, minimum=1)
     return 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1)
 
 
 def gaussian_entropy(cov: torch.Tensor) -> torch.Tensor:
     r"""Differential entropy (nats) of :math:`\mathcal N(\mu,\Sigma)`,
-    :math:`\tfrac12\log\det(2\pi e\,\Sigma)` (eq. ``eae-maxent``); ``cov``: ``(d, d)``
+    :math:`\tfrac12\log\det(2\pi e\,\Sigma)` (equation :eq:`eae-maxent`); ``cov``: ``(d, d)``
     symmetric positive definite. Returns a 0-d tensor of ``cov``'s dtype."""
     cov = check_tensor("cov", cov, ndim=2)
     d = cov.shape[0]
@@ -170,7 +170,7 @@ def knn_distances(z: torch.Tensor, k: int = 1, *, chunk: int = 2048, method: str
 def knn_entropy(z: torch.Tensor, k: int = 1, *, dedupe: bool = False, chunk: int = 2048,
                 method: str = "auto") -> torch.Tensor:
     r"""Kozachenko–Leonenko estimate (nats) of the differential entropy of the law of ``z``
-    (eq. ``eae-knn``):
+    (equation :eq:`eae-knn`):
 
     .. math:: \hat H_k=\frac dn\sum_{i=1}^n\log\varepsilon_k(i)+\log B_d+\psi(n)-\psi(k),
 
@@ -197,7 +197,7 @@ def knn_entropy(z: torch.Tensor, k: int = 1, *, dedupe: bool = False, chunk: int
 
 
 def knn_entropy_from_distances(eps: torch.Tensor, d: int, k: int) -> torch.Tensor:
-    r"""Eq. ``eae-knn`` given the k-th nearest-neighbour distances ``eps`` ``(n,)`` of ``n``
+    r"""Eq. :eq:`eae-knn` given the k-th nearest-neighbour distances ``eps`` ``(n,)`` of ``n``
     points in dimension ``d``: :math:`\frac dn\sum_i\log\varepsilon_k(i)+\log B_d+\psi(n)-\psi(k)`.
     Lets one search (``knn_distances(z, 5)``) serve several k. Zero distances raise ``ValueError``."""
     eps = check_tensor("eps", eps, ndim=1)
@@ -223,7 +223,7 @@ def _digamma(m: int) -> float:
 
 def gaussianity_gap(z: torch.Tensor, k: int = 1, *, dedupe: bool = False) -> torch.Tensor:
     r"""Estimated :math:`\mathrm{KL}(q\,\|\,\mathcal N(0,I))` for codes with zero mean and unit
-    variance per coordinate (eq. ``eae-kl``): :math:`\tfrac d2\log(2\pi e)-\hat H_k(z)`.
+    variance per coordinate (equation :eq:`eae-kl`): :math:`\tfrac d2\log(2\pi e)-\hat H_k(z)`.
 
     ``z``: ``(n, d)``. The identity needs :math:`\mathbb E\|z\|^2=d`, which batch norm
     guarantees; for other inputs use the general form
@@ -290,7 +290,7 @@ class _AutoEncoder(nn.Module):
 
 
 class EAE(_AutoEncoder):
-    r"""Entropic autoencoder (eq. ``eae-loss``): MLP encoder, then ``BatchNorm1d(latent,
+    r"""Entropic autoencoder (equation :eq:`eae-loss`): MLP encoder, then ``BatchNorm1d(latent,
     affine=False)`` (zero mean, unit variance per code coordinate on every training batch;
     running statistics in eval mode), then MLP decoder. With ``lam = 0`` in :func:`eae_loss`
     it is the plain "AE + BN" baseline. Sample with ``.sample(m)`` (codes from N(0, I))."""
@@ -313,7 +313,7 @@ class EAE(_AutoEncoder):
 
 def eae_loss(model: EAE, x: torch.Tensor, generator: torch.Generator | None = None, *, lam: float = 1.0, k: int = 1,
              return_parts: bool = False):
-    r"""EAE objective on one batch (eq. ``eae-loss``):
+    r"""EAE objective on one batch (equation :eq:`eae-loss`):
     :math:`\frac1n\sum_i\|x_i-D(\mathcal N(E(x_i)))\|^2-\lambda\,\hat H_k(z)`.
 
     ``x``: ``(n, *x_shape)`` with ``n > k``; ``lam >= 0`` (``0`` gives AE + BN). The entropy is
@@ -341,7 +341,7 @@ def eae_loss(model: EAE, x: torch.Tensor, generator: torch.Generator | None = No
 class VAE(_AutoEncoder):
     r"""Variational autoencoder with the same encoder and decoder as :class:`EAE`; the encoder's
     head outputs ``2 * latent`` numbers, the mean and log-variance of a diagonal Gaussian
-    :math:`q(z\mid x)` (eq. ``eae-vae``)."""
+    :math:`q(z\mid x)` (equation :eq:`eae-vae`)."""
 
     def __init__(self, x_shape: tuple[int, ...] = (1, 8, 8), latent: int = 8, hidden: int = 256):
         super().__init__(x_shape, latent, hidden, head=2 * latent)
@@ -363,7 +363,7 @@ class VAE(_AutoEncoder):
 
 def vae_loss(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None, *, beta: float = 1.0,
              return_parts: bool = False):
-    r"""Negative ELBO up to constants (eq. ``eae-vae``), with a Gaussian decoder of variance
+    r"""Negative ELBO up to constants (equation :eq:`eae-vae`), with a Gaussian decoder of variance
     :math:`\beta/2` per pixel: :math:`\frac1n\sum_i\big(\|x_i-D(z_i)\|^2+\beta\,
     \mathrm{KL}(q(z\mid x_i)\,\|\,\mathcal N(0,I))\big)`, one reparameterized code per example.
 

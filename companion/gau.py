@@ -2,18 +2,18 @@ r"""Chapter 6 — Gated attention units train deep without warmup.
 
 A Post-Norm block :math:`x\leftarrow\mathrm{LN}(x+F(x))` is close to the identity when its
 branch :math:`F` starts small, and a stack of near-identity blocks trains without warmup. A
-freshly initialised gated attention unit (GAU, eq. ``gau-def``) has a small output because its
+freshly initialised gated attention unit (GAU, equation :eq:`gau-def`) has a small output because its
 attention matrix :math:`A=\mathrm{relu}^2(QK^\top)/(ns)` is small; this module holds the layer,
-the closed-form size estimates of its initial output (eqs. ``gau-moments`` … ``gau-rms``), a
+the closed-form size estimates of its initial output (equations :eq:`gau-moments` … :eq:`gau-rms`), a
 Monte-Carlo twin of those estimates, a standard Post-LN Transformer block of matched size with
-DeepNorm as an option (eq. ``gau-deepnorm``), and the sequence-reversal task of the experiment.
+DeepNorm as an option (equation :eq:`gau-deepnorm`), and the sequence-reversal task of the experiment.
 
 Public surface:
 
 * :func:`swish_moments` — :math:`\mu=\mathbb E\,\phi(\varepsilon)`, :math:`\nu^2=\mathbb E\,\phi(\varepsilon)^2`
-  for :math:`\varepsilon\sim\mathcal N(0,1)` by Gauss–Hermite quadrature (eq. ``gau-moments``).
-* :func:`magnitude_theory` — Su's estimates and the corrected ones (eqs. ``gau-diag``,
-  ``gau-rowsum``, ``gau-rms-su``, ``gau-rms``); :func:`magnitude_monte_carlo` — the same quantities
+  for :math:`\varepsilon\sim\mathcal N(0,1)` by Gauss–Hermite quadrature (equation :eq:`gau-moments`).
+* :func:`magnitude_theory` — Su's estimates and the corrected ones (equations :eq:`gau-diag`,
+  :eq:`gau-rowsum`, :eq:`gau-rms-su`, :eq:`gau-rms`); :func:`magnitude_monte_carlo` — the same quantities
   measured on random inputs and weights.
 * :class:`ScaleOffset`, :class:`GAU`, :class:`GAUBlock`, :class:`MultiHeadAttention`,
   :class:`StdBlock`, :class:`SequenceModel` — the layers; :func:`init_weights` (Xavier or LeCun,
@@ -62,7 +62,7 @@ __all__ = [
 # ============================================================================ closed forms
 def swish_moments(gain: float = 1.0, nodes: int = 200) -> tuple[float, float]:
     r"""Moments of Swish/SiLU :math:`\phi(x)=x\,\sigma(x)` under :math:`\varepsilon\sim\mathcal N(0,1)`
-    (eq. ``gau-moments``): returns :math:`(\mu,\nu^2)=(\mathbb E\phi(\lambda\varepsilon),\mathbb E\phi(\lambda\varepsilon)^2)`
+    (equation :eq:`gau-moments`): returns :math:`(\mu,\nu^2)=(\mathbb E\phi(\lambda\varepsilon),\mathbb E\phi(\lambda\varepsilon)^2)`
     with :math:`\lambda` = ``gain`` (1 for the standard analysis).
 
     Gauss–Hermite quadrature (probabilists' weights) with ``nodes`` nodes; :math:`\phi` is smooth
@@ -84,14 +84,14 @@ def magnitude_theory(n: int, s: int, gain: float = 1.0) -> dict[str, float]:
 
     Returns a dict with
 
-    * ``diag`` — :math:`A_{ii}\approx s\nu^4/n` (eq. ``gau-diag``);
+    * ``diag`` — :math:`A_{ii}\approx s\nu^4/n` (equation :eq:`gau-diag`);
     * ``offdiag_entry`` — :math:`A_{ij}\approx s\mu^4/n`, :math:`i\ne j`;
-    * ``rowsum`` — :math:`\sum_{j\ne i}A_{ij}\approx s\mu^4+\nu^4-\mu^4` (eq. ``gau-rowsum``),
+    * ``rowsum`` — :math:`\sum_{j\ne i}A_{ij}\approx s\mu^4+\nu^4-\mu^4` (equation :eq:`gau-rowsum`),
       which does not depend on ``n``;
     * ``rms_su`` — Su's estimate :math:`s\nu^6/n` of rms(O), which keeps only the diagonal
-      (eq. ``gau-rms-su``);
+      (equation :eq:`gau-rms-su`);
     * ``rms`` — the corrected estimate :math:`\nu\sqrt{D^2\nu^2+2DR\mu^2+R^2\mu^2}` with
-      :math:`D` = ``diag`` and :math:`R` = ``rowsum`` (eq. ``gau-rms``);
+      :math:`D` = ``diag`` and :math:`R` = ``rowsum`` (equation :eq:`gau-rms`);
     * ``rms_limit`` — its large-``n`` limit :math:`\nu\mu R`.
     """
     n = check_int("n", n, minimum=2)
@@ -117,7 +117,7 @@ def magnitude_theory(n: int, s: int, gain: float = 1.0) -> dict[str, float]:
 # ============================================================================ layers
 class ScaleOffset(nn.Module):
     r"""Per-dimension affine map :math:`z\mapsto\gamma\odot z+\beta` (the :math:`\mathcal Q,\mathcal K`
-    of eq. ``gau-def``); the identity at initialisation (:math:`\gamma=1,\beta=0`)."""
+    of equation :eq:`gau-def`); the identity at initialisation (:math:`\gamma=1,\beta=0`)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -144,10 +144,11 @@ def _check_seq(x: torch.Tensor, d: int, mask: torch.Tensor | None) -> torch.Tens
 
 
 class GAU(nn.Module):
-    r"""Gated attention unit (eq. ``gau-def``), one head:
+    r"""Gated attention unit (equation :eq:`gau-def`), one head:
 
     .. math:: O=(U\odot AV)W_o,\quad A=\tfrac{1}{ns}\mathrm{relu}^2(\mathcal Q(Z)\mathcal K(Z)^\top),
-       \quad U=\phi(XW_u),\ V=\phi(XW_v),\ Z=\phi(XW_z),
+
+    .. math:: U=\phi(XW_u),\ V=\phi(XW_v),\ Z=\phi(XW_z),
 
     with :math:`\phi` = SiLU, ``e`` the width of U and V and ``s`` the width of Z (head size).
     ``forward(x (B, n, d), mask (B, n) | None, causal) -> (B, n, d)``. With a mask or a causal
@@ -171,7 +172,7 @@ class GAU(nn.Module):
     def parts(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return ``(U (B,n,e), V (B,n,e), A (B,n,n))`` of eq. ``gau-def``."""
+        """Return ``(U (B,n,e), V (B,n,e), A (B,n,n))`` of equation :eq:`gau-def`."""
         mask = _check_seq(x, self.d, mask)
         u, v = F.silu(self.uv(x)).chunk(2, dim=-1)
         z = F.silu(self.z(x))
@@ -221,8 +222,8 @@ class MultiHeadAttention(nn.Module):
 
 
 class GAUBlock(nn.Module):
-    r"""Post-LN GAU block :math:`x\leftarrow\mathrm{LN}(\alpha x+\mathrm{GAU}(x))` (eq. ``gau-postln``;
-    ``alpha > 1`` is DeepNorm, eq. ``gau-deepnorm``)."""
+    r"""Post-LN GAU block :math:`x\leftarrow\mathrm{LN}(\alpha x+\mathrm{GAU}(x))` (equation :eq:`gau-postln`;
+    ``alpha > 1`` is DeepNorm, equation :eq:`gau-deepnorm`)."""
 
     def __init__(self, d: int, e: int | None = None, s: int = 128, alpha: float = 1.0):
         super().__init__()
@@ -280,7 +281,7 @@ def init_weights(
     experiment's setting); ``scheme="lecun"``: normal with variance :math:`1/\text{fan\_in}` (the
     assumption of the magnitude analysis). All weights are multiplied by ``gain`` (the
     :math:`\lambda` of the "crazy scale" remark). ``deepnorm_beta`` multiplies the value-path
-    weights (eq. ``gau-deepnorm``): :math:`W_v,W_o` and both FFN matrices of a :class:`StdBlock`;
+    weights (equation :eq:`gau-deepnorm`): :math:`W_v,W_o` and both FFN matrices of a :class:`StdBlock`;
     :math:`W_u,W_v,W_o` of a :class:`GAU`. Returns ``model``.
     """
     if scheme not in ("xavier", "lecun"):
@@ -317,7 +318,7 @@ class SequenceModel(nn.Module):
     Weights are built from ``seed`` only: Xavier-uniform on every Linear, zero biases, embeddings
     :math:`\mathcal N(0,1)`. ``deepnorm=True`` sets :math:`\alpha=\sqrt{M}` and
     :math:`\beta=1/\sqrt{M}` with :math:`M` the number of residual sublayers (the Adam row of
-    eq. ``gau-deepnorm``).
+    equation :eq:`gau-deepnorm`).
     """
 
     def __init__(

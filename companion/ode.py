@@ -9,7 +9,9 @@ of width :math:`\sigma_t^2=2\int_0^tD_s\,ds`, and the generative model is
 
 .. math:: \frac{dx}{dt}=-\dot\sigma_t\sigma_t\,\nabla\log p_t(x)
           \quad\Longleftrightarrow\quad
-          \frac{dx}{d\sigma}=-\sigma\,\nabla\log p_\sigma(x)=\frac{x-\hat x_0(x,\sigma)}{\sigma}
+          \frac{dx}{d\sigma}=-\sigma\,\nabla\log p_\sigma(x)
+
+.. math:: -\sigma\,\nabla\log p_\sigma(x)=\frac{x-\hat x_0(x,\sigma)}{\sigma}
 
 (equations :eq:`ode-model` and :eq:`ode-sigma`), with :math:`\hat x_0=x+\sigma^2\nabla\log p_\sigma`
 Tweedie's denoiser.

@@ -5,15 +5,15 @@ two things it never saw: position values beyond :math:`N` and attention spread o
 This module holds the pieces the chapter derives and tests:
 
 * encodings that accept arbitrary (float) positions: :func:`sinusoidal_encoding`
-  (eq. ``pos-sinusoid``), :class:`LearnedPositions` (a table read with linear interpolation)
-  and :func:`apply_rope` (eq. ``pos-rope``);
-* the three training position samplers (eq. ``pos-samplers``): :func:`plain_positions`,
+  (equation :eq:`pos-sinusoid`), :class:`LearnedPositions` (a table read with linear interpolation)
+  and :func:`apply_rope` (equation :eq:`pos-rope`);
+* the three training position samplers (equation :eq:`pos-samplers`): :func:`plain_positions`,
   :func:`random_positions` (a sorted random subset of :math:`\{0,\dots,L-1\}`, Ruoss et al.) and
   :func:`equal_mean_positions` (``linspace(0, 1, T) * nu`` with :math:`\nu` exponential), plus the
   evenly spaced test positions :func:`uniform_positions`;
-* attention with optional :math:`\log n` scaling (eq. ``pos-logn``): :func:`attention`,
+* attention with optional :math:`\log n` scaling (equation :eq:`pos-logn`): :func:`attention`,
   :func:`attention_entropy`, :func:`entropy_curve` and the large-:math:`n` closed form
-  :func:`gaussian_entropy_limit` (eq. ``pos-entropy``);
+  :func:`gaussian_entropy_limit` (equation :eq:`pos-entropy`);
 * the CHE-style tasks :func:`first_marker_batch`, :func:`bucket_sort_batch`,
   :func:`even_pairs_batch`; the model :class:`PositionTransformer`; :func:`task_loss`,
   :func:`task_accuracy` and :func:`train_task`.
@@ -76,7 +76,7 @@ def _check_dim(dim: int) -> int:
 
 
 def sinusoidal_encoding(positions: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
-    r"""Sinusoidal encoding of (float) positions, eq. ``pos-sinusoid``:
+    r"""Sinusoidal encoding of (float) positions, equation :eq:`pos-sinusoid`:
     :math:`p_{2i}=\sin(t\,\omega_i),\ p_{2i+1}=\cos(t\,\omega_i)`, :math:`\omega_i=b^{-2i/d}`.
 
     positions: ``(S,)`` or ``(B, S)`` float; returns ``(..., S, dim)`` in the positions' dtype.
@@ -115,7 +115,7 @@ class LearnedPositions(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    r"""Rotary position embedding, eq. ``pos-rope``: rotate each pair :math:`(x_{2i},x_{2i+1})` of
+    r"""Rotary position embedding, equation :eq:`pos-rope`: rotate each pair :math:`(x_{2i},x_{2i+1})` of
     a query/key by the angle :math:`t\,\omega_i`. Then :math:`\langle R_m q, R_n k\rangle` depends on
     :math:`m-n` only.
 
@@ -138,7 +138,7 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) 
 
 # ============================================================================ samplers
 def plain_positions(batch: int, length: int, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Positions ``0, 1, ..., length-1`` for every row, eq. ``pos-samplers`` (a): ``(batch, length)``."""
+    """Positions ``0, 1, ..., length-1`` for every row, equation :eq:`pos-samplers` (a): ``(batch, length)``."""
     batch = check_int("batch", batch, minimum=1)
     length = check_int("length", length, minimum=1)
     return torch.arange(length, dtype=dtype).expand(batch, length).clone()
@@ -152,7 +152,7 @@ def random_positions(
     *,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    r"""Ruoss et al.'s randomized positions, eq. ``pos-samplers`` (b): per row, ``length`` distinct
+    r"""Ruoss et al.'s randomized positions, equation :eq:`pos-samplers` (b): per row, ``length`` distinct
     integers drawn uniformly without replacement from :math:`\{0,\dots,L-1\}` (``L = max_len``),
     sorted increasingly. Returns ``(batch, length)``.
     """
@@ -178,7 +178,7 @@ def equal_mean_positions(
     mean: float | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    r"""Su's equal-mean random positions, eq. ``pos-samplers`` (c): ``linspace(0, 1, T) * nu`` with
+    r"""Su's equal-mean random positions, equation :eq:`pos-samplers` (c): ``linspace(0, 1, T) * nu`` with
     :math:`\nu\sim\mathrm{Exp}` of mean ``mean`` (default :math:`T-1`, so that the *average*
     positions are exactly :math:`0,1,\dots,T-1`, the test positions). Float positions ``(batch, T)``.
     """
@@ -205,7 +205,7 @@ def uniform_positions(batch: int, length: int, max_len: int, *, dtype: torch.dty
 
 # ============================================================================ attention
 def log_n_scale(n: int | torch.Tensor, train_length: int) -> float | torch.Tensor:
-    r"""The factor :math:`\log_m n=\log n/\log m` of eq. ``pos-logn`` (``m = train_length``)."""
+    r"""The factor :math:`\log_m n=\log n/\log m` of equation :eq:`pos-logn` (``m = train_length``)."""
     train_length = check_int("train_length", train_length, minimum=2)
     if isinstance(n, torch.Tensor):
         return n.log() / math.log(train_length)
@@ -214,7 +214,7 @@ def log_n_scale(n: int | torch.Tensor, train_length: int) -> float | torch.Tenso
 
 
 def _scaled_logits(q: torch.Tensor, k: torch.Tensor, train_length: int | None) -> torch.Tensor:
-    """Attention logits :math:`\\lambda\\,qk^\top/\\sqrt d` with the log-n factor of eq. ``pos-logn``."""
+    """Attention logits :math:`\\lambda\\,qk^\top/\\sqrt d` with the log-n factor of equation :eq:`pos-logn`."""
     lam = 1.0 if train_length is None else log_n_scale(k.shape[-2], train_length)
     return (lam / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
 
@@ -227,7 +227,7 @@ def attention(
     train_length: int | None = None,
     return_weights: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    r"""Scaled dot-product attention, optionally :math:`\log n`-scaled (eq. ``pos-logn``):
+    r"""Scaled dot-product attention, optionally :math:`\log n`-scaled (equation :eq:`pos-logn`):
     :math:`\mathrm{softmax}(\lambda\,QK^\top/\sqrt d)\,V` with :math:`\lambda=\log_m n` if
     ``train_length = m`` is given, else :math:`\lambda=1` (``n`` = number of keys).
 
@@ -271,7 +271,7 @@ def entropy_curve(
     r"""Average attention entropy vs context length for random Gaussian queries and keys with
     entries of standard deviation ``sqrt(scale)`` (so the logits :math:`q\cdot k/\sqrt d` have
     variance ``scale**2``). Keys for length ``n`` are the first ``n`` of one shared draw (so the
-    curve is smooth in ``n``). Returns ``(len(lengths),)`` mean entropies (nats), eq. ``pos-entropy``.
+    curve is smooth in ``n``). Returns ``(len(lengths),)`` mean entropies (nats), equation :eq:`pos-entropy`.
     """
     if not lengths:
         raise ValueError("lengths must be a non-empty list of ints")
@@ -288,7 +288,7 @@ def entropy_curve(
 
 def gaussian_entropy_limit(n: float | torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     r"""Large-:math:`n` limit of the attention entropy when the logits are iid
-    :math:`\mathcal N(0,\sigma^2)`, eq. ``pos-entropy``: :math:`H\approx\log n-\sigma^2/2`
+    :math:`\mathcal N(0,\sigma^2)`, equation :eq:`pos-entropy`: :math:`H\approx\log n-\sigma^2/2`
     (law of large numbers in the numerator and denominator of the softmax)."""
     n = torch.as_tensor(n, dtype=torch.float64)
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
@@ -379,9 +379,9 @@ class _Block(nn.Module):
 class PositionTransformer(nn.Module):
     r"""Encoder-only Pre-LN Transformer whose position information enters through float positions.
 
-    ``pe``: ``"sin"`` (eq. ``pos-sinusoid`` added to the token embeddings), ``"learned"``
-    (:class:`LearnedPositions` of ``max_len`` rows) or ``"rope"`` (eq. ``pos-rope`` in every layer).
-    ``train_length``: if set, attention is :math:`\log n`-scaled (eq. ``pos-logn``) with :math:`m`
+    ``pe``: ``"sin"`` (equation :eq:`pos-sinusoid` added to the token embeddings), ``"learned"``
+    (:class:`LearnedPositions` of ``max_len`` rows) or ``"rope"`` (equation :eq:`pos-rope` in every layer).
+    ``train_length``: if set, attention is :math:`\log n`-scaled (equation :eq:`pos-logn`) with :math:`m`
     = ``train_length`` (the number of tokens of the longest training sequence).
 
     forward(tokens ``(B, S)`` long, positions ``(B, S)`` float) -> logits ``(B, S, vocab)``.

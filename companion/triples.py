@@ -1,12 +1,12 @@
 r"""Chapter 8 — Triple extraction with a half-pointer, half-tagging network.
 
 A sentence holds a *set* of (subject, predicate, object) triples whose spans may overlap. The
-chapter factorizes :math:`p(s,p,o)=p(s)\,p(o,p\mid s)` (eq. ``spo-factor``): one head marks the
+chapter factorizes :math:`p(s,p,o)=p(s)\,p(o,p\mid s)` (equation :eq:`spo-factor`): one head marks the
 start and end of every subject with independent sigmoids, a second head, conditioned on one
-subject through Conditional LayerNorm (eq. ``spo-cln``), marks the start and end of every object
-*per predicate* (eq. ``spo-pointer``). Sigmoids of the form :math:`\sigma(z)^n` (eq. ``spo-pn``)
+subject through Conditional LayerNorm (equation :eq:`spo-cln`), marks the start and end of every object
+*per predicate* (equation :eq:`spo-pointer`). Sigmoids of the form :math:`\sigma(z)^n` (equation :eq:`spo-pn`)
 fight the imbalance of the sparse labels; spans are read back with the nearest-end rule
-(eq. ``spo-decode``); triples are scored by exact-match precision, recall and F1 (eq. ``spo-f1``).
+(equation :eq:`spo-decode`); triples are scored by exact-match precision, recall and F1 (equation :eq:`spo-f1`).
 
 Public surface:
 
@@ -307,7 +307,7 @@ def _spans(sent: Sentence) -> list[tuple[tuple[int, int], int, tuple[int, int]]]
 
 
 def subject_labels(sent: Sentence, length: int | None = None) -> torch.Tensor:
-    """Subject pointer labels ``(T, 2)``: column 0 marks subject starts, column 1 ends (eq. ``spo-pointer``)."""
+    """Subject pointer labels ``(T, 2)``: column 0 marks subject starts, column 1 ends (equation :eq:`spo-pointer`)."""
     T = len(sent.tokens) if length is None else length
     y = torch.zeros(T, 2)
     for (a, b), _, _ in _spans(sent):
@@ -316,7 +316,7 @@ def subject_labels(sent: Sentence, length: int | None = None) -> torch.Tensor:
 
 
 def object_labels(sent: Sentence, subject: tuple[int, int], length: int | None = None) -> torch.Tensor:
-    """Object–predicate labels ``(T, P, 2)`` given one subject span (eq. ``spo-pointer``); all
+    """Object–predicate labels ``(T, P, 2)`` given one subject span (equation :eq:`spo-pointer`); all
     zero when ``subject`` is not a gold subject (a negative sample)."""
     T = len(sent.tokens) if length is None else length
     y = torch.zeros(T, len(PREDICATES), 2)
@@ -328,7 +328,7 @@ def object_labels(sent: Sentence, subject: tuple[int, int], length: int | None =
 
 def decode_spans(start: torch.Tensor, end: torch.Tensor, t_start: float = 0.6,
                  t_end: float = 0.5) -> list[tuple[int, int]]:
-    """Spans from pointer probabilities ``start, end`` of shape ``(T,)`` (eq. ``spo-decode``).
+    """Spans from pointer probabilities ``start, end`` of shape ``(T,)`` (equation :eq:`spo-decode`).
 
     Every position with ``start > t_start`` is paired with the **nearest** position
     ``j >= i`` with ``end > t_end``; a start with no such end gives no span. Known limit: a span
@@ -391,7 +391,7 @@ def single_tag_capacity(sent: Sentence) -> int:
 
 
 class ConditionalLayerNorm(nn.Module):
-    r"""Layer norm whose gain and bias depend on a condition ``c`` (eq. ``spo-cln``):
+    r"""Layer norm whose gain and bias depend on a condition ``c`` (equation :eq:`spo-cln`):
     :math:`\frac{h-\mu}{\sigma}\odot(\gamma+W_\gamma c)+(\beta+W_\beta c)`, with
     :math:`W_\gamma,W_\beta` zero-initialised so that it starts as a plain layer norm."""
 
@@ -413,8 +413,8 @@ class ConditionalLayerNorm(nn.Module):
 
 class TripleModel(nn.Module):
     """Encoder (word + learned positions, Pre-LN Transformer, final LN), a subject pointer head
-    and an object–predicate pointer head conditioned on one subject (eqs. ``spo-factor`` …
-    ``spo-pn``).
+    and an object–predicate pointer head conditioned on one subject (equations :eq:`spo-factor` …
+    :eq:`spo-pn`).
 
     ``conditioning="cln"`` uses :class:`ConditionalLayerNorm` on ``[h_start; h_end]``; ``"add"``
     adds ``Linear([h_start; h_end])`` to every token instead. ``n_subject``, ``n_object`` are the
@@ -473,7 +473,7 @@ class TripleModel(nn.Module):
         return self.subject_head(h)
 
     def object_logits(self, h: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-        """H (B, T, d), subject ``start, end`` (B,) -> object logits (B, T, P, 2) (eq. ``spo-cln``)."""
+        """H (B, T, d), subject ``start, end`` (B,) -> object logits (B, T, P, 2) (equation :eq:`spo-cln`)."""
         idx = torch.arange(h.shape[0], device=h.device)
         c = torch.cat([h[idx, start], h[idx, end]], dim=-1)
         u = self.cond(h, c) if self.conditioning == "cln" else h + self.cond(c)[:, None]
@@ -481,7 +481,7 @@ class TripleModel(nn.Module):
 
 
 def pn_bce(logits: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
-    r"""Elementwise binary cross-entropy of the probability :math:`q=\sigma(z)^n` (eq. ``spo-pn``).
+    r"""Elementwise binary cross-entropy of the probability :math:`q=\sigma(z)^n` (equation :eq:`spo-pn`).
 
     Stable form: :math:`\log q=n\log\sigma(z)` and
     :math:`\log(1-q)=\log\sigma(-z)+\log\sum_{k<n}\sigma(z)^k`. Same shape as ``logits``.
@@ -551,7 +551,7 @@ class TripleData:
 def triple_loss(model: TripleModel, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                 ) -> torch.Tensor:
     """Subject loss (mean over the 2 pointers, masked mean over tokens) plus object loss (mean over
-    the 2 pointers, summed over predicates, masked mean over tokens), 1:1 (eq. ``spo-loss``)."""
+    the 2 pointers, summed over predicates, masked mean over tokens), 1:1 (equation :eq:`spo-loss`)."""
     h = model.encode(batch["ids"], batch["mask"])
     m = batch["mask"].to(h.dtype)
     ls = pn_bce(model.subject_logits(h), batch["ys"], model.n_subject).mean(-1)
@@ -579,7 +579,7 @@ def train_extractor(data: TripleData, *, seed: int = 0, steps: int = 600, batch_
 @torch.no_grad()
 def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start: float = 0.6,
             t_end: float = 0.5, batch_size: int = 256) -> list[set[Triple]]:
-    """Predicted triple sets of every sentence (eq. ``spo-decode``): subjects first, then one
+    """Predicted triple sets of every sentence (equation :eq:`spo-decode`): subjects first, then one
     batched object pass per subject. Unknown words map to ``[UNK]``; sentences longer than the
     model's position table raise ``ValueError``."""
     if not corpus:
@@ -618,7 +618,7 @@ def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start
 
 
 def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
-    """Corpus-level exact-match precision, recall and F1 (eq. ``spo-f1``):
+    """Corpus-level exact-match precision, recall and F1 (equation :eq:`spo-f1`):
     :math:`P=|R\\cap G|/|R|`, :math:`R=|R\\cap G|/|G|`, :math:`F_1=2|R\\cap G|/(|R|+|G|)`
     with counts summed over sentences (0 when a denominator is 0)."""
     if len(pred) != len(gold):
