@@ -546,7 +546,8 @@ def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigm
 
     .. math:: \log p_{\sigma_{\min}}(x)=\log p_{\sigma_{\max}}(x_{\sigma_{\max}})
               +\int_{\log\sigma_{\min}}^{\log\sigma_{\max}}\nabla\!\cdot v(x_u,u)\,du,
-              \qquad v=-\sigma^2\nabla\log p_\sigma,\ u=\log\sigma,
+
+    .. math:: v=-\sigma^2\nabla\log p_\sigma,\qquad u=\log\sigma,
 
     integrating the ODE and the divergence together with :func:`solve_adaptive`.
     ``method='exact'`` uses the autograd trace, ``'hutchinson'`` ``n_probes`` fixed probes

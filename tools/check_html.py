@@ -210,7 +210,8 @@ def _chrome() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: Path | None = None) -> dict:
+def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: Path | None = None,
+             _retry: bool = False) -> dict:
     """Open a copy of ``page`` with the measuring script at ``width`` px; return its JSON."""
     text = page.read_text(encoding="utf-8", errors="replace")
     js = _MEASURE_JS.replace("__DARK__", "document.documentElement.dataset.theme = 'dark'; "
@@ -219,7 +220,8 @@ def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: P
     probe.write_text(text.replace("</body>", js + "</body>"), encoding="utf-8")
     try:
         with tempfile.TemporaryDirectory() as profile:
-            args = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=30000",
+            args = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                    f"--virtual-time-budget={90000 if _retry else 30000}",
                     f"--window-size={width},1000"]
             dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
                                  timeout=180).stdout
@@ -230,6 +232,8 @@ def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: P
         probe.unlink(missing_ok=True)
     m = re.search(r'<pre id="__check__">([\s\S]*?)</pre>', dom)
     data = json.loads(html.unescape(m.group(1))) if m else None
+    if data is None and not _retry:  # a loaded machine can run out of the virtual time budget: once more
+        return _measure(chrome, page, width, dark=dark, shot=shot, _retry=True)
     return {"dom": dom, "data": data}
 
 
