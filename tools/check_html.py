@@ -211,11 +211,15 @@ def _chrome() -> str | None:
 
 
 def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: Path | None = None,
-             _retry: bool = False) -> dict:
+             scroll_to: str | None = None, _retry: bool = False) -> dict:
     """Open a copy of ``page`` with the measuring script at ``width`` px; return its JSON."""
     text = page.read_text(encoding="utf-8", errors="replace")
     js = _MEASURE_JS.replace("__DARK__", "document.documentElement.dataset.theme = 'dark'; "
                              "document.documentElement.dataset.mode = 'dark';" if dark else "")
+    if scroll_to:  # show one section at the top of the screenshot
+        js += ("<script>window.addEventListener('load', function () { var e = document.getElementById('"
+               + scroll_to + "'); if (!e) return; Array.from(e.parentNode.children).forEach(function (c) {"
+               " if (c !== e && c.tagName !== 'H1') c.style.display = 'none'; }); window.scrollTo(0, 0); });</script>")
     probe = page.with_name(f".check-{width}{'-dark' if dark else ''}-{page.name}")
     probe.write_text(text.replace("</body>", js + "</body>"), encoding="utf-8")
     try:
@@ -233,7 +237,7 @@ def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: P
     m = re.search(r'<pre id="__check__">([\s\S]*?)</pre>', dom)
     data = json.loads(html.unescape(m.group(1))) if m else None
     if data is None and not _retry:  # a loaded machine can run out of the virtual time budget: once more
-        return _measure(chrome, page, width, dark=dark, shot=shot, _retry=True)
+        return _measure(chrome, page, width, dark=dark, shot=shot, scroll_to=scroll_to, _retry=True)
     return {"dom": dom, "data": data}
 
 
@@ -299,6 +303,8 @@ def browser_problems(root: Path, shots: Path) -> tuple[list[str], dict]:
                         problems.append(f"{rel}: equation {eq['text'].strip()[:50]!r} is clipped at 390 px")
         if str(rel) == SHOT_PAGES[0]:
             _measure(chrome, page, 1366, dark=True, shot=shots / f"{name}.1366.dark.png")
+            # the exercises, whose solutions must be collapsed by default
+            _measure(chrome, page, 1366, shot=shots / f"{name}.exercises.png", scroll_to="exercises")
     return problems, stats
 
 
