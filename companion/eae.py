@@ -353,8 +353,8 @@ class VAE(_AutoEncoder):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """Returns ``(reconstruction of a reparameterized code, mean, log_var)``. The noise comes
-        from ``generator`` (an int seed or a ``torch.Generator``; ``None`` means seed 0, so pass
-        one generator and reuse it to get fresh noise on every call)."""
+        from ``generator``, an int seed or a ``torch.Generator`` (required: pass one generator and
+        reuse it to get fresh noise on every call)."""
         mean, log_var = self.encode(x)
         noise = torch.randn(mean.shape, generator=make_generator(generator), dtype=torch.float32)
         z = mean + torch.exp(0.5 * log_var) * noise.to(dtype=mean.dtype, device=mean.device)

@@ -335,3 +335,15 @@ def test_model_validation_paths():
         eae.VAE(latent=0)
     with pytest.raises(ValueError, match="NaN"):
         model(torch.full((4, 1, 8, 8), float("nan")))
+
+
+def test_vae_code_is_reparameterized_with_the_generators_noise():
+    # z = mean + exp(log_var / 2) * eps with eps the generator's own normal draw, exactly
+    torch.manual_seed(0)
+    model = eae.VAE(latent=4, hidden=16)
+    x = torch.rand(6, 1, 8, 8) * 2 - 1
+    model.decode = lambda z: z                      # read the code itself
+    z, mean, log_var = model(x, torch.Generator().manual_seed(7))
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose((z - mean) / torch.exp(0.5 * log_var), eps, atol=1e-5)
+    assert (z - mean).abs().max() > 1e-3             # the noise is really there

@@ -280,3 +280,55 @@ def test_evaluate_per_type():
     assert res["EPO"]["recall"] == 0.0 and res["SEO"]["f1"] == 1.0 and res["Normal"]["f1"] == 1.0
     n_epo = sum(len(g) for s, g in zip(corpus, gold, strict=True) if s.kind == "EPO")
     assert math.isclose(res["all"]["recall"], 1 - n_epo / sum(map(len, gold)))
+
+
+class _OracleModel(torch.nn.Module):
+    """Hand-built logits from the gold labels: true positions reach probability 0.9 only after
+    the power n (sigma = 0.9**(1/n)); every other position has sigma = 0.7, above the start
+    threshold but below both thresholds once raised to n >= 2. So extraction recovers the gold
+    triples only if it decodes with sigma**n, reads start and end from the right channels, and
+    pairs each subject with its own objects."""
+
+    def __init__(self, corpus, n_subject=2, n_object=4, max_len=64):
+        super().__init__()
+        self.corpus, self.n_subject, self.n_object, self.max_len = corpus, n_subject, n_object, max_len
+        self.n_predicates = len(tr.PREDICATES)
+
+    @staticmethod
+    def _logits(labels, n):
+        p_true = torch.tensor(0.9 ** (1 / n))
+        hi, lo = torch.log(p_true / (1 - p_true)), torch.log(torch.tensor(0.7 / 0.3))
+        return torch.where(labels > 0.5, hi, lo)
+
+    def encode(self, ids, mask):
+        B, T = ids.shape
+        return torch.arange(B, dtype=torch.float32)[:, None, None].expand(B, T, 1)   # which sentence
+
+    def subject_logits(self, h):
+        B, T, _ = h.shape
+        out = torch.full((B, T, 2), -20.0)
+        for i in range(B):
+            ys = tr.subject_labels(self.corpus[i])
+            out[i, : ys.shape[0]] = self._logits(ys, self.n_subject)
+        return out
+
+    def object_logits(self, h, start, end):
+        R, T, _ = h.shape
+        out = torch.full((R, T, self.n_predicates, 2), -20.0)
+        for k in range(R):
+            i = int(h[k, 0, 0])
+            yo = tr.object_labels(self.corpus[i], (int(start[k]), int(end[k])))
+            out[k, : yo.shape[0]] = self._logits(yo, self.n_object)
+        return out
+
+
+def test_extract_recovers_gold_from_hand_built_logits():
+    corpus = tr.generate_corpus(60, seed=3)
+    spans = [(s[0], o[0]) for sent in corpus for s, _, o in sent.triples]
+    assert any(len(a) > 1 for a, _ in spans) and any(len(b) > 1 for _, b in spans)   # multi-token entities
+    model = _OracleModel(corpus)
+    pred = tr.extract(model, corpus, tr.build_vocab(corpus))
+    assert pred == [set(s.triples) for s in corpus]
+    # with n = 1 the decoys (sigma = 0.7) pass both thresholds: spans appear everywhere
+    loose_pred = tr.extract(_OracleModel(corpus, 1, 1), corpus, tr.build_vocab(corpus))
+    assert loose_pred != [set(s.triples) for s in corpus]
