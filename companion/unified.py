@@ -59,6 +59,7 @@ __all__ = [
     "sample",
     "cold_naive",
     "cold_improved",
+    "GaussianFit",
     "eps_model_estimator",
     "posterior_estimator",
     "gaussian_spread_estimator",
@@ -725,6 +726,39 @@ def cold_improved(restorer: Callable[[torch.Tensor, int], torch.Tensor], corrupt
     r"""Cold Diffusion's improved sampler (their Alg. 2): :math:`x_s=x_t-D(\hat x_0,t)+D(\hat x_0,s)` —
     :func:`sample` with design :class:`Reuse` (equation :eq:`udm-cold-improved`)."""
     return sample(lambda x, t, g: restorer(x, t), corruption, x_T, times, Reuse(), **kw)
+
+
+class GaussianFit:
+    r"""The Gaussian :math:`\mathcal N(\hat\mu,\hat\Sigma)` fitted to samples ``x`` ``(n, *shape)``: the
+    start law of a sampler whose :math:`x_T` is not pure noise, such as Cold Diffusion's heavily
+    blurred images, drawn from a fit to corrupted training data (chapter 4, section 5).
+
+    ``jitter`` is added to the diagonal of :math:`\hat\Sigma` before the Cholesky factor, so a
+    rank-deficient fit (fewer points than dimensions, constant pixels) still yields a sampler.
+    Computations are in float64; :meth:`sample` returns ``x``'s dtype.
+    """
+
+    def __init__(self, x: torch.Tensor, jitter: float = 1e-8):
+        x = check_tensor("x", x)
+        if x.ndim < 2 or x.shape[0] < 2:
+            raise ValueError(f"x must hold at least 2 samples (n, ...), got shape {tuple(x.shape)}")
+        jitter = check_positive("jitter", jitter, allow_zero=True)
+        self.shape, self.dtype = tuple(x.shape[1:]), x.dtype
+        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        self.mean = flat.mean(0)
+        self.cov = torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1])
+        eye = torch.eye(flat.shape[1], dtype=torch.float64)
+        chol, info = torch.linalg.cholesky_ex(self.cov + jitter * eye)
+        if info.item() != 0:
+            raise ValueError("the fitted covariance is not positive definite: raise jitter")
+        self.chol = chol
+
+    def sample(self, n: int, generator: torch.Generator | int) -> torch.Tensor:
+        """``n`` draws ``(n, *shape)`` of the fitted Gaussian, in the dtype of the fitted samples."""
+        n = check_int("n", n, minimum=1)
+        g = make_generator(generator)
+        z = torch.randn(n, self.mean.numel(), generator=g, dtype=torch.float64)
+        return (self.mean + z @ self.chol.T).to(self.dtype).reshape(n, *self.shape)
 
 
 # ========================================================================= estimators

@@ -574,3 +574,22 @@ def test_boundary_sizes_and_the_order_of_times():
     B = U.HeatBlur((1,), torch.tensor([0.0, 1.0], dtype=torch.float64))  # a one-pixel signal is not blurred
     x = torch.randn(3, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(B.degrade(x, 1), x, atol=1e-12)
+
+
+def test_gaussian_fit_recovers_a_known_gaussian_and_draws_from_it():
+    g = torch.Generator().manual_seed(0)
+    L = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.8, 0.0], [-0.3, 0.2, 0.4]], dtype=torch.float64)
+    mu = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    n = 200_000
+    x = (mu + torch.randn(n, 3, generator=g, dtype=torch.float64) @ L.T).reshape(n, 3, 1).float()
+    fit = U.GaussianFit(x)
+    cov = L @ L.T
+    # Monte-Carlo standard errors: sd/sqrt(n) for the mean, about sd^2 * sqrt(2/n) for the covariance
+    assert (fit.mean - mu).abs().max() < 5 * cov.diagonal().max().sqrt() / n**0.5
+    assert (fit.cov - cov).abs().max() < 5 * cov.diagonal().max() * (2 / n) ** 0.5
+    y = fit.sample(n, 1)
+    assert y.shape == (n, 3, 1) and y.dtype == torch.float32
+    assert torch.allclose(torch.cov(y.reshape(n, 3).double().T), fit.cov, atol=5 * cov.diagonal().max().item() * (2 / n) ** 0.5)
+    assert torch.equal(fit.sample(5, 3), fit.sample(5, 3))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        U.GaussianFit(x[:1])
