@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor, make_generator
+from .utils import check_batch, check_int, check_positive, check_tensor, make_generator
 
 __all__ = [
     "unit_ball_log_volume",
@@ -266,15 +266,15 @@ class _AutoEncoder(nn.Module):
         self.decoder = nn.Sequential(mlp([self.latent, hidden, hidden, x_dim]), nn.Tanh())
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_tensor("x", x)
+        x = check_batch("x", x)
         if tuple(x.shape[1:]) != self.x_shape:
             raise ValueError(f"x must have shape (n, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}")
         return x.reshape(x.shape[0], -1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes ``(n, latent)`` -> images ``(n, *x_shape)``."""
-        z = check_tensor("z", z, ndim=2)
-        if z.shape[1] != self.latent:
+        z = check_batch("z", z, min_ndim=2)
+        if z.ndim != 2 or z.shape[1] != self.latent:
             raise ValueError(f"z must have shape (n, {self.latent}), got {tuple(z.shape)}")
         return self.decoder(z).reshape(z.shape[0], *self.x_shape)
 
@@ -298,6 +298,8 @@ class EAE(_AutoEncoder):
     def __init__(self, x_shape: tuple[int, ...] = (1, 8, 8), latent: int = 8, hidden: int = 256, momentum: float = 0.05):
         super().__init__(x_shape, latent, hidden, head=latent)
         momentum = check_positive("momentum", momentum)
+        if momentum > 1:
+            raise ValueError(f"momentum must be in (0, 1], got {momentum}")
         self.bn = nn.BatchNorm1d(self.latent, affine=False, momentum=momentum)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

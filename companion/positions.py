@@ -65,7 +65,23 @@ IGNORE = -100
 
 # ============================================================================ encodings
 def _check_positions(positions: torch.Tensor) -> torch.Tensor:
-    return check_tensor("positions", positions, ndim=(1, 2))
+    positions = check_tensor("positions", positions, ndim=(1, 2))
+    if positions.numel() == 0:
+        raise ValueError(f"positions must be non-empty, got shape {tuple(positions.shape)}")
+    return positions
+
+
+def _check_base(base: float) -> float:
+    base = check_positive("base", base)
+    if base <= 1:
+        raise ValueError(f"base must be > 1 (frequencies base**(-2i/d) must decrease), got {base}")
+    return base
+
+
+def _check_dtype(dtype: torch.dtype) -> torch.dtype:
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
 
 
 def _check_dim(dim: int) -> int:
@@ -83,7 +99,7 @@ def sinusoidal_encoding(positions: torch.Tensor, dim: int, base: float = 10000.0
     """
     positions = _check_positions(positions)
     dim = _check_dim(dim)
-    base = check_positive("base", base)
+    base = _check_base(base)
     i = torch.arange(dim // 2, dtype=positions.dtype, device=positions.device)
     omega = base ** (-2.0 * i / dim)
     angle = positions[..., None] * omega
@@ -122,11 +138,15 @@ def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) 
     x: ``(B, H, S, d)`` or ``(B, S, d)`` with even ``d``; positions: ``(B, S)`` or ``(S,)``.
     """
     x = check_tensor("x", x, ndim=(3, 4))
+    if 0 in x.shape:
+        raise ValueError(f"x must be non-empty, got shape {tuple(x.shape)}")
     positions = _check_positions(positions)
     d = _check_dim(x.shape[-1])
     if positions.shape[-1] != x.shape[-2]:
         raise ValueError(f"positions has length {positions.shape[-1]} but x has {x.shape[-2]} tokens")
-    base = check_positive("base", base)
+    if positions.ndim == 2 and positions.shape[0] != x.shape[0]:
+        raise ValueError(f"positions has batch {positions.shape[0]} but x has {x.shape[0]}")
+    base = _check_base(base)
     i = torch.arange(d // 2, dtype=x.dtype, device=x.device)
     angle = positions.to(x.dtype)[..., None] * base ** (-2.0 * i / d)  # (..., S, d/2)
     if x.ndim == 4 and angle.ndim == 3:
@@ -141,6 +161,7 @@ def plain_positions(batch: int, length: int, *, dtype: torch.dtype = torch.float
     """Positions ``0, 1, ..., length-1`` for every row, equation :eq:`pos-samplers` (a): ``(batch, length)``."""
     batch = check_int("batch", batch, minimum=1)
     length = check_int("length", length, minimum=1)
+    dtype = _check_dtype(dtype)
     return torch.arange(length, dtype=dtype).expand(batch, length).clone()
 
 
@@ -205,17 +226,26 @@ def uniform_positions(batch: int, length: int, max_len: int, *, dtype: torch.dty
 
 # ============================================================================ attention
 def log_n_scale(n: int | torch.Tensor, train_length: int) -> float | torch.Tensor:
-    r"""The factor :math:`\log_m n=\log n/\log m` of equation :eq:`pos-logn` (``m = train_length``)."""
+    r"""The factor :math:`\log_m n=\log n/\log m` of equation :eq:`pos-logn` (``m = train_length``).
+
+    ``n >= 2`` (an int or a tensor of them): at ``n = 1`` the factor is 0, which would make the
+    logits vanish (uniform attention); a single key needs no scaling (its weight is 1 whatever the
+    factor), so :func:`attention` skips the factor there."""
     train_length = check_int("train_length", train_length, minimum=2)
     if isinstance(n, torch.Tensor):
+        check_tensor("n", n, floating=False)
+        if n.numel() == 0 or (n < 2).any():
+            raise ValueError(f"n must be >= 2 (log_1 = 0 would give uniform attention), got {n.tolist()}")
         return n.log() / math.log(train_length)
-    n = check_int("n", n, minimum=1)
+    n = check_int("n", n, minimum=2)
     return math.log(n) / math.log(train_length)
 
 
 def _scaled_logits(q: torch.Tensor, k: torch.Tensor, train_length: int | None) -> torch.Tensor:
     """Attention logits :math:`\\lambda\\,qk^\top/\\sqrt d` with the log-n factor of equation :eq:`pos-logn`."""
-    lam = 1.0 if train_length is None else log_n_scale(k.shape[-2], train_length)
+    if train_length is not None:
+        train_length = check_int("train_length", train_length, minimum=2)
+    lam = 1.0 if train_length is None or k.shape[-2] == 1 else log_n_scale(k.shape[-2], train_length)
     return (lam / math.sqrt(q.shape[-1])) * q @ k.transpose(-1, -2)
 
 
@@ -235,8 +265,8 @@ def attention(
     ``(..., S, n)`` if ``return_weights``).
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
-        check_tensor(name, t, finite=False)
-        if t.ndim < 2:
+        check_tensor(name, t)
+        if t.ndim < 2 or 0 in t.shape[-2:] or 0 in t.shape[:-2]:
             raise ValueError(f"{name} must have at least 2 dims (..., tokens, features), got {tuple(t.shape)}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share the feature size, got {q.shape[-1]} and {k.shape[-1]}")
@@ -250,8 +280,11 @@ def attention(
 def attention_entropy(q: torch.Tensor, k: torch.Tensor, *, train_length: int | None = None) -> torch.Tensor:
     r"""Entropy (nats) of each attention row, :math:`H=-\sum_j a_{ij}\log a_{ij}`, with the weights
     of :func:`attention`. q: ``(..., S, d)``, k: ``(..., n, d)``; returns ``(..., S)``."""
-    check_tensor("q", q)
-    check_tensor("k", k)
+    for name, t in (("q", q), ("k", k)):
+        check_tensor(name, t)
+        if t.ndim < 2 or 0 in t.shape:
+            raise ValueError(f"{name} must be non-empty with at least 2 dims (..., tokens, features), "
+                             f"got {tuple(t.shape)}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share the feature size, got {q.shape[-1]} and {k.shape[-1]}")
     logp = _scaled_logits(q, k, train_length).log_softmax(dim=-1)
@@ -279,6 +312,9 @@ def entropy_curve(
     dim = check_int("dim", dim, minimum=1)
     scale = check_positive("scale", scale)
     queries = check_int("queries", queries, minimum=1)
+    if train_length is not None:
+        train_length = check_int("train_length", train_length, minimum=2)
+    dtype = _check_dtype(dtype)
     g = make_generator(seed)
     s = math.sqrt(scale)
     q = s * torch.randn(queries, dim, generator=g, dtype=dtype)
@@ -290,8 +326,13 @@ def gaussian_entropy_limit(n: float | torch.Tensor, sigma: float | torch.Tensor)
     r"""Large-:math:`n` limit of the attention entropy when the logits are iid
     :math:`\mathcal N(0,\sigma^2)`, equation :eq:`pos-entropy`: :math:`H\approx\log n-\sigma^2/2`
     (law of large numbers in the numerator and denominator of the softmax)."""
+    for name, val in (("n", n), ("sigma", sigma)):
+        if isinstance(val, bool) or not isinstance(val, (int, float, torch.Tensor)):
+            raise TypeError(f"{name} must be a number or a tensor, got {type(val).__name__}")
     n = torch.as_tensor(n, dtype=torch.float64)
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    if not (torch.isfinite(n).all() and torch.isfinite(sigma).all()):
+        raise ValueError("n and sigma must be finite")
     if (n < 1).any():
         raise ValueError("n must be >= 1")
     if (sigma < 0).any():
@@ -407,7 +448,8 @@ class PositionTransformer(nn.Module):
             raise ValueError(f"dim ({dim}) must split into {heads} heads of even size")
         if pe not in ("sin", "learned", "rope"):
             raise ValueError(f"pe must be 'sin', 'learned' or 'rope', got {pe!r}")
-        self.pe, self.base, self.dim = pe, check_positive("base", base), dim
+        self.pe, self.base, self.dim = pe, _check_base(base), dim
+        max_len = check_int("max_len", max_len, minimum=2)
         self.train_length = None if train_length is None else check_int("train_length", train_length, minimum=2)
         self.embed = nn.Embedding(vocab, dim)
         self.learned = LearnedPositions(max_len, dim) if pe == "learned" else None
@@ -483,6 +525,7 @@ def task_accuracy(
 
 def make_sampler(kind: str, max_len: int = 256) -> PositionSampler:
     """Training position sampler by name: ``"plain"``, ``"random"`` (``max_len`` = L) or ``"equal_mean"``."""
+    max_len = check_int("max_len", max_len, minimum=1)
     if kind == "plain":
         return lambda b, s, g: plain_positions(b, s)
     if kind == "random":

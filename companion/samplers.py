@@ -335,6 +335,8 @@ def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, ord
     x = check_batch("x", x, min_ndim=2)
     sig = _check_sigmas(sigmas)
     order = check_int("order", order, minimum=1)
+    if order > 4:
+        raise ValueError(f"order must be 1..4, got {order}")
     _check_callback(callback)
     ds: list[torch.Tensor] = []
     denoised = x
@@ -388,6 +390,8 @@ def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, s
     atol = check_positive("atol", atol)
     h = check_positive("h_init", h_init)
     safety = check_positive("safety", safety)
+    if safety > 1:
+        raise ValueError(f"safety must be in (0, 1] (a step-size controller never trusts more than its error estimate), got {safety}")
     max_steps = check_int("max_steps", max_steps, minimum=1)
     if method not in ("singlestep", "multistep"):
         raise ValueError(f"method must be 'singlestep' or 'multistep', got {method!r}")
@@ -540,6 +544,11 @@ def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     _check_callback(callback)
     s_churn = check_positive("s_churn", s_churn, allow_zero=True)
     s_noise = check_positive("s_noise", s_noise, allow_zero=True)
+    s_tmin = check_positive("s_tmin", s_tmin, allow_zero=True)
+    if isinstance(s_tmax, bool) or not isinstance(s_tmax, (int, float)):
+        raise TypeError(f"s_tmax must be a real number (math.inf allowed), got {type(s_tmax).__name__}")
+    if math.isnan(s_tmax) or s_tmax < s_tmin:
+        raise ValueError(f"s_tmax must be >= s_tmin ({s_tmin}), got {s_tmax}")
     g = require_generator(generator) if s_churn > 0 else None
     n_steps = len(sig) - 1
     denoised = x
@@ -572,6 +581,8 @@ def reference_solution(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, si
     x = check_batch("x", x, min_ndim=2)
     sigma_max = check_positive("sigma_max", sigma_max)
     sigma_min = check_positive("sigma_min", sigma_min)
+    if sigma_max <= sigma_min:
+        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)
     shape, dtype = x.shape, x.dtype
@@ -614,6 +625,8 @@ def warped_grid(params, n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0
     sigma_max = check_positive("sigma_max", sigma_max)
     if sigma_max <= sigma_min:
         raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     tt = np.linspace(0.0, 1.0, 4001)
     dens = np.exp(np.interp(tt, np.linspace(0.0, 1.0, a.size), a - a.max()))
     G = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(tt))])
@@ -628,6 +641,11 @@ def karras_warp(k: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: f
     r"""Log step density of Karras et al.'s grid (:func:`companion.ode.sigma_grid`) at ``k`` knots,
     for :func:`warped_grid`: :math:`a(t)=\log|d\log\sigma/dt|=\log\rho|B|-\log(A+Bt)`."""
     k = check_int("k", k, minimum=2)
+    sigma_min = check_positive("sigma_min", sigma_min)
+    sigma_max = check_positive("sigma_max", sigma_max)
+    if sigma_max <= sigma_min:
+        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    rho = check_positive("rho", rho)
     A = sigma_max ** (1 / rho)
     B = sigma_min ** (1 / rho) - A
     t = np.linspace(0.0, 1.0, k)

@@ -289,3 +289,16 @@ def test_train_task_smoke_and_accuracy():
             return logits
 
     assert P.task_accuracy(Oracle(), "evenpairs", 9, n=128) == 1.0
+
+
+def test_log_n_scale_refuses_a_single_key_but_attention_handles_it():
+    """log_1 = 0 would zero the logits (uniform attention): refused; one key needs no factor."""
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        P.log_n_scale(1, 16)
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        P.log_n_scale(torch.tensor([1, 4]), 16)
+    q, k, v = torch.randn(1, 3, 4), torch.randn(1, 1, 4), torch.randn(1, 1, 4)
+    out = P.attention(q, k, v, train_length=16)
+    assert torch.equal(out, v.expand(1, 3, 4))
+    with pytest.raises(ValueError, match="train_length"):
+        P.attention(q, k, v, train_length=1)

@@ -309,3 +309,15 @@ def test_validation(lab):
         S.warped_grid([1.0], 5)
     with pytest.raises(ValueError, match="same shape"):
         S.pathwise_error(x, x[:5])
+
+
+def test_heun_churn_needs_a_generator_only_when_it_churns(lab):
+    """s_churn = 0 is deterministic Heun (no generator); s_churn > 0 adds noise and requires one."""
+    gm, den = lab[0], lab[1]
+    x = gm.sample(8, 0) * 5
+    grid = ode.sigma_grid(4, 0.05, 5.0)
+    S.sample_heun_churn(den, x, grid)  # no churn, no generator: fine
+    with pytest.raises(ValueError, match="generator"):
+        S.sample_heun_churn(den, x, grid, s_churn=1.0)
+    with pytest.raises(ValueError, match="s_tmax"):
+        S.sample_heun_churn(den, x, grid, generator=0, s_churn=1.0, s_tmin=1.0, s_tmax=0.5)
