@@ -47,6 +47,7 @@ __all__ = [
     "analytic_dpm_variances",
     "exact_eps_model",
     "sample",
+    "slerp",
 ]
 
 EpsModel = Callable[[torch.Tensor, int], torch.Tensor]
@@ -507,3 +508,38 @@ def sample(
     if return_x0:
         return x, torch.stack(x0s)
     return x
+
+
+def slerp(x0: torch.Tensor, x1: torch.Tensor, w: float | torch.Tensor) -> torch.Tensor:
+    r"""Spherical interpolation between two starting noises, the path along which DDIM's
+    deterministic map turns one sample into another (chapter 1, section 8):
+
+    .. math:: \mathrm{slerp}(x_0,x_1;w)=\frac{\sin((1-w)\theta)}{\sin\theta}x_0+\frac{\sin(w\theta)}{\sin\theta}x_1,
+       \qquad \cos\theta=\frac{\langle x_0,x_1\rangle}{\|x_0\|\,\|x_1\|},
+
+    per row. In high dimension :math:`\|x\|` of a standard normal concentrates at about
+    :math:`\sqrt d` and two draws are nearly orthogonal, so the path keeps every point at a
+    typical norm, where a straight line would pass through atypically short vectors.
+    ``x0``, ``x1``: ``(n, ...)`` of the same shape; ``w``: a number in ``[0, 1]`` or a tensor
+    ``(n,)``. Returns ``(n, ...)``.
+    """
+    x0 = check_batch("x0", x0)
+    x1 = check_batch("x1", x1)
+    if x0.shape != x1.shape:
+        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    w = torch.as_tensor(w, dtype=x0.dtype, device=x0.device)
+    if w.ndim > 1 or (w.ndim == 1 and w.shape[0] != x0.shape[0]) or not torch.isfinite(w).all() \
+            or (w < 0).any() or (w > 1).any():
+        raise ValueError(f"w must be in [0, 1], a number or one value per row ({x0.shape[0]},)")
+    a, b = x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1)
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    if (na == 0).any() or (nb == 0).any():
+        raise ValueError("x0 and x1 must be non-zero in every row")
+    theta = torch.arccos(((a * b).sum(1) / (na * nb)).clamp(-1.0, 1.0))
+    w = w.expand(a.shape[0])
+    small = theta < 1e-6  # (anti)parallel rows: fall back to the straight line
+    st = torch.where(small, torch.ones_like(theta), torch.sin(theta))
+    c0 = torch.where(small, 1 - w, torch.sin((1 - w) * theta) / st)
+    c1 = torch.where(small, w, torch.sin(w * theta) / st)
+    return (c0[:, None] * a + c1[:, None] * b).reshape(x0.shape)
+

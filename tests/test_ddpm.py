@@ -508,3 +508,20 @@ def test_bad_inputs_raise(full):
         ddpm.exact_eps_model("lab", full)
     with pytest.raises(ValueError, match="t_label"):
         m(randn(4, 1), 1001)
+
+
+def test_slerp_endpoints_norms_and_angles():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 64, generator=g, dtype=torch.float64), torch.randn(50, 64, generator=g, dtype=torch.float64)
+    assert torch.allclose(ddpm.slerp(a, b, 0.0), a) and torch.allclose(ddpm.slerp(a, b, 1.0), b)
+    # equal norms: every point of the arc keeps the norm (closed form of the great circle)
+    b_eq = b / b.norm(dim=1, keepdim=True) * a.norm(dim=1, keepdim=True)
+    mid = ddpm.slerp(a, b_eq, 0.5)
+    assert torch.allclose(mid.norm(dim=1), a.norm(dim=1), rtol=1e-12)
+    # the midpoint is at equal angles from both ends
+    cos = lambda u, v: (u * v).sum(1) / (u.norm(dim=1) * v.norm(dim=1))
+    assert torch.allclose(cos(mid, a), cos(mid, b_eq), atol=1e-12)
+    with pytest.raises(ValueError, match="w must be in"):
+        ddpm.slerp(a, b, 1.5)
+    with pytest.raises(ValueError, match="same shape"):
+        ddpm.slerp(a, b[:, :3], 0.5)
