@@ -126,12 +126,23 @@ class ScaleOffset(nn.Module):
         self.beta = nn.Parameter(torch.zeros(dim))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` ``(..., dim)`` -> ``(..., dim)``."""
+        check_tensor("z", z)
+        if z.ndim < 1 or z.shape[-1] != self.gamma.shape[0] or z.numel() == 0:
+            raise ValueError(f"z must be a non-empty (..., {self.gamma.shape[0]}) tensor, got {tuple(z.shape)}")
         return z * self.gamma + self.beta
 
 
-def _check_seq(x: torch.Tensor, d: int, mask: torch.Tensor | None) -> torch.Tensor | None:
+def _check_model(model, cls: type = nn.Module, name: str = "model") -> None:
+    if not isinstance(model, cls):
+        raise TypeError(f"{name} must be a {cls.__name__}, got {type(model).__name__}")
+
+
+def _check_seq(x: torch.Tensor, d: int, mask: torch.Tensor | None, causal: bool = False) -> torch.Tensor | None:
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
     check_tensor("x", x, ndim=3)
-    if x.shape[-1] != d:
+    if x.shape[-1] != d or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"x must have shape (B, n, {d}), got {tuple(x.shape)}")
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
@@ -173,7 +184,7 @@ class GAU(nn.Module):
         self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(U (B,n,e), V (B,n,e), A (B,n,n))`` of equation :eq:`gau-def`."""
-        mask = _check_seq(x, self.d, mask)
+        mask = _check_seq(x, self.d, mask, causal)
         u, v = F.silu(self.uv(x)).chunk(2, dim=-1)
         z = F.silu(self.z(x))
         logits = self.q(z) @ self.k(z).transpose(-1, -2)
@@ -206,7 +217,7 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
-        mask = _check_seq(x, self.d, mask)
+        mask = _check_seq(x, self.d, mask, causal)
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         allowed = torch.ones(n, n, dtype=torch.bool, device=x.device)
@@ -264,6 +275,7 @@ class StdBlock(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
+    _check_model(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -284,6 +296,7 @@ def init_weights(
     weights (equation :eq:`gau-deepnorm`): :math:`W_v,W_o` and both FFN matrices of a :class:`StdBlock`;
     :math:`W_u,W_v,W_o` of a :class:`GAU`. Returns ``model``.
     """
+    _check_model(model)
     if scheme not in ("xavier", "lecun"):
         raise ValueError(f"scheme must be 'xavier' or 'lecun', got {scheme!r}")
     gain = check_positive("gain", gain)
@@ -340,6 +353,7 @@ class SequenceModel(nn.Module):
         self.length = check_int("length", length, minimum=1)
         d = check_int("d", d, minimum=1)
         layers = check_int("layers", layers, minimum=1)
+        check_int("heads", heads, minimum=1)
         if kind not in ("gau", "std"):
             raise ValueError(f"kind must be 'gau' or 'std', got {kind!r}")
         self.kind = kind
@@ -362,6 +376,8 @@ class SequenceModel(nn.Module):
     def forward(self, tokens: torch.Tensor, mask=None, causal: bool = False, record: list | None = None):
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.ndim != 2:
             raise TypeError("tokens must be a (B, n) torch.long tensor")
+        if tokens.numel() == 0:
+            raise ValueError(f"tokens must be non-empty, got shape {tuple(tokens.shape)}")
         if tokens.shape[1] > self.length:
             raise ValueError(f"sequence length {tokens.shape[1]} exceeds the position table ({self.length})")
         if tokens.min() < 0 or tokens.max() >= self.vocab:
@@ -376,6 +392,7 @@ class SequenceModel(nn.Module):
 def residual_ratios(model: SequenceModel, tokens: torch.Tensor) -> torch.Tensor:
     r"""Per-sublayer :math:`\|F(x)\|/\|x\|` (Frobenius norms over the batch) for one forward pass;
     shape ``(layers,)`` for GAU, ``(2 * layers,)`` for std (attention, FFN, attention, …)."""
+    _check_model(model, SequenceModel)
     rec: list[float] = []
     model(tokens, record=rec)
     return torch.tensor(rec, dtype=torch.float64)
@@ -406,6 +423,8 @@ def magnitude_monte_carlo(
     n = check_int("n", n, minimum=2)
     reps = check_int("reps", reps, minimum=1)
     g = make_generator(generator)
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     layer = GAU(d, e, s).to(dtype)
     keys = ("rms", "rms_diag", "diag", "rowsum", "mu", "nu2")
     out: dict[str, list[float]] = {k: [] for k in keys}
@@ -447,13 +466,18 @@ def reversal_batch(
 def reversal_loss(model: nn.Module, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Mean per-position cross-entropy of predicting ``batch.flip(1)``; chance level is
     :math:`\ln(\text{vocab}-1)`. Signature fits :func:`companion.train.fit`."""
+    _check_model(model)
     logits = model(batch)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.flip(1).reshape(-1))
 
 
 @torch.no_grad()
 def reversal_accuracy(model: SequenceModel, n_seqs: int = 256, seed: int = 12345) -> float:
-    """Per-token accuracy on ``n_seqs`` fresh sequences drawn with ``seed``."""
+    """Per-token accuracy on ``n_seqs`` fresh sequences drawn with ``seed`` (``model``: an
+    ``nn.Module`` with ``length`` and ``vocab`` attributes, like :class:`SequenceModel`)."""
+    _check_model(model)
+    if not all(isinstance(getattr(model, a, None), int) for a in ("length", "vocab")):
+        raise TypeError("model must have int attributes length and vocab (like SequenceModel)")
     n_seqs = check_int("n_seqs", n_seqs, minimum=1)
     was_training = model.training
     model.eval()

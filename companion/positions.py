@@ -462,6 +462,10 @@ class PositionTransformer(nn.Module):
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.ndim != 2:
             raise TypeError("tokens must be a (B, S) torch.long tensor")
+        vocab = self.embed.num_embeddings
+        if tokens.numel() == 0 or tokens.min() < 0 or tokens.max() >= vocab:
+            raise ValueError(f"tokens must be a non-empty tensor of ids in [0, {vocab}), got shape "
+                             f"{tuple(tokens.shape)}")
         positions = check_tensor("positions", positions, ndim=2)
         if positions.shape != tokens.shape:
             raise ValueError(f"positions {tuple(positions.shape)} must match tokens {tuple(tokens.shape)}")
@@ -481,7 +485,16 @@ PositionSampler = Callable[[int, int, torch.Generator], torch.Tensor]
 
 def task_loss(model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Cross-entropy at the answer tokens only (targets ``-100`` elsewhere)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.long:
+        raise TypeError("targets must be a torch.long tensor")
+    if not isinstance(tokens, torch.Tensor) or targets.shape != tokens.shape:
+        raise ValueError(f"targets {tuple(targets.shape)} must have the shape of tokens")
     logits = model(tokens, positions)
+    valid = (targets == IGNORE) | ((targets >= 0) & (targets < logits.shape[-1]))
+    if not valid.all():
+        raise ValueError(f"targets must be {IGNORE} or class ids in [0, {logits.shape[-1]})")
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
 
 
@@ -501,8 +514,11 @@ def task_accuracy(
     ``positions``: ``"plain"`` (0, 1, ...), ``"uniform"`` (evenly spaced in ``[0, max_len)``,
     :func:`uniform_positions`) or a sampler ``(batch, seq_len, generator) -> (batch, seq_len)``.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    max_len = check_int("max_len", max_len, minimum=1)
     fn, _ = TASKS[task]
     g = make_generator(seed)
     tok, tgt = fn(n, length, g)
