@@ -193,6 +193,43 @@ def _clause(pools: _Pools, rng: random.Random) -> tuple[list[str], list[Triple],
     return [*p, "visited", *c], [], False
 
 
+def _check_sentence(sent, name: str = "sent") -> Sentence:
+    if not isinstance(sent, Sentence):
+        raise TypeError(f"{name} must be a Sentence, got {type(sent).__name__}")
+    return sent
+
+
+def _check_corpus(corpus, name: str = "corpus") -> list:
+    if not isinstance(corpus, (list, tuple)):
+        raise TypeError(f"{name} must be a list of Sentence, got {type(corpus).__name__}")
+    if not corpus:
+        raise ValueError(f"{name} is empty")
+    for s in corpus:
+        _check_sentence(s, f"every element of {name}")
+    return corpus
+
+
+def _check_vocab(vocab) -> None:
+    if not isinstance(vocab, Vocab):
+        raise TypeError(f"vocab must be a Vocab, got {type(vocab).__name__}")
+
+
+def _check_prob(name: str, value: float) -> float:
+    value = check_positive(name, value, allow_zero=True)
+    if value > 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def _check_length(sent: Sentence, length: int | None) -> int:
+    if length is None:
+        return len(sent.tokens)
+    length = check_int("length", length, minimum=1)
+    if length < len(sent.tokens):
+        raise ValueError(f"length ({length}) must be >= the sentence length ({len(sent.tokens)})")
+    return length
+
+
 def generate_corpus(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int = 3) -> list[Sentence]:
     """``n`` template sentences of 1..``max_clauses`` clauses joined by ``, ; and , while``.
 
@@ -201,6 +238,7 @@ def generate_corpus(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int 
     """
     n = check_int("n", n, minimum=1)
     max_clauses = check_int("max_clauses", max_clauses, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
     reuse = check_positive("reuse", reuse, allow_zero=True)
     if reuse > 1:
         raise ValueError(f"reuse must be a probability in [0, 1], got {reuse}")
@@ -225,8 +263,7 @@ def generate_corpus(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int 
 
 def corpus_stats(corpus: list[Sentence]) -> dict[str, float]:
     """Mean length, mean triples per sentence, and the fraction of each overlap type and of nested sentences."""
-    if not corpus:
-        raise ValueError("corpus is empty")
+    _check_corpus(corpus)
     n = len(corpus)
     st = {
         "mean_length": sum(len(s.tokens) for s in corpus) / n,
@@ -257,13 +294,21 @@ class Vocab:
 
 def build_vocab(corpora: list[list[Sentence]] | list[Sentence]) -> Vocab:
     """A closed vocabulary from the words of one corpus or a list of corpora (sorted, deterministic)."""
-    sents = corpora if corpora and isinstance(corpora[0], Sentence) else [s for c in corpora for s in c]
+    if not isinstance(corpora, (list, tuple)) or not corpora:
+        raise TypeError("corpora must be a non-empty list of Sentence or a list of such lists")
+    sents = corpora if isinstance(corpora[0], Sentence) else [s for c in corpora for s in _check_corpus(c, "corpora[i]")]
+    _check_corpus(sents, "corpora")
     words = sorted({w for s in sents for w in s.tokens})
     return Vocab(["[PAD]", "[UNK]", *words])
 
 
 def find_span(tokens: list[str], words: tuple[str, ...]) -> tuple[int, int] | None:
     """Inclusive span of the **first** occurrence of ``words`` in ``tokens`` (``None`` if absent)."""
+    for name, seq in (("tokens", tokens), ("words", words)):
+        if not isinstance(seq, (list, tuple)) or not all(isinstance(w, str) for w in seq):
+            raise TypeError(f"{name} must be a list or tuple of str, got {type(seq).__name__}")
+    if not words:
+        raise ValueError("words must be non-empty")
     m = len(words)
     for i in range(len(tokens) - m + 1):
         if tuple(tokens[i:i + m]) == tuple(words):
@@ -280,6 +325,7 @@ def encode_sentence(tokens: list[str], vocab: Vocab, max_len: int, *, strict: bo
     which case it is cut to its first ``max_len`` tokens. An empty sentence raises ``ValueError``.
     """
     max_len = check_int("max_len", max_len, minimum=1)
+    _check_vocab(vocab)
     if not isinstance(tokens, (list, tuple)) or not all(isinstance(w, str) for w in tokens):
         raise TypeError("tokens must be a list of str")
     if len(tokens) == 0:
@@ -308,7 +354,7 @@ def _spans(sent: Sentence) -> list[tuple[tuple[int, int], int, tuple[int, int]]]
 
 def subject_labels(sent: Sentence, length: int | None = None) -> torch.Tensor:
     """Subject pointer labels ``(T, 2)``: column 0 marks subject starts, column 1 ends (equation :eq:`spo-pointer`)."""
-    T = len(sent.tokens) if length is None else length
+    T = _check_length(_check_sentence(sent), length)
     y = torch.zeros(T, 2)
     for (a, b), _, _ in _spans(sent):
         y[a, 0] = y[b, 1] = 1.0
@@ -318,7 +364,12 @@ def subject_labels(sent: Sentence, length: int | None = None) -> torch.Tensor:
 def object_labels(sent: Sentence, subject: tuple[int, int], length: int | None = None) -> torch.Tensor:
     """Object–predicate labels ``(T, P, 2)`` given one subject span (equation :eq:`spo-pointer`); all
     zero when ``subject`` is not a gold subject (a negative sample)."""
-    T = len(sent.tokens) if length is None else length
+    T = _check_length(_check_sentence(sent), length)
+    if (not isinstance(subject, (tuple, list)) or len(subject) != 2
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in subject)):
+        raise TypeError(f"subject must be an inclusive span (start, end) of two ints, got {subject!r}")
+    if not 0 <= subject[0] <= subject[1] < len(sent.tokens):
+        raise ValueError(f"subject span {tuple(subject)} must satisfy 0 <= start <= end < {len(sent.tokens)}")
     y = torch.zeros(T, len(PREDICATES), 2)
     for ss, p, (a, b) in _spans(sent):
         if ss == tuple(subject):
@@ -338,6 +389,10 @@ def decode_spans(start: torch.Tensor, end: torch.Tensor, t_start: float = 0.6,
     check_tensor("end", end, ndim=1)
     if start.shape != end.shape:
         raise ValueError(f"start and end must have the same shape, got {tuple(start.shape)} and {tuple(end.shape)}")
+    if ((start < 0) | (start > 1) | (end < 0) | (end > 1)).any():
+        raise ValueError("start and end must be probabilities in [0, 1]")
+    t_start = _check_prob("t_start", t_start)
+    t_end = _check_prob("t_end", t_end)
     ends = torch.nonzero(end > t_end).flatten().tolist()
     out = []
     for i in torch.nonzero(start > t_start).flatten().tolist():
@@ -372,7 +427,7 @@ def single_tag_capacity(sent: Sentence) -> int:
     held when every token of its subject carries (p, subject) and every token of its object
     (p, object). Exact maximum over subsets of the triples (sentences hold a handful).
     """
-    spans = _spans(sent)
+    spans = _spans(_check_sentence(sent))
     for k in range(len(spans), 0, -1):
         for sub in itertools.combinations(spans, k):
             tags: dict[int, tuple[int, int]] = {}
@@ -397,6 +452,9 @@ class ConditionalLayerNorm(nn.Module):
 
     def __init__(self, d: int, d_cond: int, eps: float = 1e-5):
         super().__init__()
+        d = check_int("d", d, minimum=1)
+        d_cond = check_int("d_cond", d_cond, minimum=1)
+        check_positive("eps", eps)
         self.eps = eps
         self.gamma = nn.Parameter(torch.ones(d))
         self.beta = nn.Parameter(torch.zeros(d))
@@ -407,6 +465,15 @@ class ConditionalLayerNorm(nn.Module):
 
     def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``h`` (B, T, d), ``c`` (B, d_cond) -> (B, T, d)."""
+        d, d_cond = self.gamma.shape[0], self.w_gamma.in_features
+        check_tensor("h", h, ndim=3)
+        check_tensor("c", c, ndim=2)
+        if 0 in h.shape or h.shape[-1] != d:
+            raise ValueError(f"h must have shape (B, T, {d}) with B, T >= 1, got {tuple(h.shape)}")
+        if c.shape != (h.shape[0], d_cond):
+            raise ValueError(f"c must have shape ({h.shape[0]}, {d_cond}), got {tuple(c.shape)}")
+        if c.dtype != self.w_gamma.weight.dtype:
+            raise TypeError(f"c has dtype {c.dtype}, the layer {self.w_gamma.weight.dtype}")
         n = F.layer_norm(h, h.shape[-1:], eps=self.eps)
         return n * (self.gamma + self.w_gamma(c)[:, None]) + (self.beta + self.w_beta(c)[:, None])
 
@@ -434,6 +501,17 @@ class TripleModel(nn.Module):
         self.n_subject = check_int("n_subject", n_subject, minimum=1)
         self.n_object = check_int("n_object", n_object, minimum=1)
         self.n_predicates = check_int("n_predicates", n_predicates, minimum=1)
+        vocab_size = check_int("vocab_size", vocab_size, minimum=2)
+        d = check_int("d", d, minimum=1)
+        heads = check_int("heads", heads, minimum=1)
+        if d % heads:
+            raise ValueError(f"d={d} must be divisible by heads={heads}")
+        check_int("layers", layers, minimum=1)
+        check_int("ffn", ffn, minimum=1)
+        dropout = check_positive("dropout", dropout, allow_zero=True)
+        if dropout >= 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        seed = check_int("seed", seed, minimum=0)
         self.conditioning = conditioning
         torch.manual_seed(seed)
         self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
@@ -461,6 +539,16 @@ class TripleModel(nn.Module):
             raise ValueError(f"sequence length {ids.shape[1]} exceeds the position table max_len={self.max_len}")
         if not mask.any(dim=1).all():
             raise ValueError("mask has a row with no valid token (empty sentence)")
+        if ids.min() < 0 or ids.max() >= self.emb.num_embeddings:
+            raise ValueError(f"ids must be token ids in [0, {self.emb.num_embeddings})")
+
+    def _check_h(self, h: torch.Tensor) -> None:
+        check_tensor("h", h, ndim=3)
+        d = self.norm.normalized_shape[0]
+        if 0 in h.shape or h.shape[-1] != d:
+            raise ValueError(f"h must have shape (B, T, {d}) with B, T >= 1, got {tuple(h.shape)}")
+        if h.dtype != self.subject_head.weight.dtype:
+            raise TypeError(f"h has dtype {h.dtype}, the model {self.subject_head.weight.dtype}")
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``ids`` (B, T) int64, ``mask`` (B, T) bool (True = token) -> H (B, T, d)."""
@@ -470,10 +558,19 @@ class TripleModel(nn.Module):
 
     def subject_logits(self, h: torch.Tensor) -> torch.Tensor:
         """H (B, T, d) -> subject start/end logits (B, T, 2)."""
+        self._check_h(h)
         return self.subject_head(h)
 
     def object_logits(self, h: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         """H (B, T, d), subject ``start, end`` (B,) -> object logits (B, T, P, 2) (equation :eq:`spo-cln`)."""
+        self._check_h(h)
+        for name, t in (("start", start), ("end", end)):
+            if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.dtype == torch.bool:
+                raise TypeError(f"{name} must be an integer tensor of positions")
+            if t.shape != h.shape[:1]:
+                raise ValueError(f"{name} must have shape ({h.shape[0]},), got {tuple(t.shape)}")
+        if (start < 0).any() or (end < start).any() or (end >= h.shape[1]).any():
+            raise ValueError(f"subject spans must satisfy 0 <= start <= end < {h.shape[1]}")
         idx = torch.arange(h.shape[0], device=h.device)
         c = torch.cat([h[idx, start], h[idx, end]], dim=-1)
         u = self.cond(h, c) if self.conditioning == "cln" else h + self.cond(c)[:, None]
@@ -487,7 +584,13 @@ def pn_bce(logits: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
     :math:`\log(1-q)=\log\sigma(-z)+\log\sum_{k<n}\sigma(z)^k`. Same shape as ``logits``.
     """
     check_tensor("logits", logits)
+    check_tensor("target", target)
     n = check_int("n", n, minimum=1)
+    if target.shape != logits.shape or logits.numel() == 0:
+        raise ValueError(f"target must have the (non-empty) shape of logits {tuple(logits.shape)}, "
+                         f"got {tuple(target.shape)}")
+    if ((target < 0) | (target > 1)).any():
+        raise ValueError("target must lie in [0, 1]")
     ls = F.logsigmoid(logits)
     log_q = n * ls
     log_1mq = F.logsigmoid(-logits)
@@ -506,8 +609,9 @@ class TripleData:
     """
 
     def __init__(self, corpus: list[Sentence], vocab: Vocab, max_len: int = 64):
-        if not corpus:
-            raise ValueError("corpus is empty")
+        _check_corpus(corpus)
+        _check_vocab(vocab)
+        max_len = check_int("max_len", max_len, minimum=1)
         self.corpus, self.vocab, self.max_len = corpus, vocab, max_len
         T = max(len(s.tokens) for s in corpus)
         if T > max_len:
@@ -582,8 +686,14 @@ def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start
     """Predicted triple sets of every sentence (equation :eq:`spo-decode`): subjects first, then one
     batched object pass per subject. Unknown words map to ``[UNK]``; sentences longer than the
     model's position table raise ``ValueError``."""
-    if not corpus:
-        raise ValueError("corpus is empty")
+    needed = ("encode", "subject_logits", "object_logits", "n_subject", "n_object", "n_predicates", "max_len")
+    if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
+        raise TypeError(f"model must be a TripleModel (or a module with its interface), got {type(model).__name__}")
+    _check_corpus(corpus)
+    _check_vocab(vocab)
+    t_start = _check_prob("t_start", t_start)
+    t_end = _check_prob("t_end", t_end)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     model.eval()
     out: list[set[Triple]] = []
     for b0 in range(0, len(corpus), batch_size):
@@ -632,6 +742,7 @@ def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
 
 def evaluate(pred: list[set[Triple]], corpus: list[Sentence]) -> dict[str, dict[str, float]]:
     """:func:`prf` overall and per overlap type (``"all"``, ``"Normal"``, ``"SEO"``, ``"EPO"``, ``"nested"``)."""
+    _check_corpus(corpus)
     gold = [set(s.triples) for s in corpus]
     res = {"all": prf(pred, gold)}
     for t in (*TYPES, "nested"):
