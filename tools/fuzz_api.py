@@ -1,4 +1,5 @@
-"""Throw bad inputs at the public API of the core and the diffusion chapters, and classify what happens.
+"""Throw bad inputs at the public API of the core, the diffusion chapters and the chapter modules
+(eae, gau, positions, triples, samplers), and classify what happens.
 
 Every *target* is a public function or method with a valid call; for each of its arguments the
 fuzzer substitutes, one at a time, every bad value of that argument's kind (NaN/inf tensors,
@@ -86,6 +87,11 @@ def bad_points(x: torch.Tensor) -> dict[str, object]:
     out["1-d"] = x[:, 0]
     out["3-d"] = x[:, None]
     return out
+
+
+def _no_none(d: dict) -> dict:
+    """For optional arguments (``None`` is a valid value)."""
+    return {k: v for k, v in d.items() if k != "None"}
 
 
 def bad_size(_v) -> dict[str, object]:
@@ -566,6 +572,300 @@ def targets() -> list[Target]:
     return T
 
 
+# ------------------------------------------------------------------ chapter modules
+def chapter_targets() -> list[Target]:
+    """The chapter modules: eae, gau, positions, triples, samplers (cheap valid calls only)."""
+    from companion import eae, gau
+    from companion import positions as P
+    from companion import samplers as SM
+    from companion import triples as TR
+
+    T = []
+
+    def t(name, fn, kwargs, /, **args):
+        T.append(Target(name, fn, kwargs, args))
+
+    gm2 = lab_2d()
+    z = gm2.sample(32, 0)
+    # ------------------------------------------------------------------- eae
+    t("eae.unit_ball_log_volume", eae.unit_ball_log_volume, lambda: dict(d=3), d=bad_size)
+    t("eae.gaussian_entropy", eae.gaussian_entropy, lambda: dict(cov=torch.eye(2, dtype=F64)),
+      cov=lambda v: {"nan": _with(v, NAN), "not PSD": -v, "not square": v[:1], "1-d": v[0], "int": v.long(),
+                     "None": None})
+    bad_z = lambda v: {**bad_tensor(v), "1-d": v[:, 0], "3-d": v[:, None], "one point": v[:1]}  # noqa: E731
+    t("eae.knn_distances", eae.knn_distances, lambda: dict(z=z, k=1), z=bad_z,
+      k=lambda v: {**bad_size(v), "k >= n": 32}, chunk=bad_size, method=bad_option)
+    t("eae.knn_search_method", eae.knn_search_method, lambda: dict(n=10, d=2), n=bad_size, d=bad_size)
+    t("eae.knn_entropy", eae.knn_entropy, lambda: dict(z=z, k=1), z=bad_z, k=bad_size, chunk=bad_size,
+      method=bad_option)
+    eps = eae.knn_distances(z, 1)[:, 0]
+    t("eae.knn_entropy_from_distances", eae.knn_entropy_from_distances, lambda: dict(eps=eps, d=2, k=1),
+      eps=lambda v: {**bad_tensor(v), "negative": -v, "2-d": v[:, None]}, d=bad_size, k=bad_size)
+    t("eae.gaussianity_gap", eae.gaussianity_gap, lambda: dict(z=z, k=1), z=bad_z, k=bad_size)
+    t("eae.mlp", eae.mlp, lambda: dict(sizes=[2, 4, 2]), sizes=lambda v: {"one": [2], "zero": [2, 0, 2],
+      "negative": [2, -1], "float": [2, 2.5], "None": None, "string": "24"})
+    for cls in (eae.EAE, eae.VAE):
+        nm = cls.__name__
+        t(f"eae.{nm}", cls, lambda: dict(x_shape=(1, 4, 4), latent=2, hidden=8),
+          x_shape=lambda v: {"zero": (0, 4), "negative": (1, -4), "None": None, "float": (1.5, 4), "empty": ()},
+          latent=bad_size, hidden=bad_size)
+    torch.manual_seed(0)
+    ea, va = eae.EAE((1, 4, 4), latent=2, hidden=8).double(), eae.VAE((1, 4, 4), latent=2, hidden=8).double()
+    xi = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    bad_img = lambda v: {**bad_tensor(v), "wrong image": v[:, :, :3], "flat": v.flatten(1)}  # noqa: E731
+    t("eae.EAE momentum", eae.EAE, lambda: dict(x_shape=(1, 4, 4), latent=2, hidden=8, momentum=0.05),
+      momentum=bad_prob)
+    t("EAE.forward", ea, lambda: dict(x=xi), x=bad_img)
+    t("EAE.encode", ea.encode, lambda: dict(x=xi), x=bad_img)
+    t("EAE.decode", ea.decode, lambda: dict(z=z[:8]), z=bad_points)
+    t("EAE.sample", ea.sample, lambda: dict(m=4, generator=0), m=bad_size, generator=bad_seed)
+    t("VAE.forward", va, lambda: dict(x=xi, generator=0), x=bad_img, generator=bad_seed)
+    t("VAE.encode", va.encode, lambda: dict(x=xi), x=bad_img)
+    t("eae.eae_loss", eae.eae_loss, lambda: dict(model=ea, x=xi, generator=0), model=lambda v: {
+        "None": None, "VAE": va}, x=bad_img, lam=bad_pos, k=bad_size)
+    t("eae.vae_loss", eae.vae_loss, lambda: dict(model=va, x=xi, generator=0), model=lambda v: {
+        "None": None, "EAE": ea}, x=bad_img, generator=bad_seed, beta=bad_pos)
+
+    # ------------------------------------------------------------------- gau
+    t("gau.swish_moments", gau.swish_moments, lambda: dict(gain=1.0, nodes=20), gain=bad_pos, nodes=bad_size)
+    t("gau.magnitude_theory", gau.magnitude_theory, lambda: dict(n=16, s=8), n=bad_size, s=bad_size, gain=bad_pos)
+    t("gau.magnitude_monte_carlo", gau.magnitude_monte_carlo, lambda: dict(n=8, d=16, s=8, reps=1, generator=0),
+      n=bad_size, d=bad_size, e=lambda v: {k: w for k, w in bad_size(v).items() if k != "None"}, s=bad_size,
+      reps=bad_size, gain=bad_pos, generator=bad_seed,
+      dtype=lambda v: {"float16": torch.float16, "int": torch.int64, "string": "float32"})
+    t("gau.ScaleOffset", gau.ScaleOffset, lambda: dict(dim=4), dim=bad_size)
+    so = gau.ScaleOffset(4)
+    xs = torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(0))
+    t("ScaleOffset.forward", so, lambda: dict(z=xs), z=lambda v: {**bad_tensor(v), "wrong dim": v[..., :3]})
+    t("gau.GAU", gau.GAU, lambda: dict(d=4, e=8, s=4), d=bad_size, s=bad_size,
+      e=lambda v: {k: w for k, w in bad_size(v).items() if k != "None"})
+    t("gau.GAUBlock", gau.GAUBlock, lambda: dict(d=4, e=8, s=4), alpha=bad_pos)
+    t("gau.MultiHeadAttention", gau.MultiHeadAttention, lambda: dict(d=4, heads=2), d=bad_size,
+      heads=lambda v: {**bad_size(v), "not dividing d": 3})
+    t("gau.StdBlock", gau.StdBlock, lambda: dict(d=4, heads=2), ffn_mult=bad_size, alpha=bad_pos)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    bad_seq = lambda v: {**bad_tensor(v), "wrong dim": v[..., :3], "2-d": v[0]}  # noqa: E731
+    bad_mask = lambda v: {"float": v.float(), "wrong shape": v[:, :3], "None row": v & False}  # noqa: E731
+    for nm, mod in (("GAU", gau.GAU(4, 8, 4)), ("MultiHeadAttention", gau.MultiHeadAttention(4, 2)),
+                    ("GAUBlock", gau.GAUBlock(4, 8, 4)), ("StdBlock", gau.StdBlock(4, 2))):
+        t(f"{nm}.forward", mod, lambda: dict(x=xs, mask=mask), x=bad_seq, mask=bad_mask,
+          causal=lambda v: {"string": "yes", "None": None, "int": 1})
+    t("gau.SequenceModel", gau.SequenceModel, lambda: dict(vocab=5, length=6, d=8, layers=1, s=4),
+      vocab=bad_size, length=bad_size, d=bad_size, layers=bad_size, kind=bad_option, heads=bad_size, s=bad_size,
+      seed=bad_seed)
+    sm = gau.SequenceModel(vocab=5, length=6, d=8, layers=1, s=4)
+    tok = torch.randint(0, 5, (2, 6), generator=torch.Generator().manual_seed(0))
+    bad_tok = lambda v: {"float": v.double(), "out of range": v + 5, "negative": v - 5,  # noqa: E731
+                         "too long": torch.cat([v, v], 1), "1-d": v[0], "empty": v[:0], "None": None}
+    t("SequenceModel.forward", sm, lambda: dict(tokens=tok), tokens=bad_tok)
+    t("gau.init_weights", gau.init_weights, lambda: dict(model=gau.GAU(4, 8, 4), generator=0),
+      model=lambda v: {"None": None, "function": lambda x: x}, generator=bad_seed, scheme=bad_option,
+      gain=bad_pos, deepnorm_beta=bad_pos)
+    t("gau.count_parameters", gau.count_parameters, lambda: dict(model=sm), model=lambda v: {"None": None, "int": 3})
+    t("gau.residual_ratios", gau.residual_ratios, lambda: dict(model=sm, tokens=tok), tokens=bad_tok,
+      model=lambda v: {"None": None, "GAU": gau.GAU(4, 8, 4)})
+    t("gau.reversal_batch", gau.reversal_batch, lambda: dict(batch_size=2, generator=torch.Generator(), length=6,
+                                                             vocab=5),
+      batch_size=bad_size, length=bad_size, vocab=lambda v: {**bad_size(v), "one": 1},
+      generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+    rb = gau.reversal_batch(2, torch.Generator().manual_seed(0), length=6, vocab=5)
+    t("gau.reversal_loss", gau.reversal_loss, lambda: dict(model=sm, batch=rb), model=lambda v: {"None": None},
+      batch=bad_tok)
+    t("gau.reversal_accuracy", gau.reversal_accuracy, lambda: dict(model=sm, n_seqs=4, seed=0),
+      model=lambda v: {"None": None}, n_seqs=bad_size, seed=bad_seed)
+
+    # ------------------------------------------------------------- positions
+    pos = P.plain_positions(2, 6)
+    t("positions.sinusoidal_encoding", P.sinusoidal_encoding, lambda: dict(positions=pos, dim=8),
+      positions=lambda v: {**bad_tensor(v), "3-d": v[..., None]}, dim=lambda v: {**bad_size(v), "odd": 5},
+      base=lambda v: {**bad_pos(v), "one": 1.0})
+    t("positions.LearnedPositions", P.LearnedPositions, lambda: dict(size=8, dim=4), size=bad_size, dim=bad_size)
+    lp = P.LearnedPositions(8, 4)
+    t("LearnedPositions.forward", lp, lambda: dict(positions=pos), positions=lambda v: {
+        "above size": v + 10, "negative": v - 3, "nan": _with(v, NAN), "None": None})
+    qk = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(0))
+    t("positions.apply_rope", P.apply_rope, lambda: dict(x=qk, positions=pos),
+      x=lambda v: {**bad_tensor(v), "odd dim": v[..., :5], "1-d": v[0, 0]},
+      positions=lambda v: {**bad_tensor(v), "wrong length": v[:, :3]}, base=lambda v: {**bad_pos(v), "one": 1.0})
+    t("positions.plain_positions", P.plain_positions, lambda: dict(batch=2, length=6), batch=bad_size,
+      length=bad_size, dtype=lambda v: {"int": torch.int64, "string": "float32"})
+    t("positions.random_positions", P.random_positions, lambda: dict(batch=2, length=6, max_len=16,
+                                                                      generator=torch.Generator()),
+      batch=bad_size, length=lambda v: {**bad_size(v), "above max_len": 17}, max_len=bad_size,
+      generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+    t("positions.equal_mean_positions", P.equal_mean_positions, lambda: dict(batch=2, length=6,
+                                                                              generator=torch.Generator()),
+      batch=bad_size, length=bad_size, generator=lambda v: {"None": None, "float": 1.5, "string": "0"},
+      mean=lambda v: {"negative": -1.0, "nan": NAN, "inf": INF, "string": "1"})
+    t("positions.uniform_positions", P.uniform_positions, lambda: dict(batch=2, length=6, max_len=16),
+      batch=bad_size, length=lambda v: {**bad_size(v), "above max_len": 17}, max_len=bad_size)
+    t("positions.log_n_scale", P.log_n_scale, lambda: dict(n=8, train_length=4),
+      n=lambda v: {**bad_size(v), "one": 1, "nan tensor": torch.tensor([NAN]), "zero tensor": torch.tensor([0.0]),
+                   "int tensor": torch.tensor([1])},
+      train_length=lambda v: {**_no_none(bad_size(v)), "one": 1})
+    vv = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(1))
+    bad_qkv = lambda v: {**bad_tensor(v), "1-d": v[0, 0], "wrong dim": v[..., :5]}  # noqa: E731
+    t("positions.attention", P.attention, lambda: dict(q=qk, k=qk, v=vv, train_length=4), q=bad_qkv,
+      k=lambda v: {**bad_qkv(v), "wrong length": v[:, :3, :]}, v=lambda v: {**bad_tensor(v), "wrong length":
+                                                                           v[:, :3]},
+      train_length=lambda v: {**_no_none(bad_size(v)), "one": 1})
+    t("positions.attention_entropy", P.attention_entropy, lambda: dict(q=qk, k=qk), q=bad_qkv, k=bad_qkv,
+      train_length=lambda v: {**_no_none(bad_size(v)), "one": 1})
+    t("positions.entropy_curve", P.entropy_curve, lambda: dict(lengths=[4, 8], dim=4, queries=4),
+      lengths=lambda v: {"empty": [], "zero": [0, 4], "float": [4.5], "None": None}, dim=bad_size,
+      scale=bad_pos, queries=bad_size, train_length=lambda v: {**_no_none(bad_size(v)), "one": 1}, seed=bad_seed,
+      dtype=lambda v: {"int": torch.int64, "float16": torch.float16})
+    t("positions.gaussian_entropy_limit", P.gaussian_entropy_limit, lambda: dict(n=8.0, sigma=1.0),
+      n=lambda v: {**bad_pos(v), "zero": 0.0}, sigma=bad_pos)
+    for nm in ("first_marker_batch", "bucket_sort_batch", "even_pairs_batch"):
+        t(f"positions.{nm}", getattr(P, nm), lambda: dict(batch=2, length=6, generator=torch.Generator()),
+          batch=bad_size, length=bad_size, generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+    t("positions.PositionTransformer", P.PositionTransformer, lambda: dict(vocab=7, dim=8, heads=2, layers=1,
+                                                                            max_len=16),
+      vocab=bad_size, dim=lambda v: {**bad_size(v), "odd": 7}, heads=lambda v: {**bad_size(v), "not dividing": 3},
+      layers=bad_size, pe=bad_option, max_len=bad_size, base=bad_pos, train_length=lambda v: {**_no_none(bad_size(v)),
+                                                                                              "one": 1})
+    torch.manual_seed(0)
+    ptf = P.PositionTransformer(7, dim=8, heads=2, layers=1, max_len=16)
+    ptok, ptgt = P.first_marker_batch(2, 6, torch.Generator().manual_seed(0))
+    ppos = P.plain_positions(*ptok.shape)
+    bad_ptok = lambda v: {"float": v.double(), "out of range": v + 50, "negative": v - 50,  # noqa: E731
+                          "1-d": v[0], "empty": v[:0], "None": None}
+    t("PositionTransformer.forward", ptf, lambda: dict(tokens=ptok, positions=ppos), tokens=bad_ptok,
+      positions=lambda v: {**bad_tensor(v), "wrong length": v[:, :3], "wrong batch": v[:1].repeat(3, 1)})
+    t("positions.task_loss", P.task_loss, lambda: dict(model=ptf, tokens=ptok, targets=ptgt, positions=ppos),
+      model=lambda v: {"None": None}, tokens=bad_ptok, positions=bad_tensor,
+      targets=lambda v: {"float": v.double(), "wrong shape": v[:1], "out of range": v + 50})
+    t("positions.task_accuracy", P.task_accuracy, lambda: dict(model=ptf, task="first", length=6, n=4,
+                                                                max_len=16, seed=0),
+      model=lambda v: {"None": None}, task=bad_option, length=bad_size, positions=bad_option, n=bad_size,
+      max_len=bad_size, seed=bad_seed)
+    t("positions.make_sampler", P.make_sampler, lambda: dict(kind="plain", max_len=16), kind=bad_option,
+      max_len=bad_size)
+
+    # --------------------------------------------------------------- triples
+    corpus = TR.generate_corpus(6, seed=0)
+    voc = TR.build_vocab(corpus)
+    sent = corpus[0]
+    t("triples.generate_corpus", TR.generate_corpus, lambda: dict(n=4, seed=0, reuse=0.2, max_clauses=2),
+      n=bad_size, seed=bad_seed, reuse=bad_prob, max_clauses=bad_size)
+    t("triples.overlap_type", TR.overlap_type, lambda: dict(triples=sent.triples),
+      triples=lambda v: {"None": None, "int": 3, "not triples": [("a",)]})
+    t("triples.corpus_stats", TR.corpus_stats, lambda: dict(corpus=corpus),
+      corpus=lambda v: {"empty": [], "None": None, "strings": ["a b"]})
+    t("triples.build_vocab", TR.build_vocab, lambda: dict(corpora=corpus),
+      corpora=lambda v: {"None": None, "strings": ["a b"], "int": 3})
+    t("triples.find_span", TR.find_span, lambda: dict(tokens=sent.tokens, words=tuple(sent.tokens[:1])),
+      tokens=lambda v: {"None": None, "string": "a b"}, words=lambda v: {"empty": (), "None": None, "string": "ab"})
+    t("triples.encode_sentence", TR.encode_sentence, lambda: dict(tokens=sent.tokens, vocab=voc, max_len=64),
+      tokens=lambda v: {"None": None, "string": "a b", "empty": []}, vocab=lambda v: {"None": None, "dict": {}},
+      max_len=lambda v: {**bad_size(v), "too short": 2})
+    t("triples.subject_labels", TR.subject_labels, lambda: dict(sent=sent, length=64),
+      sent=lambda v: {"None": None, "string": "a"},
+      length=lambda v: {**{k: w for k, w in bad_size(v).items() if k != "None"}, "too short": 2})
+    subj = TR.find_span(sent.tokens, sent.triples[0][0])
+    t("triples.object_labels", TR.object_labels, lambda: dict(sent=sent, subject=subj, length=64),
+      sent=lambda v: {"None": None}, subject=lambda v: {"reversed": (v[1], v[0]), "negative": (-1, 0),
+                                                        "beyond": (100, 101), "None": None, "floats": (0.0, 1.0)},
+      length=lambda v: {**{k: w for k, w in bad_size(v).items() if k != "None"}, "too short": 2})
+    pr = torch.tensor([0.9, 0.1, 0.2, 0.7], dtype=F64)
+    t("triples.decode_spans", TR.decode_spans, lambda: dict(start=pr, end=pr.flip(0)),
+      start=lambda v: {**bad_tensor(v), "above 1": v + 1, "2-d": v[None]},
+      end=lambda v: {**bad_tensor(v), "wrong length": v[:2]}, t_start=bad_prob, t_end=bad_prob)
+    t("triples.decode_gold", TR.decode_gold, lambda: dict(sent=sent), sent=lambda v: {"None": None, "string": "a"})
+    t("triples.single_tag_capacity", TR.single_tag_capacity, lambda: dict(sent=sent),
+      sent=lambda v: {"None": None, "string": "a"})
+    t("triples.ConditionalLayerNorm", TR.ConditionalLayerNorm, lambda: dict(d=4, d_cond=6), d=bad_size,
+      d_cond=bad_size, eps=bad_pos)
+    cln = TR.ConditionalLayerNorm(4, 6)
+    hh, cc = torch.randn(2, 5, 4), torch.randn(2, 6)
+    t("ConditionalLayerNorm.forward", cln, lambda: dict(h=hh, c=cc), h=lambda v: {**bad_tensor(v), "wrong dim":
+                                                                                v[..., :3]},
+      c=lambda v: {**bad_tensor(v), "wrong dim": v[..., :3], "wrong batch": v[:1].repeat(3, 1)})
+    t("triples.TripleModel", TR.TripleModel, lambda: dict(vocab_size=len(voc.itos), d=8, heads=2, layers=1, ffn=16,
+                                                          max_len=16),
+      vocab_size=bad_size, n_predicates=bad_size, d=bad_size, heads=lambda v: {**bad_size(v), "not dividing": 3},
+      layers=bad_size, ffn=bad_size, max_len=bad_size, dropout=bad_prob, conditioning=bad_option,
+      n_subject=bad_size, n_object=bad_size, pos_std=bad_pos, seed=bad_seed)
+    tm = TR.TripleModel(len(voc.itos), d=8, heads=2, layers=1, ffn=16, max_len=64).eval()
+    data = TR.TripleData(corpus, voc, max_len=64)
+    ids = data.ids[:2] if hasattr(data, "ids") else None
+    if ids is not None:
+        msk = ids != 0
+        t("TripleModel.encode", tm.encode, lambda: dict(ids=ids, mask=msk), ids=bad_ptok,
+          mask=lambda v: {"float": v.double(), "wrong shape": v[:, :3]})
+    h = torch.randn(2, 64, 8)
+    t("TripleModel.subject_logits", tm.subject_logits, lambda: dict(h=h), h=lambda v: {**bad_tensor(v), "wrong dim":
+                                                                                     v[..., :3]})
+    st, en = torch.tensor([0, 1]), torch.tensor([1, 2])
+    t("TripleModel.object_logits", tm.object_logits, lambda: dict(h=h, start=st, end=en), h=bad_tensor,
+      start=lambda v: {"float": v.double(), "out of range": v + 100, "negative": v - 5, "wrong length": v[:1]},
+      end=lambda v: {"before start": v - 2, "out of range": v + 100})
+    lg = torch.randn(2, 5, 3, dtype=F64)
+    t("triples.pn_bce", TR.pn_bce, lambda: dict(logits=lg, target=(lg > 0).double(), n=2), logits=bad_tensor,
+      target=lambda v: {**bad_tensor(v), "wrong shape": v[:1], "above 1": v + 2}, n=bad_size)
+    t("triples.TripleData", TR.TripleData, lambda: dict(corpus=corpus, vocab=voc, max_len=64),
+      corpus=lambda v: {"empty": [], "None": None}, vocab=lambda v: {"None": None}, max_len=lambda v: {
+          **bad_size(v), "too short": 2})
+    t("triples.extract", TR.extract, lambda: dict(model=tm, corpus=corpus[:2], vocab=voc),
+      model=lambda v: {"None": None}, corpus=lambda v: {"None": None, "strings": ["a"]}, vocab=lambda v: {"None": None},
+      t_start=bad_prob, t_end=bad_prob, batch_size=bad_size)
+    gold = [TR.decode_gold(s) for s in corpus]
+    t("triples.prf", TR.prf, lambda: dict(pred=gold, gold=gold), pred=lambda v: {"wrong length": v[:2], "None": None},
+      gold=lambda v: {"wrong length": v[:2], "None": None})
+    t("triples.evaluate", TR.evaluate, lambda: dict(pred=gold, corpus=corpus),
+      pred=lambda v: {"wrong length": v[:2], "None": None}, corpus=lambda v: {"None": None, "empty": []})
+
+    # -------------------------------------------------------------- samplers
+    den = SM.gmm_denoiser(gm2)
+    x0 = gm2.sample(16, 2) * 5
+    sg = ode.sigma_grid(4, 0.05, 5.0)
+    t("samplers.gmm_denoiser", SM.gmm_denoiser, lambda: dict(gm=gm2), gm=bad_gmm)
+    t("samplers.gmm_denoiser(...)", den, lambda: dict(x=x0, sigma=0.5), x=bad_points, sigma=bad_pos)
+    t("samplers.denoiser_from_score", SM.denoiser_from_score, lambda: dict(score_fn=ode.gmm_score_fn(gm2)),
+      score_fn=lambda v: {"None": None, "int": 3})
+    t("samplers.fast_coordinates", SM.fast_coordinates, lambda: dict(sigma=0.5, ref_std=0.5), sigma=bad_pos,
+      ref_std=lambda v: {"negative": -1.0, "nan": NAN, "string": "1"})
+    bad_sig = lambda v: {**bad_tensor(v), "increasing": v.flip(0), "one level": v[:1],  # noqa: E731
+                         "negative": -v, "2-d": v[None]}
+    den_bad = bad_fn()
+    common = dict(denoiser=den_bad, x=bad_tensor, sigmas=bad_sig, callback=lambda v: {"int": 3})
+    for nm in ("sample_multistep", "sample_dpmpp_2m", "sample_dpmpp_3m", "sample_unipc", "sample_lms"):
+        t(f"samplers.{nm}", getattr(SM, nm), lambda: dict(denoiser=den, x=x0, sigmas=sg), **common)
+    t("samplers.sample_multistep options", SM.sample_multistep, lambda: dict(denoiser=den, x=x0, sigmas=sg),
+      order=lambda v: {**bad_size(v), "huge": 99}, ref_mean=lambda v: {"nan": NAN, "string": "0",
+                                                                      "wrong shape": torch.zeros(3, dtype=F64)},
+      ref_std=lambda v: {"negative": -1.0, "nan": NAN, "string": "1"})
+    t("samplers.sample_lms order", SM.sample_lms, lambda: dict(denoiser=den, x=x0, sigmas=sg),
+      order=lambda v: {**bad_size(v), "huge": 99})
+    t("samplers.sample_dpm_adaptive", SM.sample_dpm_adaptive, lambda: dict(denoiser=den, x=x0, sigma_max=5.0,
+                                                                            sigma_min=0.05, rtol=0.05),
+      denoiser=den_bad, x=bad_tensor, sigma_max=lambda v: {**bad_pos(v), "below min": 0.01}, sigma_min=bad_pos,
+      rtol=bad_pos, atol=lambda v: {"negative": -1.0, "nan": NAN}, method=bad_option, h_init=bad_pos,
+      safety=lambda v: {**bad_pos(v), "above 1": 1.5}, max_steps=bad_size)
+    for nm in ("sample_euler_ancestral", "sample_dpmpp_2m_sde"):
+        t(f"samplers.{nm}", getattr(SM, nm), lambda: dict(denoiser=den, x=x0, sigmas=sg, generator=0), **common,
+          generator=bad_seed, eta=bad_pos, s_noise=bad_pos)
+    t("samplers.sample_heun_churn", SM.sample_heun_churn, lambda: dict(denoiser=den, x=x0, sigmas=sg, generator=0,
+                                                                        s_churn=1.0),
+      **common, generator=bad_seed, s_churn=bad_pos, s_noise=bad_pos,
+      s_tmin=lambda v: {"negative": -1.0, "nan": NAN, "string": "0"},
+      s_tmax=lambda v: {"nan": NAN, "string": "1", "below s_tmin": -1.0})
+    t("samplers.reference_solution", SM.reference_solution, lambda: dict(denoiser=den, x=x0[:2], sigma_max=5.0,
+                                                                          sigma_min=0.05, rtol=1e-4, atol=1e-4),
+      denoiser=den_bad, x=bad_tensor, sigma_max=lambda v: {**bad_pos(v), "below min": 0.01}, sigma_min=bad_pos,
+      rtol=bad_pos, atol=bad_pos)
+    t("samplers.pathwise_error", SM.pathwise_error, lambda: dict(x=x0, x_ref=x0 + 0.1), x=bad_tensor,
+      x_ref=lambda v: {**bad_tensor(v), "wrong shape": v[:3]})
+    t("samplers.warped_grid", SM.warped_grid, lambda: dict(params=[0.0] * 8, n=5),
+      params=lambda v: {"nan": [NAN] * 8, "None": None, "empty": [], "string": "a"}, n=bad_size,
+      sigma_min=bad_pos, sigma_max=lambda v: {**bad_pos(v), "below min": 1e-3},
+      dtype=lambda v: {"int": torch.int64, "float16": torch.float16})
+    t("samplers.karras_warp", SM.karras_warp, lambda: dict(k=8), k=bad_size, sigma_min=bad_pos,
+      sigma_max=lambda v: {**bad_pos(v), "below min": 1e-3}, rho=bad_pos)
+    return T
+
+
 # ------------------------------------------------------------------------------ running
 def _finite(out) -> bool:
     if isinstance(out, torch.Tensor):
@@ -606,7 +906,7 @@ def run_case(fn: Callable, kwargs: dict, timeout: int) -> tuple[str, str]:
 def run(timeout: int = 20, only: str = "") -> dict:
     torch.manual_seed(0)
     results, baseline_errors = [], []
-    for tg in targets():
+    for tg in targets() + chapter_targets():
         if only and only not in tg.name:
             continue
         valid = tg.kwargs()
