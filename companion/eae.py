@@ -281,7 +281,7 @@ class _AutoEncoder(nn.Module):
     @torch.no_grad()
     def sample(self, m: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
         r"""Decode ``m`` codes drawn from the prior :math:`\mathcal N(0,I)`: ``(m, *x_shape)``, in the
-        dtype/device of the model. ``generator``: int seed or ``torch.Generator`` (``None``: seed 0)."""
+        dtype/device of the model. ``generator``: int seed or ``torch.Generator`` (required)."""
         m = check_int("m", m, minimum=1)
         p = next(self.parameters())
         g = make_generator(generator)
