@@ -238,6 +238,8 @@ def gaussianity_gap(z: torch.Tensor, k: int = 1, *, dedupe: bool = False) -> tor
 def mlp(sizes: list[int] | tuple[int, ...]) -> nn.Sequential:
     """Fully connected net ``sizes[0] -> ... -> sizes[-1]`` with ReLU between layers (none after
     the last)."""
+    if not isinstance(sizes, (list, tuple)):
+        raise TypeError(f"sizes must be a list or tuple of ints, got {type(sizes).__name__}")
     if len(sizes) < 2:
         raise ValueError(f"sizes must list at least an input and an output width, got {sizes}")
     for s in sizes:
@@ -346,6 +348,7 @@ class VAE(_AutoEncoder):
     :math:`q(z\mid x)` (equation :eq:`eae-vae`)."""
 
     def __init__(self, x_shape: tuple[int, ...] = (1, 8, 8), latent: int = 8, hidden: int = 256):
+        latent = check_int("latent", latent, minimum=1)
         super().__init__(x_shape, latent, hidden, head=2 * latent)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -519,6 +519,7 @@ def task_accuracy(
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     max_len = check_int("max_len", max_len, minimum=1)
+    n = check_int("n", n, minimum=1)
     fn, _ = TASKS[task]
     g = make_generator(seed)
     tok, tgt = fn(n, length, g)

@@ -86,6 +86,8 @@ def denoiser_from_score(score_fn: ScoreFn) -> Denoiser:
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
 
     def denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
+            raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
         return x + sigma**2 * score_fn(x, sigma)
 
     return denoiser
@@ -617,6 +619,8 @@ def warped_grid(params, n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0
     :math:`\log\sigma_i=\log\sigma_{\max}+(\log\sigma_{\min}-\log\sigma_{\max})\,G(i/n)`,
     :math:`G(t)=\int_0^te^{a}/\int_0^1e^{a}`. All zeros give a grid uniform in
     :math:`\log\sigma`; :func:`karras_warp` gives the Karras grid's density. Returns ``(n + 1,)``."""
+    if isinstance(params, (str, bytes)) or params is None:
+        raise TypeError(f"params must be a sequence of numbers, got {type(params).__name__}")
     a = np.asarray(params, dtype=np.float64)
     if a.ndim != 1 or a.size < 2 or not np.isfinite(a).all():
         raise ValueError(f"params must be at least 2 finite numbers, got {params!r}")

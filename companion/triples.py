@@ -107,6 +107,8 @@ class Sentence:
 def overlap_type(triples: list[Triple]) -> str:
     """``"EPO"`` if two triples share their (subject, object) pair, else ``"SEO"`` if an entity
     occurs in two triples, else ``"Normal"`` (the usual tagging of overlap types)."""
+    if not isinstance(triples, (list, tuple, set)) or not all(isinstance(t, tuple) and len(t) == 3 for t in triples):
+        raise TypeError("triples must be a list of (subject, predicate, object) tuples")
     pairs = [(s, o) for s, _, o in triples]
     if len(set(pairs)) < len(pairs):
         return "EPO"
@@ -731,6 +733,9 @@ def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
     """Corpus-level exact-match precision, recall and F1 (equation :eq:`spo-f1`):
     :math:`P=|R\\cap G|/|R|`, :math:`R=|R\\cap G|/|G|`, :math:`F_1=2|R\\cap G|/(|R|+|G|)`
     with counts summed over sentences (0 when a denominator is 0)."""
+    for name, v in (("pred", pred), ("gold", gold)):
+        if not isinstance(v, (list, tuple)):
+            raise TypeError(f"{name} must be a list of sets of triples, got {type(v).__name__}")
     if len(pred) != len(gold):
         raise ValueError(f"pred and gold must have the same length, got {len(pred)} and {len(gold)}")
     hit = sum(len(set(p) & set(g)) for p, g in zip(pred, gold, strict=True))
