@@ -109,6 +109,15 @@ def _check_sigmas(sigmas) -> list[float]:
 
 
 # ======================================================================= the laboratory
+def _check_sigma_range(sigma_max, sigma_min) -> tuple[float, float]:
+    """Validate a noise range: both levels finite and > 0, ``sigma_max > sigma_min``."""
+    sigma_max = check_positive("sigma_max", sigma_max)
+    sigma_min = check_positive("sigma_min", sigma_min)
+    if sigma_max <= sigma_min:
+        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    return sigma_max, sigma_min
+
+
 def gmm_score_fn(gm: GaussianMixture) -> ScoreFn:
     r"""Exact score of :math:`p_\sigma=p_0*\mathcal N(0,\sigma^2I)` for a mixture ``p_0``
     (equation :eq:`ode-heat-solution`): ``score_fn(x, sigma)``, ``x``: ``(n, d)`` -> ``(n, d)``.
@@ -185,11 +194,8 @@ def sigma_grid(n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: fl
     ``i = 0..n``. ``rho = 1`` is uniform in :math:`\sigma`; large ``rho`` tends to uniform in
     :math:`\log\sigma`. Returns ``(n + 1,)`` from ``sigma_max`` to ``sigma_min``."""
     n = check_int("n", n, minimum=1)
-    sigma_min = check_positive("sigma_min", sigma_min)
-    sigma_max = check_positive("sigma_max", sigma_max)
+    sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     rho = check_positive("rho", rho)
-    if sigma_max <= sigma_min:
-        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64 (an integer grid would round to zeros), got {dtype}")
     i = torch.linspace(0, 1, n + 1, dtype=torch.float64)
@@ -558,10 +564,7 @@ def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigm
     """
     _check_callable("score_fn", score_fn)
     x = check_batch("x", x, min_ndim=2)
-    sigma_min = check_positive("sigma_min", sigma_min)
-    sigma_max = check_positive("sigma_max", sigma_max)
-    if sigma_max <= sigma_min:
-        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     n_probes = check_int("n_probes", n_probes, minimum=1)
     if probe not in ("rademacher", "gaussian"):
         raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .gmm import GaussianMixture
-from .ode import ScoreFn, _check_sigmas, gmm_score_fn
+from .ode import ScoreFn, _check_sigma_range, _check_sigmas, gmm_score_fn
 from .utils import check_batch, check_int, check_positive, require_generator
 
 __all__ = [
@@ -384,10 +384,7 @@ def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, s
     """
     model = _Counted(denoiser)
     x = check_batch("x", x, min_ndim=2)
-    sigma_max = check_positive("sigma_max", sigma_max)
-    sigma_min = check_positive("sigma_min", sigma_min)
-    if sigma_max <= sigma_min:
-        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)
     h = check_positive("h_init", h_init)
@@ -581,10 +578,7 @@ def reference_solution(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, si
 
     model = _Counted(denoiser)
     x = check_batch("x", x, min_ndim=2)
-    sigma_max = check_positive("sigma_max", sigma_max)
-    sigma_min = check_positive("sigma_min", sigma_min)
-    if sigma_max <= sigma_min:
-        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)
     shape, dtype = x.shape, x.dtype
@@ -625,10 +619,7 @@ def warped_grid(params, n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0
     if a.ndim != 1 or a.size < 2 or not np.isfinite(a).all():
         raise ValueError(f"params must be at least 2 finite numbers, got {params!r}")
     n = check_int("n", n, minimum=1)
-    sigma_min = check_positive("sigma_min", sigma_min)
-    sigma_max = check_positive("sigma_max", sigma_max)
-    if sigma_max <= sigma_min:
-        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     tt = np.linspace(0.0, 1.0, 4001)
@@ -645,10 +636,7 @@ def karras_warp(k: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: f
     r"""Log step density of Karras et al.'s grid (:func:`companion.ode.sigma_grid`) at ``k`` knots,
     for :func:`warped_grid`: :math:`a(t)=\log|d\log\sigma/dt|=\log\rho|B|-\log(A+Bt)`."""
     k = check_int("k", k, minimum=2)
-    sigma_min = check_positive("sigma_min", sigma_min)
-    sigma_max = check_positive("sigma_max", sigma_max)
-    if sigma_max <= sigma_min:
-        raise ValueError(f"sigma_max must be > sigma_min, got {sigma_max} <= {sigma_min}")
+    sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     rho = check_positive("rho", rho)
     A = sigma_max ** (1 / rho)
     B = sigma_min ** (1 / rho) - A
