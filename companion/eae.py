@@ -17,6 +17,9 @@ Public surface:
   closed forms the estimator is checked against.
 * :class:`EAE` (encoder → ``BatchNorm1d(affine=False)`` → decoder), :func:`eae_loss`;
   :class:`VAE`, :func:`vae_loss` — the baseline with the same encoder and decoder.
+* :func:`codes`, :class:`ExPostGMM` — the deterministic codes of a trained model, and the
+  "ex-post" sampler that replaces the prior :math:`\mathcal N(0,I)` by a Gaussian mixture fitted
+  to the training codes (equation :eq:`eae-gmm`).
 
 **Duplicates.** The estimator assumes a continuous law: two identical points give a zero
 nearest-neighbour distance and :math:`\log 0=-\infty`. :func:`knn_entropy` raises a
@@ -49,6 +52,8 @@ __all__ = [
     "eae_loss",
     "VAE",
     "vae_loss",
+    "codes",
+    "ExPostGMM",
 ]
 
 
@@ -385,3 +390,62 @@ def vae_loss(model: VAE, x: torch.Tensor, generator: torch.Generator | None = No
     if return_parts:
         return loss, {"rec": rec.item(), "kl": kl.item()}
     return loss
+
+
+# ============================================================================ ex-post sampling
+@torch.no_grad()
+def codes(model: EAE | VAE, x: torch.Tensor) -> torch.Tensor:
+    """Deterministic codes ``(n, latent)`` of images ``x`` ``(n, *x_shape)``: the batch-normalized
+    code of an :class:`EAE` (the model must be in eval mode, so the running statistics are used and
+    a code does not depend on the rest of the batch), the posterior mean of a :class:`VAE`."""
+    if not isinstance(model, (EAE, VAE)):
+        raise TypeError(f"model must be an EAE or a VAE, got {type(model).__name__}")
+    if model.training:
+        raise ValueError("put the model in eval mode first (model.eval()): in train mode batch norm "
+                         "uses the statistics of the batch")
+    z = model.encode(x)
+    return z[0] if isinstance(model, VAE) else z
+
+
+class ExPostGMM:
+    r"""Ex-post density estimation (equation :eq:`eae-gmm`): a Gaussian mixture with
+    ``components`` full-covariance components, fitted by EM (scikit-learn's ``GaussianMixture``,
+    k-means initialisation seeded by ``seed``) to the codes of the training images, and used in
+    place of :math:`\mathcal N(0,I)` to draw the codes that the decoder turns into images.
+
+    ``model``: a trained :class:`EAE` or :class:`VAE` in eval mode (codes from :func:`codes`);
+    ``x_train``: ``(n, *x_shape)`` with ``n >= components``. Attributes ``weights`` ``(K,)``,
+    ``means`` ``(K, latent)``, ``covariances`` ``(K, latent, latent)`` (float64 tensors).
+    """
+
+    def __init__(self, model: EAE | VAE, x_train: torch.Tensor, *, components: int = 10, seed: int = 0):
+        from sklearn.mixture import GaussianMixture
+
+        self.components = check_int("components", components, minimum=1)
+        seed = check_int("seed", seed)
+        z = codes(model, x_train)
+        if z.shape[0] < self.components:
+            raise ValueError(f"need at least components={self.components} training images, got {z.shape[0]}")
+        self.model = model
+        gmm = GaussianMixture(self.components, covariance_type="full", random_state=seed)
+        gmm.fit(z.detach().cpu().double().numpy())
+        self.weights = torch.as_tensor(gmm.weights_, dtype=torch.float64)
+        self.means = torch.as_tensor(gmm.means_, dtype=torch.float64)
+        self.covariances = torch.as_tensor(gmm.covariances_, dtype=torch.float64)
+        self._chol = torch.linalg.cholesky(self.covariances)
+
+    def sample_codes(self, m: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
+        """``m`` codes ``(m, latent)`` (float64) from the fitted mixture: a component drawn with
+        probability ``weights``, then a Gaussian draw. ``generator``: int seed or
+        ``torch.Generator`` (required)."""
+        m = check_int("m", m, minimum=1)
+        g = make_generator(generator)
+        comp = torch.multinomial(self.weights, m, replacement=True, generator=g)
+        eps = torch.randn(m, self.means.shape[1], generator=g, dtype=torch.float64)
+        return self.means[comp] + (self._chol[comp] @ eps[:, :, None])[:, :, 0]
+
+    @torch.no_grad()
+    def sample(self, m: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
+        """Decode ``m`` mixture codes: images ``(m, *x_shape)`` in the dtype/device of the model."""
+        p = next(self.model.parameters())
+        return self.model.decode(self.sample_codes(m, generator).to(dtype=p.dtype, device=p.device))

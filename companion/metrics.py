@@ -8,6 +8,8 @@ r"""Distances between a sample and a law (or another sample), each with a known 
 * :func:`total_variation`, :func:`empirical_pmf` — for discrete laws.
 * :func:`frechet_distance` / :func:`gaussian_frechet` — Fréchet distance between Gaussian fits;
   :func:`digit_frechet_distance` computes it on the features of a small digit classifier.
+* :func:`inception_score` / :func:`digit_inception_score` — exp of the mean KL divergence from each
+  sample's class probabilities to their average (the same classifier for digits).
 * :func:`loglog_slope` — least-squares slope of :math:`\log y` on :math:`\log x` (orders of convergence).
 """
 
@@ -31,6 +33,8 @@ __all__ = [
     "frechet_distance",
     "digit_classifier",
     "digit_frechet_distance",
+    "inception_score",
+    "digit_inception_score",
     "loglog_slope",
 ]
 
@@ -280,6 +284,42 @@ def digit_frechet_distance(samples: torch.Tensor, reference: torch.Tensor | None
         fx = model.features(samples.to(torch.float32).clamp(-1, 1))
         fy = model.features(reference.to(torch.float32))
     return frechet_distance(fx, fy)
+
+
+def inception_score(probs: torch.Tensor) -> float:
+    r"""Inception-style score of a sample from its class probabilities (equation :eq:`eae-is`):
+
+    .. math:: \mathrm{IS}=\exp\Big(\frac1n\sum_{i=1}^n\mathrm{KL}\big(p(y\mid x_i)\,\|\,\hat p(y)\big)\Big),
+       \qquad \hat p(y)=\frac1n\sum_{i=1}^n p(y\mid x_i),
+
+    equivalently :math:`\exp\big(H(\hat p)-\frac1n\sum_i H(p(\cdot\mid x_i))\big)`. It lies in
+    :math:`[1, k]`: ``1`` when every row is the same, ``k`` when every row is one-hot and the ``k``
+    classes are used equally often.
+
+    ``probs``: ``(n, k)``, each row a pmf (non-negative, summing to 1 within ``1e-6``), ``n >= 1``,
+    ``k >= 2``. Computed in float64 with :math:`0\log0=0`. Returns a float.
+    """
+    p = check_tensor("probs", probs, ndim=2)   # float32/float64, finite
+    n, k = p.shape
+    if n < 1 or k < 2:
+        raise ValueError(f"probs must have shape (n, k) with n >= 1 and k >= 2 classes, got {tuple(p.shape)}")
+    p = p.to(torch.float64)
+    if (p < 0).any() or ((p.sum(1) - 1).abs() > 1e-6).any():
+        raise ValueError("every row of probs must be a pmf (non-negative entries summing to 1)")
+    marginal = p.mean(0)
+    # KL(p_i || marginal) = sum_y p_iy (log p_iy - log marginal_y); marginal_y > 0 wherever p_iy > 0
+    kl = (torch.special.xlogy(p, p) - torch.special.xlogy(p, marginal)).sum(1)
+    return torch.exp(kl.mean()).item()
+
+
+def digit_inception_score(samples: torch.Tensor, seed: int = 0) -> float:
+    """:func:`inception_score` of digit ``samples`` ``(n, 1, 8, 8)`` (pixels in [-1, 1], clamped)
+    under the softmax of :func:`digit_classifier` (ten classes, so the score lies in [1, 10])."""
+    samples = check_tensor("samples", samples, ndim=4)
+    model, _ = digit_classifier(seed)
+    with torch.no_grad():
+        probs = torch.softmax(model(samples.to(torch.float32).clamp(-1, 1)).double(), dim=1)
+    return inception_score(probs)
 
 
 def loglog_slope(x, y) -> float:

@@ -347,3 +347,76 @@ def test_vae_code_is_reparameterized_with_the_generators_noise():
     eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(7))
     assert torch.allclose((z - mean) / torch.exp(0.5 * log_var), eps, atol=1e-5)
     assert (z - mean).abs().max() > 1e-3             # the noise is really there
+
+
+# ---------------------------------------------------------------- codes and the ex-post GMM sampler
+def _eval_eae(seed: int = 0) -> eae.EAE:
+    torch.manual_seed(seed)
+    m = eae.EAE(latent=3, hidden=16)
+    m(torch.randn(64, 1, 8, 8, generator=_gen(seed)))   # one train-mode pass sets running statistics
+    return m.eval()
+
+
+def test_codes_are_the_eval_mode_encoding_and_need_eval_mode():
+    m = _eval_eae()
+    x = torch.randn(50, 1, 8, 8, generator=_gen(1))
+    z = eae.codes(m, x)
+    assert z.shape == (50, 3) and torch.equal(z, m.encode(x))
+    assert torch.allclose(eae.codes(m, x[:7]), z[:7], atol=1e-6)   # a code does not depend on its batch
+    torch.manual_seed(0)
+    v = eae.VAE(latent=3, hidden=16).eval()
+    assert torch.equal(eae.codes(v, x), v.encode(x)[0])   # the posterior mean
+    with pytest.raises(ValueError, match="eval mode"):
+        eae.codes(m.train(), x)
+    with pytest.raises(TypeError):
+        eae.codes(torch.nn.Linear(2, 2), x)
+
+
+def test_ex_post_gmm_with_one_component_is_the_gaussian_mle_and_samples_it():
+    m = _eval_eae()
+    x = torch.randn(400, 1, 8, 8, generator=_gen(2))
+    z = eae.codes(m, x).double()
+    gmm = eae.ExPostGMM(m, x, components=1, seed=0)
+    cov_mle = torch.cov(z.T, correction=0)
+    assert torch.allclose(gmm.means[0], z.mean(0), atol=1e-6)
+    assert torch.allclose(gmm.covariances[0], cov_mle, atol=2e-6)   # scikit-learn adds reg_covar = 1e-6
+    draws = gmm.sample_codes(20000, generator=3)
+    se = (cov_mle.diagonal() / 20000).sqrt()
+    assert ((draws.mean(0) - z.mean(0)).abs() < 4 * se).all()
+    assert torch.allclose(torch.cov(draws.T), cov_mle, atol=0.05 * cov_mle.diagonal().max().item())
+    assert torch.equal(gmm.sample_codes(5, generator=4), gmm.sample_codes(5, generator=4))
+    assert gmm.sample(6, generator=0).shape == (6, 1, 8, 8)
+
+
+def test_ex_post_gmm_recovers_the_weights_of_separated_clusters():
+    """Codes in three far-apart clusters of sizes 100/200/300: EM finds the weights 1/6, 1/3, 1/2."""
+    class Fixed(eae.EAE):
+        def encode(self, x):
+            return x.reshape(x.shape[0], -1)[:, :3]
+
+    torch.manual_seed(0)
+    m = Fixed(latent=3, hidden=8).eval()
+    g = _gen(5)
+    centers = torch.tensor([[0.0, 0, 0], [20, 0, 0], [0, 20, 0]])
+    z = torch.cat([centers[i] + torch.randn(s, 3, generator=g) for i, s in enumerate((100, 200, 300))])
+    x = torch.zeros(600, 1, 8, 8)
+    x.reshape(600, -1)[:, :3] = z
+    gmm = eae.ExPostGMM(m, x, components=3, seed=0)
+    assert torch.allclose(torch.sort(gmm.weights).values, torch.tensor([1 / 6, 1 / 3, 1 / 2], dtype=F64), atol=1e-9)
+    comp = torch.cdist(gmm.sample_codes(6000, generator=1).float(), centers).argmin(1)
+    freq = torch.bincount(comp, minlength=3).double() / 6000
+    assert torch.allclose(freq, torch.tensor([1 / 6, 1 / 3, 1 / 2], dtype=F64), atol=4 * math.sqrt(0.25 / 6000))
+
+
+def test_ex_post_gmm_validation():
+    m = _eval_eae()
+    x = torch.randn(5, 1, 8, 8, generator=_gen(1))
+    with pytest.raises(ValueError, match="at least components"):
+        eae.ExPostGMM(m, x, components=10)
+    with pytest.raises(ValueError):
+        eae.ExPostGMM(m, x, components=0)
+    gmm = eae.ExPostGMM(m, x, components=2)
+    with pytest.raises(ValueError, match="pass generator"):
+        gmm.sample_codes(3)
+    with pytest.raises(ValueError):
+        gmm.sample_codes(0, generator=0)

@@ -216,3 +216,70 @@ def test_mmd_default_bandwidth_is_the_median_distance_of_the_first_1000_pooled_p
     h = torch.pdist(torch.cat([x[:500], y[:500]])).median().item()
     assert metrics.mmd_rbf(x, y) == metrics.mmd_rbf(x, y, bandwidth=h)
     assert metrics.mmd_rbf(x, y) != metrics.mmd_rbf(x, y, bandwidth=torch.pdist(torch.cat([x[:501], y[:501]])).median().item())
+
+
+# ---------------------------------------------------------------- inception score
+def test_inception_score_of_one_hot_predictions_over_k_equally_used_classes_is_k():
+    for k, reps in ((2, 1), (5, 3), (10, 7)):
+        probs = torch.eye(k, dtype=torch.float64).repeat(reps, 1)
+        assert metrics.inception_score(probs) == pytest.approx(k, rel=1e-12)
+
+
+def test_inception_score_of_identical_predictions_is_one():
+    row = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    assert metrics.inception_score(row.repeat(50, 1)) == pytest.approx(1.0, abs=1e-12)
+    assert metrics.inception_score(torch.eye(3)[:1]) == pytest.approx(1.0, abs=1e-12)   # one sample
+
+
+def test_inception_score_closed_forms():
+    # one-hot with unequal class use: IS = exp(H(marginal)) (every conditional entropy is 0)
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    probs = torch.nn.functional.one_hot(labels, 4).double()
+    w = torch.tensor([3, 1, 2], dtype=torch.float64) / 6
+    assert metrics.inception_score(probs) == pytest.approx(math.exp(-(w * w.log()).sum().item()), rel=1e-12)
+    # two symmetric soft predictions (q, 1 - q) and (1 - q, q): marginal uniform, IS = exp(log 2 - h(q))
+    q = 0.8
+    probs = torch.tensor([[q, 1 - q], [1 - q, q]], dtype=torch.float64)
+    h = -(q * math.log(q) + (1 - q) * math.log(1 - q))
+    assert metrics.inception_score(probs) == pytest.approx(math.exp(math.log(2) - h), rel=1e-12)
+
+
+def test_inception_score_bounds_permutation_invariance_and_float32():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(200, 6, generator=g, dtype=torch.float64), dim=1)
+    s = metrics.inception_score(probs)
+    assert 1.0 < s < 6.0
+    assert metrics.inception_score(probs[:, torch.randperm(6, generator=g)]) == pytest.approx(s, rel=1e-12)
+    assert metrics.inception_score(probs[torch.randperm(200, generator=g)]) == pytest.approx(s, rel=1e-12)
+    assert metrics.inception_score(probs.float()) == pytest.approx(s, rel=1e-5)
+
+
+def test_inception_score_rejects_bad_inputs():
+    with pytest.raises(TypeError):
+        metrics.inception_score([[0.5, 0.5]])
+    with pytest.raises(TypeError):
+        metrics.inception_score(torch.tensor([[1, 0]]))
+    with pytest.raises(ValueError, match="dims"):
+        metrics.inception_score(torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="k >= 2"):
+        metrics.inception_score(torch.ones(3, 1))
+    with pytest.raises(ValueError, match="k >= 2"):
+        metrics.inception_score(torch.ones(0, 3))
+    with pytest.raises(ValueError, match="pmf"):
+        metrics.inception_score(torch.tensor([[0.5, 0.6]]))
+    with pytest.raises(ValueError, match="pmf"):
+        metrics.inception_score(torch.tensor([[1.5, -0.5]]))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.inception_score(torch.tensor([[float("nan"), 1.0]]))
+
+
+def test_digit_inception_score_of_the_test_digits_is_near_ten_and_of_one_digit_near_one():
+    from companion import data
+
+    x, y = data.digits("test")
+    full = metrics.digit_inception_score(x)
+    one = metrics.digit_inception_score(x[:1].repeat(100, 1, 1, 1))
+    assert 8.0 < full <= 10.0          # ten balanced classes, a confident and mostly right classifier
+    assert one == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError):
+        metrics.digit_inception_score(x[:, 0])
