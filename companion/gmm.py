@@ -20,6 +20,11 @@ import torch
 
 from .utils import check_points, check_positive, check_tensor, make_generator
 
+#: Size guard of :meth:`GaussianMixture.sample`: at most this many float elements, counted as
+#: ``n * (d * d + 2 * d)`` (the gathered ``(n, d, d)`` Cholesky factors, the normals and the
+#: result): 2**30 elements are 8 GiB in float64. A larger request raises before allocating.
+MAX_SAMPLE_ELEMENTS = 2**30
+
 __all__ = ["GaussianMixture", "MixturePosterior", "lab_1d", "lab_2d"]
 
 
@@ -195,9 +200,16 @@ class GaussianMixture:
         *,
         return_labels: bool = False,
     ):
-        """Draw ``n`` points, shape ``(n, d)`` in the mixture's dtype (and labels ``(n,)``)."""
+        """Draw ``n`` points, shape ``(n, d)`` in the mixture's dtype (and labels ``(n,)``).
+
+        ``n * (d * d + 2 * d) <= MAX_SAMPLE_ELEMENTS`` (8 GiB of float64): a larger ``n`` raises
+        ``ValueError`` before anything is allocated; draw in chunks instead."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
+        if n * (self.dim * self.dim + 2 * self.dim) > MAX_SAMPLE_ELEMENTS:
+            raise ValueError(f"n = {n} is too large for one draw in dimension {self.dim}: it needs "
+                             f"n * (d^2 + 2d) = {n * (self.dim * self.dim + 2 * self.dim):.2e} elements, above the "
+                             f"size guard MAX_SAMPLE_ELEMENTS = 2**30; draw in chunks")
         g = make_generator(generator)
         labels = torch.multinomial(self.weights, n, replacement=True, generator=g)
         z = torch.randn(n, self.dim, generator=g, dtype=self.dtype)

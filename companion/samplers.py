@@ -43,7 +43,7 @@ import torch
 
 from .gmm import GaussianMixture
 from .ode import ScoreFn, _check_sigma_range, _check_sigmas, gmm_score_fn
-from .utils import check_batch, check_int, check_positive, require_generator
+from .utils import MAX_STEPS, check_batch, check_int, check_positive, require_generator
 
 __all__ = [
     "Denoiser",
@@ -611,14 +611,14 @@ def warped_grid(params, n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0
     ``params`` (``K >= 2`` numbers) are the log step density :math:`a(t)` at ``K`` equally spaced
     knots of :math:`t\in[0,1]`, linear in between; the grid is
     :math:`\log\sigma_i=\log\sigma_{\max}+(\log\sigma_{\min}-\log\sigma_{\max})\,G(i/n)`,
-    :math:`G(t)=\int_0^te^{a}/\int_0^1e^{a}`. All zeros give a grid uniform in
+    :math:`G(t)=\int_0^te^{a}/\int_0^1e^{a}`, ``1 <= n <= MAX_STEPS``. All zeros give a grid uniform in
     :math:`\log\sigma`; :func:`karras_warp` gives the Karras grid's density. Returns ``(n + 1,)``."""
     if isinstance(params, (str, bytes)) or params is None:
         raise TypeError(f"params must be a sequence of numbers, got {type(params).__name__}")
     a = np.asarray(params, dtype=np.float64)
     if a.ndim != 1 or a.size < 2 or not np.isfinite(a).all():
         raise ValueError(f"params must be at least 2 finite numbers, got {params!r}")
-    n = check_int("n", n, minimum=1)
+    n = check_int("n", n, minimum=1, maximum=MAX_STEPS)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
@@ -635,7 +635,7 @@ def warped_grid(params, n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0
 def karras_warp(k: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: float = 7.0) -> np.ndarray:
     r"""Log step density of Karras et al.'s grid (:func:`companion.ode.sigma_grid`) at ``k`` knots,
     for :func:`warped_grid`: :math:`a(t)=\log|d\log\sigma/dt|=\log\rho|B|-\log(A+Bt)`."""
-    k = check_int("k", k, minimum=2)
+    k = check_int("k", k, minimum=2, maximum=MAX_STEPS)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     rho = check_positive("rho", rho)
     A = sigma_max ** (1 / rho)

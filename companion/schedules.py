@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 
-from .utils import check_int, check_positive, check_tensor
+from .utils import MAX_STEPS, check_int, check_positive, check_tensor
 
 __all__ = [
     "DiscreteSchedule",
@@ -169,7 +169,7 @@ class DiscreteSchedule:
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> DiscreteSchedule:
         """Ho et al.'s linear schedule: variances ``linspace(beta_start, beta_end, T)``."""
-        T = check_int("T", T, minimum=1)
+        T = check_int("T", T, minimum=1, maximum=MAX_STEPS)
         check_positive("beta_start", beta_start)
         check_positive("beta_end", beta_end)
         return cls.from_ho(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
@@ -177,7 +177,7 @@ class DiscreteSchedule:
     @classmethod
     def su(cls, T: int = 1000) -> DiscreteSchedule:
         r"""Su's schedule :math:`\alpha_t=\sqrt{1-0.02\,t/T}`, i.e. :math:`\beta^{\rm Ho}_t=0.02\,t/T`."""
-        T = check_int("T", T, minimum=1)
+        T = check_int("T", T, minimum=1, maximum=MAX_STEPS)
         t = torch.arange(1, T + 1, dtype=torch.float64)
         return cls.from_ho(0.02 * t / T)
 
@@ -185,7 +185,7 @@ class DiscreteSchedule:
     def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> DiscreteSchedule:
         r"""Nichol & Dhariwal's cosine schedule, :math:`\bar\alpha_t^2\propto\cos^2\!\big(\frac{t/T+s}{1+s}\frac\pi2\big)`,
         with per-step variances clipped at ``max_beta``."""
-        T = check_int("T", T, minimum=1)
+        T = check_int("T", T, minimum=1, maximum=MAX_STEPS)
         s = check_positive("s", s)
         max_beta = check_positive("max_beta", max_beta)
         if max_beta >= 1:
@@ -295,7 +295,7 @@ class ContinuousSchedule:
     def discretize(self, T: int) -> DiscreteSchedule:
         r"""Sample :math:`\bar\alpha` at ``t_i = t_min + i (t_max - t_min)/T`` (needs
         :math:`\bar\alpha(t_{\min})=1` and a VP schedule)."""
-        T = check_int("T", T, minimum=1)
+        T = check_int("T", T, minimum=1, maximum=MAX_STEPS)
         t = torch.linspace(self.t_min, self.t_max, T + 1, dtype=torch.float64)
         return DiscreteSchedule(self.alpha_bar(t))
 

@@ -43,7 +43,7 @@ from scipy.linalg import solve_banded
 
 from .gmm import GaussianMixture
 from .schedules import ContinuousSchedule, VESchedule, VPSchedule
-from .utils import append_dims, check_batch, check_int, check_positive, check_tensor, require_generator
+from .utils import MAX_STEPS, append_dims, check_batch, check_int, check_positive, check_tensor, require_generator
 
 __all__ = [
     "SDE",
@@ -319,9 +319,10 @@ def time_grid(sde: SDE, steps: int, t_start: float | None = None, t_end: float |
     r"""Uniform decreasing grid ``t_start = t_0 > t_1 > ... > t_steps = t_end`` (float64, ``(steps+1,)``).
 
     Defaults: ``t_start = t_max``, ``t_end = t_min``. The terminal time is set exactly.
+    ``1 <= steps <= MAX_STEPS`` (:data:`companion.utils.MAX_STEPS`): a size guard, raised before allocating.
     """
     sde = _check_sde(sde)
-    steps = check_int("steps", steps, minimum=1)
+    steps = check_int("steps", steps, minimum=1, maximum=MAX_STEPS)
     t_start = sde.t_max if t_start is None else sde._scalar_time("t_start", t_start)
     t_end = sde.t_min if t_end is None else sde._scalar_time("t_end", t_end)
     if not t_start > t_end:
@@ -757,7 +758,7 @@ def fokker_planck_1d(
         times: ``(k,)`` strictly increasing output times (``times[0]`` is the start).
         drift: :math:`f(x,t)`, ``(m,) float64 tensor, float -> (m,) or scalar``.
         g2: :math:`g^2(x,t)\ge0`, same signature; negative values raise ``ValueError``.
-        steps: total number of time steps, spread over the intervals in proportion to their length.
+        steps: total number of time steps (``<= MAX_STEPS``), spread over the intervals in proportion to their length.
         boundary_tol: if the density at either end of the grid exceeds ``boundary_tol`` times
             its maximum (at the start or at any output time), the grid cannot hold the
             density and ``ValueError`` is raised.
@@ -778,7 +779,7 @@ def fokker_planck_1d(
     ts = check_tensor("times", times, ndim=1).detach().cpu().to(torch.float64)
     if ts.numel() < 1 or (torch.diff(ts) <= 0).any():
         raise ValueError("times must be strictly increasing (times[0] is the start time)")
-    steps = check_int("steps", steps, minimum=1)
+    steps = check_int("steps", steps, minimum=1, maximum=MAX_STEPS)
     boundary_tol = check_positive("boundary_tol", boundary_tol)
     p = p0.detach().cpu().to(torch.float64).numpy().copy()
     if (p < 0).any():

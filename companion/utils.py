@@ -104,12 +104,20 @@ def check_positive(name: str, value: Scalar, *, allow_zero: bool = False) -> flo
     return value
 
 
-def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
-    """Check that ``value`` is an integer >= ``minimum``."""
+#: The largest number of steps (grid points, schedule length) a sampler or schedule accepts. A
+#: grid of ``MAX_STEPS + 1`` float64 values is 8 MB, and a million network evaluations per sample
+#: is already hours on a CPU; a larger request is a mistake, refused before anything is allocated.
+MAX_STEPS = 10**6
+
+
+def check_int(name: str, value: Any, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Check that ``value`` is an integer >= ``minimum`` (and <= ``maximum`` when given)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value} (a size guard: this would allocate too much)")
     return int(value)
 
 
