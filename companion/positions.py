@@ -8,9 +8,10 @@ This module holds the pieces the chapter derives and tests:
   (equation :eq:`pos-sinusoid`), :class:`LearnedPositions` (a table read with linear interpolation)
   and :func:`apply_rope` (equation :eq:`pos-rope`);
 * the three training position samplers (equation :eq:`pos-samplers`): :func:`plain_positions`,
-  :func:`random_positions` (a sorted random subset of :math:`\{0,\dots,L-1\}`, Ruoss et al.) and
-  :func:`equal_mean_positions` (``linspace(0, 1, T) * nu`` with :math:`\nu` exponential), plus the
-  evenly spaced test positions :func:`uniform_positions`;
+  :func:`random_positions` (a sorted random subset of :math:`\{0,\dots,L-1\}`, Ruoss et al.),
+  :func:`equal_mean_positions` (``linspace(0, 1, T) * nu`` with :math:`\nu` exponential) and its
+  bounded Beta variant :func:`beta_positions`, plus the evenly spaced test positions
+  :func:`uniform_positions`;
 * attention with optional :math:`\log n` scaling (equation :eq:`pos-logn`): :func:`attention`,
   :func:`attention_entropy`, :func:`entropy_curve` and the large-:math:`n` closed form
   :func:`gaussian_entropy_limit` (equation :eq:`pos-entropy`);
@@ -41,6 +42,7 @@ __all__ = [
     "plain_positions",
     "random_positions",
     "equal_mean_positions",
+    "beta_positions",
     "uniform_positions",
     "log_n_scale",
     "attention",
@@ -58,6 +60,7 @@ __all__ = [
     "make_sampler",
     "TEST_POSITIONS",
     "extrapolation_table",
+    "sequence_length",
 ]
 
 IGNORE = -100
@@ -211,6 +214,47 @@ def equal_mean_positions(
     nu = -mean * torch.log1p(-torch.rand(batch, 1, generator=generator, dtype=torch.float64))
     grid = torch.linspace(0.0, 1.0, length, dtype=torch.float64)
     return (grid * nu).to(dtype)
+
+
+def beta_positions(
+    batch: int,
+    length: int,
+    max_len: int,
+    generator: torch.Generator,
+    *,
+    alpha: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    r"""Su's bounded equal-mean variant, equation :eq:`pos-samplers` (d): ``linspace(0, 1, T) * nu * (L-1)``
+    with :math:`\nu\sim\mathrm{Beta}(\alpha,\beta)` on :math:`[0,1]` and
+    :math:`\beta=\alpha\,(L-T)/(T-1)`, so that :math:`\mathbb E\,\nu=(T-1)/(L-1)`: the *average*
+    positions are exactly :math:`0,1,\dots,T-1` (as for :func:`equal_mean_positions`) and no
+    position ever exceeds :math:`L-1` (``L = max_len``), so a table of ``L`` rows can read them.
+
+    ``alpha`` is the spare parameter once the mean is fixed: at ``alpha = 1`` the density of
+    :math:`\nu` is :math:`\beta(1-x)^{\beta-1}`, whose rescaling :math:`(L-1)\nu` tends to the
+    exponential law of mean :math:`T-1` as :math:`L\to\infty`; a smaller ``alpha`` puts more mass near
+    both ends, hence more long stretches. Float positions ``(batch, T)``; ``T = 1`` gives position 0.
+    """
+    batch = check_int("batch", batch, minimum=1)
+    length = check_int("length", length, minimum=1)
+    max_len = check_int("max_len", max_len, minimum=2)
+    if length >= max_len:
+        raise ValueError(f"length ({length}) must be < max_len ({max_len}): the mean stretch (T-1)/(L-1) must be < 1")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator")
+    alpha = check_positive("alpha", alpha)
+    dtype = _check_dtype(dtype)
+    if length == 1:
+        return torch.zeros(batch, 1, dtype=dtype)
+    import numpy as np
+
+    # torch has no seeded Beta sampler: draw a seed from the generator, then use NumPy's Beta
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    b = alpha * (max_len - length) / (length - 1)
+    nu = torch.from_numpy(rng.beta(alpha, b, size=(batch, 1)))
+    grid = torch.linspace(0.0, 1.0, length, dtype=torch.float64)
+    return (grid * nu * (max_len - 1)).to(dtype)
 
 
 def uniform_positions(batch: int, length: int, max_len: int, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -540,8 +584,9 @@ def task_accuracy(
     return (pred[mask] == tgt[mask]).double().mean().item()
 
 
-def make_sampler(kind: str, max_len: int = 256) -> PositionSampler:
-    """Training position sampler by name: ``"plain"``, ``"random"`` (``max_len`` = L) or ``"equal_mean"``."""
+def make_sampler(kind: str, max_len: int = 256, *, alpha: float = 1.0) -> PositionSampler:
+    """Training position sampler by name: ``"plain"``, ``"random"`` (``max_len`` = L), ``"equal_mean"``
+    or ``"beta"`` (:func:`beta_positions` on ``[0, max_len-1]`` with spare parameter ``alpha``)."""
     max_len = check_int("max_len", max_len, minimum=1)
     if kind == "plain":
         return lambda b, s, g: plain_positions(b, s)
@@ -549,7 +594,19 @@ def make_sampler(kind: str, max_len: int = 256) -> PositionSampler:
         return lambda b, s, g: random_positions(b, s, max_len, g)
     if kind == "equal_mean":
         return lambda b, s, g: equal_mean_positions(b, s, g)
-    raise ValueError(f"kind must be 'plain', 'random' or 'equal_mean', got {kind!r}")
+    if kind == "beta":
+        alpha = check_positive("alpha", alpha)
+        return lambda b, s, g: beta_positions(b, s, max_len, g, alpha=alpha)
+    raise ValueError(f"kind must be 'plain', 'random', 'equal_mean' or 'beta', got {kind!r}")
+
+
+def sequence_length(task: str, length: int) -> int:
+    """Number of tokens of a ``task`` sequence of task length ``length`` (e.g. ``2 * length`` for sort):
+    the :math:`m` of equation :eq:`pos-logn` when ``length`` is the longest training length."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    length = check_int("length", length, minimum=2)
+    return TASKS[task][0](1, length, torch.Generator().manual_seed(0))[0].shape[1]
 
 
 def train_task(
@@ -567,13 +624,17 @@ def train_task(
     layers: int = 3,
     max_len: int = 256,
     train_length: int | None = None,
+    log_n: bool = False,
     seed: int = 0,
     progress: bool = True,
 ) -> nn.Module:
     """Train a :class:`PositionTransformer` on ``task`` with task lengths uniform in
     ``[min_length, max_length]`` (one length per batch) and the training positions ``positions``
     (see :func:`make_sampler`), with :func:`companion.train.fit` (AdamW, weight decay 0.01, no EMA).
-    Weights are seeded by ``seed``, data by ``seed + 1``. Returns the trained model (eval mode)."""
+    Weights are seeded by ``seed``, data by ``seed + 1``. ``log_n=True`` scales the attention logits
+    by :math:`\\log_m n` (equation :eq:`pos-logn`) with :math:`m` the number of tokens of the longest
+    training sequence (:func:`sequence_length`), unless ``train_length`` gives :math:`m` explicitly.
+    Returns the trained model (eval mode)."""
     from .train import fit
 
     if task not in TASKS:
@@ -581,6 +642,10 @@ def train_task(
     min_length = check_int("min_length", min_length, minimum=2)
     max_length = check_int("max_length", max_length, minimum=min_length)
     sampler = make_sampler(positions, max_len)
+    if not isinstance(log_n, bool):
+        raise TypeError(f"log_n must be a bool, got {type(log_n).__name__}")
+    if log_n and train_length is None:
+        train_length = sequence_length(task, max_length)
     fn, vocab = TASKS[task]
     torch.manual_seed(seed)
     model = PositionTransformer(
@@ -612,7 +677,7 @@ def train_task(
 
 
 # test positions that go with each training sampler (Su: evenly spaced beats random at test time)
-TEST_POSITIONS = {"plain": "plain", "random": "uniform", "equal_mean": "plain"}
+TEST_POSITIONS = {"plain": "plain", "random": "uniform", "equal_mean": "plain", "beta": "plain"}
 
 
 def extrapolation_table(
@@ -623,11 +688,14 @@ def extrapolation_table(
     *,
     n: int = 256,
     progress: bool = True,
+    random_test: bool = False,
     **train_kw,
 ) -> list[dict]:
     """Train one model per (task, training positions, seed) with :func:`train_task` and measure its
     accuracy at each test length (test positions from ``TEST_POSITIONS``). Returns one row per model:
-    ``{"task", "positions", "seed", "seconds", "acc": {length: accuracy}}``."""
+    ``{"task", "positions", "seed", "seconds", "acc": {length: accuracy}}``. With ``random_test``, a
+    model trained on ``"random"`` positions is also tested on random positions (a fresh sorted subset
+    per sequence, the training law) and the row gets ``"acc_random_test": {length: accuracy}``."""
     import time
 
     rows = []
@@ -642,5 +710,12 @@ def extrapolation_table(
                     L: task_accuracy(model, task, L, TEST_POSITIONS[kind], n=n, max_len=max_len, seed=10_000 + seed)
                     for L in lengths
                 }
-                rows.append({"task": task, "positions": kind, "seed": seed, "seconds": seconds, "acc": acc})
+                row = {"task": task, "positions": kind, "seed": seed, "seconds": seconds, "acc": acc}
+                if random_test and kind == "random":
+                    row["acc_random_test"] = {
+                        L: task_accuracy(model, task, L, make_sampler("random", max_len), n=n, max_len=max_len,
+                                         seed=10_000 + seed)
+                        for L in lengths
+                    }
+                rows.append(row)
     return rows

@@ -2,7 +2,14 @@
 
 Every experiment trains one :class:`companion.positions.PositionTransformer` per (task, training
 positions, seed) with :func:`companion.positions.extrapolation_table` (the recipe the notebook
-runs for seed 0) and records its per-answer accuracy at each test length.
+runs) and records its per-answer accuracy at each test length.
+
+The *grid* experiments cross the four model variants (sinusoidal encoding, sinusoidal with
+log-n-scaled attention, RoPE, a learned table) with the four training position samplers
+(plain, random, equal-mean exponential, equal-mean Beta) on the notebook's small configuration,
+three seeds each, and also test every random-position model on random test positions. A learned
+table cannot read the unbounded equal-mean exponential positions (no row beyond ``max_len - 1``),
+so that one cell is left out; the Beta sampler is its bounded replacement.
 """
 
 from __future__ import annotations
@@ -50,3 +57,55 @@ def full_sort(cfg: dict[str, Any]) -> dict[str, Any]:
             description="even pairs, larger model (3 layers, width 64, 1500 steps): 3 position schemes x 3 seeds")
 def full_evenpairs(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_table(cfg)
+
+
+# ---------------------------------------------------------------------------------------- grids
+# variant name -> (encoding, log-n scaled attention)
+VARIANTS = {"sin": ("sin", False), "sin_logn": ("sin", True), "rope": ("rope", False), "learned": ("learned", False)}
+GRID_KINDS = ["plain", "random", "equal_mean", "beta"]
+SKIP = {("learned", "equal_mean")}  # a table has no rows for positions beyond max_len - 1
+GRID = dict(kinds=GRID_KINDS, seeds=[0, 1, 2], lengths=LENGTHS, n_test=256,
+            dim=32, heads=4, layers=2, steps=400, lr=3e-3, batch_size=64, max_len=256, threads=1)
+
+
+def run_grid(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Train and test every (variant, task, training positions, seed) of ``cfg`` (random-position
+    models also on random test positions); one row per model, with its ``"variant"``."""
+    train_kw = {k: cfg[k] for k in TRAIN_KEYS}
+    rows = []
+    for name in cfg["variants"]:
+        pe, log_n = VARIANTS[name]
+        kinds = [k for k in cfg["kinds"] if (name, k) not in SKIP]
+        for row in P.extrapolation_table(cfg["tasks"], kinds, cfg["seeds"], cfg["lengths"], n=cfg["n_test"],
+                                         progress=False, random_test=True, pe=pe, log_n=log_n, **train_kw):
+            row["seconds"] = round(row["seconds"], 1)
+            rows.append({"variant": name, **row})
+    return {"rows": rows}
+
+
+def _grid(task: str, variants: list[str]) -> dict[str, Any]:
+    return dict(GRID, tasks=[task], variants=variants)
+
+
+@experiment("ch7", "grid_sort_sin", config=_grid("sort", ["sin", "sin_logn"]),
+            description="bucket sort, small model: sinusoidal and log-n-scaled sinusoidal x 4 samplers x 3 seeds")
+def grid_sort_sin(cfg: dict[str, Any]) -> dict[str, Any]:
+    return run_grid(cfg)
+
+
+@experiment("ch7", "grid_sort_rope_learned", config=_grid("sort", ["rope", "learned"]),
+            description="bucket sort, small model: RoPE and learned positions x 4 samplers x 3 seeds")
+def grid_sort_rope_learned(cfg: dict[str, Any]) -> dict[str, Any]:
+    return run_grid(cfg)
+
+
+@experiment("ch7", "grid_first_sin", config=_grid("first", ["sin", "sin_logn"]),
+            description="first marker, small model: sinusoidal and log-n-scaled sinusoidal x 4 samplers x 3 seeds")
+def grid_first_sin(cfg: dict[str, Any]) -> dict[str, Any]:
+    return run_grid(cfg)
+
+
+@experiment("ch7", "grid_first_rope_learned", config=_grid("first", ["rope", "learned"]),
+            description="first marker, small model: RoPE and learned positions x 4 samplers x 3 seeds")
+def grid_first_rope_learned(cfg: dict[str, Any]) -> dict[str, Any]:
+    return run_grid(cfg)
