@@ -5,8 +5,11 @@ ones the chapter's notebook calls for its own seed-0 run, so seed 0 here is the 
 (to float rounding, which depends on the number of torch threads).
 
 * ``seeds`` — AE+BN (lambda = 0), EAE (lambda = 1) and the VAE for beta in {0.25, 0.5, 1},
-  each over seeds 0, 1, 2: the Fréchet distance of 2000 decoded prior samples to the held-out
-  digits, and the held-out reconstruction error.
+  each over seeds 0, 1, 2: the Fréchet distance and the inception-style score of 2000 decoded
+  prior samples (:func:`score_model`), the same two for the ex-post Gaussian-mixture sampler, the
+  Gaussianity gap of held-out and of training codes, and the held-out reconstruction error.
+* ``lambda_sweep`` — EAE with lambda in {0.25, 0.5, 2, 4} over seeds 0, 1, 2, scored the same way
+  (lambda = 0 and 1 are the AE+BN and EAE arms of ``seeds``).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import torch
 
 from . import experiment
 
-__all__ = ["train_digit_model", "sample_fd", "heldout_sse", "DIGITS"]
+__all__ = ["train_digit_model", "sample_fd", "heldout_sse", "code_sample", "gap_scores", "score_model", "DIGITS"]
 
 # the chapter's settings (section 3 of the notebook)
-DIGITS: dict[str, Any] = dict(steps=1000, batch=256, lr=1e-3, latent=8, samples=2000, sample_seed=123)
+DIGITS: dict[str, Any] = dict(steps=1000, batch=256, lr=1e-3, latent=8, samples=2000, sample_seed=123,
+                              gmm_components=10)
 
 
 def train_digit_model(
@@ -90,13 +94,76 @@ def heldout_sse(model: torch.nn.Module, x_test: torch.Tensor) -> float:
     return ((rec - x_test) ** 2).sum((1, 2, 3)).mean().item()
 
 
+def code_sample(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Codes ``(n, latent)`` of ``x`` as the prior sees them: the batch-normalized code of an EAE
+    (eval mode), a draw of the VAE's posterior (mean plus its noise, from ``generator``)."""
+    from .. import eae
+
+    with torch.no_grad():
+        if isinstance(model, eae.VAE):
+            mean, log_var = model.encode(x)
+            return mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape, generator=generator)
+        return eae.codes(model, x)
+
+
+def gap_scores(model: torch.nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, *, seed: int = 5) -> dict[str, float]:
+    """Gaussianity gap (:func:`companion.eae.gaussianity_gap`, k = 1) of the codes of the held-out
+    digits (``gap_test``) and of the training digits (``gap_train``: the mean over disjoint blocks
+    of the training codes of the held-out size, so both estimates see the same ``n``)."""
+    from .. import eae
+
+    g = torch.Generator().manual_seed(seed)
+    m = x_test.shape[0]
+    z_test = code_sample(model, x_test, g).double()
+    z_train = code_sample(model, x_train, g).double()
+    blocks = [z_train[i: i + m] for i in range(0, z_train.shape[0] - m + 1, m)]
+    return {"gap_test": eae.gaussianity_gap(z_test).item(),
+            "gap_train": sum(eae.gaussianity_gap(b).item() for b in blocks) / len(blocks)}
+
+
+def gap_floor(m: int, d: int, reps: int = 3, seed: int = 7) -> float:
+    """Mean Gaussianity gap estimate of ``reps`` exact N(0, I_d) samples of size ``m`` (truth 0):
+    the estimator's own offset at that size."""
+    from .. import eae
+
+    g = torch.Generator().manual_seed(seed)
+    return sum(eae.gaussianity_gap(torch.randn(m, d, generator=g, dtype=torch.float64)).item() for _ in range(reps)) / reps
+
+
+def score_model(model: torch.nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, *, n: int = 2000,
+                seed: int = 123, gmm_components: int = 10) -> dict[str, float]:
+    """Every score of one trained model of chapter 5: Fréchet distance ``fd`` and inception-style
+    score ``is`` of ``n`` decoded prior draws (seed ``seed``), the same (``fd_gmm``, ``is_gmm``) for
+    :class:`~companion.eae.ExPostGMM` with ``gmm_components`` components fitted to the training
+    codes (EM seed 0, draws from ``seed``), the held-out reconstruction error ``sse`` and the
+    Gaussianity gaps of :func:`gap_scores`."""
+    from .. import eae, metrics
+
+    fd, samples = sample_fd(model, x_test, n=n, seed=seed)
+    gmm = eae.ExPostGMM(model, x_train, components=gmm_components, seed=0)
+    gmm_samples = gmm.sample(n, generator=seed)
+    return {"fd": fd, "is": metrics.digit_inception_score(samples),
+            "fd_gmm": metrics.digit_frechet_distance(gmm_samples, x_test),
+            "is_gmm": metrics.digit_inception_score(gmm_samples),
+            "sse": heldout_sse(model, x_test), **gap_scores(model, x_train, x_test)}
+
+
+def _reference_scores(x_train: torch.Tensor, x_test: torch.Tensor, latent: int) -> dict[str, float]:
+    from .. import metrics
+
+    return {"fd_floor": metrics.digit_frechet_distance(x_train, x_test),
+            "is_test": metrics.digit_inception_score(x_test),
+            "classifier_accuracy": metrics.digit_classifier(0)[1],
+            "gap_floor": gap_floor(x_test.shape[0], latent)}
+
+
 SEEDS = dict(DIGITS, seeds=[0, 1, 2], lam=1.0, betas=[0.25, 0.5, 1.0], threads=2)
 
 
 @experiment("ch5", "seeds", config=SEEDS,
-            description="8x8 digits: AE+BN, EAE (lambda 1), VAE (beta 0.25/0.5/1) over 3 seeds; FD of prior samples")
+            description="8x8 digits: AE+BN, EAE (lambda 1), VAE (beta 0.25/0.5/1) over 3 seeds; FD, IS (prior and GMM), gaps")
 def seeds(cfg: dict) -> dict:
-    from .. import data, metrics
+    from .. import data
 
     x_train, _ = data.digits("train")
     x_test, _ = data.digits("test")
@@ -108,6 +175,29 @@ def seeds(cfg: dict) -> dict:
         for seed in cfg["seeds"]:
             model, seconds = train_digit_model(kind, x_train, seed=seed, steps=cfg["steps"], batch=cfg["batch"],
                                                lr=cfg["lr"], latent=cfg["latent"], desc=f"{label}, seed {seed}", **kw)
-            fd, _ = sample_fd(model, x_test, n=cfg["samples"], seed=cfg["sample_seed"] + seed)
-            out[label][str(seed)] = {"fd": fd, "sse": heldout_sse(model, x_test), "seconds": round(seconds, 1)}
-    return {"arms": out, "fd_floor": metrics.digit_frechet_distance(x_train, x_test)}
+            scores = score_model(model, x_train, x_test, n=cfg["samples"], seed=cfg["sample_seed"] + seed,
+                                 gmm_components=cfg["gmm_components"])
+            out[label][str(seed)] = {**scores, "seconds": round(seconds, 1)}
+    return {"arms": out, **_reference_scores(x_train, x_test, cfg["latent"])}
+
+
+LAMBDA_SWEEP = dict(DIGITS, seeds=[0, 1, 2], lams=[0.25, 0.5, 2.0, 4.0], threads=2)
+
+
+@experiment("ch5", "lambda_sweep", config=LAMBDA_SWEEP,
+            description="8x8 digits: EAE with lambda 0.25/0.5/2/4 over 3 seeds; FD, IS, gaps, reconstruction")
+def lambda_sweep(cfg: dict) -> dict:
+    from .. import data
+
+    x_train, _ = data.digits("train")
+    x_test, _ = data.digits("test")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for lam in cfg["lams"]:
+        out[f"{lam:g}"] = {}
+        for seed in cfg["seeds"]:
+            model, seconds = train_digit_model("eae", x_train, lam=lam, seed=seed, steps=cfg["steps"], batch=cfg["batch"],
+                                               lr=cfg["lr"], latent=cfg["latent"], desc=f"lambda {lam:g}, seed {seed}")
+            scores = score_model(model, x_train, x_test, n=cfg["samples"], seed=cfg["sample_seed"] + seed,
+                                 gmm_components=cfg["gmm_components"])
+            out[f"{lam:g}"][str(seed)] = {**scores, "seconds": round(seconds, 1)}
+    return {"lams": out}
