@@ -15,7 +15,7 @@ into a skipped step therefore cannot happen here. A network sees the *original* 
 
 **Models.** A noise-prediction model is any callable ``model(x, t_label) -> eps`` with
 ``x`` of shape ``(n, ...)`` and ``t_label`` a Python ``int`` (the original step index);
-:class:`companion.nets.TimeMLP` and :class:`companion.nets.DigitsConvNet` qualify, and
+:class:`companion.nets.TimeMLP` and :class:`companion.nets.UNet` qualify, and
 :func:`exact_eps_model` turns a :class:`~companion.gmm.GaussianMixture` into the exact one.
 
 **Randomness.** Each stochastic step draws ``torch.randn(x.shape, generator=generator,
@@ -48,6 +48,11 @@ __all__ = [
     "exact_eps_model",
     "sample",
     "slerp",
+    "vp_eps_sigma",
+    "ddim_ode_solve",
+    "ddim_gaussian_variance",
+    "analytic_ddim_variances",
+    "sample_ddim_variance",
 ]
 
 EpsModel = Callable[[torch.Tensor, int], torch.Tensor]
@@ -543,3 +548,184 @@ def slerp(x0: torch.Tensor, x1: torch.Tensor, w: float | torch.Tensor) -> torch.
     c1 = torch.where(small, w, torch.sin(w * theta) / st)
     return (c0[:, None] * a + c1[:, None] * b).reshape(x0.shape)
 
+
+
+# ============================================================ continuous limit, diversity, Analytic-DDIM
+def vp_eps_sigma(mixture) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    r"""The exact noise predictor of a :class:`~companion.gmm.GaussianMixture` as a function of the
+    noise-to-signal ratio :math:`\sigma=\bar\beta/\bar\alpha` instead of a step index (equation :eq:`ddim-ode`).
+
+    For a variance-preserving chain :math:`\bar\alpha^2+\bar\beta^2=1`, so
+    :math:`\bar\alpha=(1+\sigma^2)^{-1/2}` and :math:`\bar\beta=\sigma\bar\alpha`. Returns
+    ``eps(x, sigma)`` with ``x`` of shape ``(n, d)`` (the chain's variable :math:`x_t`, not
+    :math:`x_t/\bar\alpha_t`) and ``sigma >= 0`` a float.
+    """
+    if not hasattr(mixture, "eps_prediction"):
+        raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
+
+    def eps(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        sigma = check_positive("sigma", sigma, allow_zero=True)
+        ab = (1.0 + sigma**2) ** -0.5
+        if sigma == 0:
+            return torch.zeros_like(check_batch("x", x))
+        return mixture.eps_prediction(x, ab, sigma * ab)
+
+    return eps
+
+
+def ddim_ode_solve(
+    eps_fn: Callable[[torch.Tensor, float], torch.Tensor],
+    x_start: torch.Tensor,
+    sigma_start: float,
+    sigma_end: float = 0.0,
+    *,
+    steps: int = 2000,
+    rho: float = 3.0,
+) -> torch.Tensor:
+    r"""Solve DDIM's continuous limit :math:`\frac{d}{d\sigma}\frac{x}{\bar\alpha}=\epsilon(x,\sigma)` (equation :eq:`ddim-ode`)
+    from ``sigma_start`` to ``sigma_end`` by classical Runge–Kutta (fourth order), as a reference for DDIM.
+
+    The variable is :math:`y=x/\bar\alpha` and the time is :math:`\sigma=\bar\beta/\bar\alpha`; for a
+    variance-preserving chain :math:`\bar\alpha=(1+\sigma^2)^{-1/2}`. The grid is uniform in
+    :math:`\sigma^{1/\rho}`, which packs steps where :math:`\sigma` is small and the predictor varies fastest.
+
+    Args:
+        eps_fn: ``(x, sigma) -> eps`` in the chain's variable ``x`` (e.g. :func:`vp_eps_sigma`).
+        x_start: ``(n, ...)`` at ``sigma_start``; sigma_start > sigma_end >= 0.
+        steps: number of RK4 steps (4 evaluations each); rho: grid warping, >= 1.
+
+    Returns:
+        :math:`x` at ``sigma_end`` (shape of ``x_start``).
+    """
+    if not callable(eps_fn):
+        raise TypeError("eps_fn must be callable (x, sigma) -> eps")
+    x = check_batch("x_start", x_start)
+    s0 = check_positive("sigma_start", sigma_start)
+    s1 = check_positive("sigma_end", sigma_end, allow_zero=True)
+    if not s0 > s1:
+        raise ValueError(f"sigma_start must be > sigma_end (the ODE runs towards the data), got {s0} and {s1}")
+    steps = check_int("steps", steps, minimum=1)
+    rho = check_positive("rho", rho)
+    if rho < 1:
+        raise ValueError(f"rho must be >= 1, got {rho}")
+    u = torch.linspace(s0 ** (1 / rho), s1 ** (1 / rho), steps + 1, dtype=torch.float64) ** rho
+    ab = lambda s: (1.0 + s**2) ** -0.5
+
+    def f(y: torch.Tensor, s: float) -> torch.Tensor:
+        e = eps_fn(ab(s) * y, s)
+        if not isinstance(e, torch.Tensor) or e.shape != y.shape:
+            raise ValueError(f"eps_fn must return a tensor of the shape of x {tuple(y.shape)}")
+        return e
+
+    y = x / ab(s0)
+    for a, b in zip(u[:-1].tolist(), u[1:].tolist(), strict=True):
+        h = b - a
+        k1 = f(y, a)
+        k2 = f(y + 0.5 * h * k1, a + 0.5 * h)
+        k3 = f(y + 0.5 * h * k2, a + 0.5 * h)
+        k4 = f(y + h * k3, b)
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return ab(s1) * y
+
+
+def ddim_gaussian_variance(schedule: DiscreteSchedule, eta: float, data_var: float) -> float:
+    r"""Variance per coordinate of DDIM(:math:`\eta`) samples for Gaussian data :math:`\mathcal N(m,v)`,
+    with the exact noise predictor and the exact start :math:`p_T`, in closed form (equation :eq:`ddim-diversity`).
+
+    For Gaussian data the posterior mean is affine, :math:`\hat x_0=m+k_t(x_t-\bar\alpha_tm)` with
+    :math:`k_t=\bar\alpha_tv/(\bar\alpha_t^2v+\bar\beta_t^2)`, so every step is
+    :math:`x_{t-1}-\bar\alpha_{t-1}m=A_t(x_t-\bar\alpha_tm)+s\,z` and the variance obeys
+    :math:`V_{t-1}=A_t^2V_t+s^2`, with
+    :math:`A_t=\bar\alpha_{t-1}k_t+\sqrt{\bar\beta_{t-1}^2-s^2}\,(1-\bar\alpha_tk_t)/\bar\beta_t` and
+    :math:`s=\sigma^{\rm DDIM}_t(\eta)`. The exact law has :math:`V_0=v`; the shortfall is the
+    diversity the mean-only sampler loses. ``schedule``: a full schedule or a subsequence.
+    """
+    schedule = _check_schedule(schedule)
+    eta = check_positive("eta", eta, allow_zero=True)
+    v = check_positive("data_var", data_var)
+    ab, bb = schedule.alpha_bar.double(), schedule.beta_bar.double()
+    V = ab[-1].item() ** 2 * v + bb[-1].item() ** 2
+    for t in range(schedule.T, 0, -1):
+        s = ddim_sigma(schedule, t, eta)
+        a_t, b_t, a_p, b_p = ab[t].item(), bb[t].item(), ab[t - 1].item(), bb[t - 1].item()
+        k = a_t * v / (a_t**2 * v + b_t**2)
+        A = a_p * k + max(b_p**2 - s**2, 0.0) ** 0.5 * (1 - a_t * k) / b_t
+        V = A**2 * V + s**2
+    return V
+
+
+@torch.no_grad()
+def analytic_ddim_variances(
+    model: EpsModel,
+    schedule: DiscreteSchedule,
+    x0: torch.Tensor,
+    generator: torch.Generator | int,
+    *,
+    eta: float,
+    x0_var_max: float | None = None,
+) -> torch.Tensor:
+    r"""Optimal per-step variances :math:`s^2+\gamma_t(s)^2v_t` of the DDIM(:math:`\eta`) kernel, :math:`s=\sigma^{\rm DDIM}_t(\eta)`
+    (Analytic-DPM for :math:`\eta<1`, equation :eq:`ddim-analytic`).
+
+    The mean stays DDIM's; only the noise grows, by the part :math:`\gamma_t(s)^2v_t` that a point
+    prediction of :math:`x_0` leaves out. :math:`v_t` is estimated as in
+    :func:`analytic_dpm_variances` (equation :eq:`ddpm-analytic`). ``eta=1`` reproduces
+    :func:`analytic_dpm_variances`. Returns a float64 ``(T+1,)`` tensor (entry 0 unused) for
+    :func:`sample_ddim_variance`.
+    """
+    schedule = _check_schedule(schedule)
+    x0 = check_batch("x0", x0)
+    eta = check_positive("eta", eta, allow_zero=True)
+    if eta > 1:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    g = make_generator(generator, x0.device)
+    out = torch.zeros(schedule.T + 1, dtype=torch.float64)
+    for t in range(1, schedule.T + 1):
+        noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
+        x_t = q_sample(schedule, x0, t, noise)
+        e = model(x_t, int(schedule.timesteps[t]))
+        if not isinstance(e, torch.Tensor) or e.shape != x0.shape:
+            raise ValueError(f"model must return a tensor of the shape of x0 {tuple(x0.shape)}")
+        if not torch.isfinite(e).all():
+            raise ValueError(f"model returned NaN or infinite values at step {t}")
+        v = analytic_x0_var(schedule, t, (e.double() ** 2).reshape(x0.shape[0], -1).mean().item())
+        if x0_var_max is not None:
+            v = min(v, check_positive("x0_var_max", x0_var_max))
+        out[t] = reverse_variance(schedule, t, v, sigma=ddim_sigma(schedule, t, eta))
+    return out
+
+
+@torch.no_grad()
+def sample_ddim_variance(
+    model: EpsModel,
+    schedule: DiscreteSchedule,
+    x_T: torch.Tensor,
+    variances: torch.Tensor,
+    *,
+    eta: float,
+    generator: torch.Generator | int,
+) -> torch.Tensor:
+    r"""DDIM(:math:`\eta`)'s mean with a chosen total variance per step (equation :eq:`ddim-analytic`):
+    :math:`x_{t-1}=\bar\alpha_{t-1}\hat x_0+\sqrt{\bar\beta_{t-1}^2-s^2}\,\epsilon+\sqrt{V_t}\,z`.
+
+    ``variances``: ``(T+1,)`` total variances :math:`V_t\ge s^2` (e.g. from :func:`analytic_ddim_variances`);
+    ``x_T``: ``(n, ...)``. Returns :math:`x_0`.
+    """
+    schedule = _check_schedule(schedule)
+    x = check_batch("x_T", x_T)
+    if not callable(model):
+        raise TypeError("model must be callable (x, t_label) -> eps")
+    variances = check_tensor("variances", variances, ndim=1)
+    if variances.shape != (schedule.T + 1,):
+        raise ValueError(f"variances must have shape ({schedule.T + 1},), got {tuple(variances.shape)}")
+    g = make_generator(generator, x.device)
+    for t in range(schedule.T, 0, -1):
+        s = ddim_sigma(schedule, t, eta)
+        v = variances[t].item()
+        if v < s**2 * (1 - 1e-12):
+            raise ValueError(f"variances[{t}] = {v:.6g} is below the step's own s^2 = {s**2:.6g}")
+        eps = model(x, int(schedule.timesteps[t]))
+        mean, _ = ddim_step(schedule, t, x, eps, sigma=s, noise=torch.zeros_like(x))
+        z = torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
+        x = mean + v**0.5 * z
+    return x

@@ -2,7 +2,7 @@ r"""Small networks that train in seconds on a CPU.
 
 * :class:`TimeMLP` — an MLP for 2-D (or any low-dimensional) data, conditioned on time by a
   sinusoidal embedding; the default denoiser / noise predictor / score model of the book.
-* :class:`DigitsConvNet` — a small time-conditioned conv net for 8×8 digits.
+* :class:`UNet` — a small noise-conditioned U-Net for images (the digits denoiser of chapters 1–4).
 * :class:`DigitClassifier` — a small conv classifier whose penultimate features define the
   Fréchet distance of :mod:`companion.metrics`.
 """
@@ -16,7 +16,7 @@ from torch import nn
 
 from .utils import check_batch, check_int, check_positive, check_tensor
 
-__all__ = ["SinusoidalEmbedding", "TimeMLP", "DigitsConvNet", "DigitClassifier"]
+__all__ = ["SinusoidalEmbedding", "TimeMLP", "UNet", "DigitClassifier"]
 
 
 def _time_tensor(t, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -102,53 +102,102 @@ class TimeMLP(nn.Module):
 
 
 class _ResBlock(nn.Module):
-    def __init__(self, ch: int, emb_dim: int):
+    """Pre-norm residual block whose second normalisation is scaled and shifted by the noise
+    embedding (adaptive group norm); the last conv starts at zero, so the block starts as identity."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float):
         super().__init__()
-        self.n1 = nn.GroupNorm(8, ch)
-        self.c1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.t = nn.Linear(emb_dim, ch)
-        self.n2 = nn.GroupNorm(8, ch)
-        self.c2 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.act = nn.SiLU()
+        self.n1 = nn.GroupNorm(math.gcd(8, c_in), c_in)
+        self.c1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.film = nn.Linear(emb_dim, 2 * c_out)
+        self.n2 = nn.GroupNorm(math.gcd(8, c_out), c_out)
+        self.c2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.act, self.drop = nn.SiLU(), nn.Dropout(dropout)
+        nn.init.zeros_(self.c2.weight)
+        nn.init.zeros_(self.c2.bias)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        z = self.c1(self.act(self.n1(h))) + self.t(e)[:, :, None, None]
-        z = self.c2(self.act(self.n2(z)))
-        return h + z
+        z = self.c1(self.act(self.n1(h)))
+        scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
+        z = self.c2(self.drop(self.act(self.n2(z) * (1 + scale) + shift)))
+        return self.skip(h) + z
 
 
-class DigitsConvNet(nn.Module):
-    r"""Small time-conditioned residual conv net for 8×8 images: ``(n, C, 8, 8), t -> (n, C, 8, 8)``.
+class UNet(nn.Module):
+    r"""Small noise-conditioned U-Net for images: ``(n, C, H, W), t -> (n, C, H, W)``.
 
-    Three residual blocks at 8×8 plus a global-context block at 4×4 (a two-level U-Net),
-    about 150k parameters at ``ch=64``: fast enough to train in ~20 s on two cores.
+    The network :math:`F` of the preconditioned denoiser of chapter 3 (equation
+    :eq:`ode-precond`, :class:`companion.ode.ScoreNet`), which calls it with
+    :math:`c_{\rm in}x` and :math:`t=c_{\rm noise}=\tfrac14\ln\sigma`. One resolution level per
+    entry of ``mult`` (``ch * mult[i]`` channels, ``blocks`` residual blocks each, halving
+    H and W between levels), a middle block, and the mirror path with skip connections. The
+    time ``t`` (float or ``(n,)``) enters every block through a sinusoidal embedding with
+    frequencies 1..``max_freq``, which should resolve ``t`` over its range (about
+    :math:`[-2, 2]` for :math:`c_{\rm noise}`). The output layer starts at zero.
+    H and W must be divisible by :math:`2^{\text{len(mult)}-1}`.
     """
 
-    def __init__(self, in_ch: int = 1, ch: int = 64, emb_dim: int = 64, time_scale: float = 1.0):
+    def __init__(self, in_ch: int = 1, ch: int = 32, mult: tuple[int, ...] = (1, 2), blocks: int = 1,
+                 emb_dim: int = 64, max_freq: float = 16.0, dropout: float = 0.0, time_scale: float = 1.0):
         super().__init__()
-        self.in_ch = check_int("in_ch", in_ch, minimum=1)
         self.time_scale = check_positive("time_scale", time_scale)
-        self.embed = nn.Sequential(SinusoidalEmbedding(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU())
-        self.inp = nn.Conv2d(in_ch, ch, 3, padding=1)
-        self.down = _ResBlock(ch, emb_dim)
-        self.pool = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
-        self.mid = _ResBlock(ch, emb_dim)
-        self.upsample = nn.ConvTranspose2d(ch, ch, 2, stride=2)
-        self.up = _ResBlock(ch, emb_dim)
-        self.merge = nn.Conv2d(2 * ch, ch, 1)
-        self.final = _ResBlock(ch, emb_dim)
-        self.out = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, in_ch, 3, padding=1))
+        self.in_ch = check_int("in_ch", in_ch, minimum=1)
+        ch = check_int("ch", ch, minimum=1)
+        if not isinstance(mult, (tuple, list)) or not mult:
+            raise TypeError(f"mult must be a non-empty tuple of positive ints, got {mult!r}")
+        self.mult = tuple(check_int("mult entries", m, minimum=1) for m in mult)
+        self.blocks = check_int("blocks", blocks, minimum=1)
+        dropout = check_positive("dropout", dropout, allow_zero=True)
+        if dropout >= 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.embed = nn.Sequential(SinusoidalEmbedding(emb_dim, max_freq), nn.Linear(emb_dim, emb_dim), nn.SiLU(),
+                                   nn.Linear(emb_dim, emb_dim), nn.SiLU())
+        self.inp = nn.Conv2d(self.in_ch, ch, 3, padding=1)
+        self.down, self.pool = nn.ModuleList(), nn.ModuleList()
+        skips, c = [ch], ch
+        for level, m in enumerate(self.mult):
+            for _ in range(self.blocks):
+                self.down.append(_ResBlock(c, ch * m, emb_dim, dropout))
+                c = ch * m
+                skips.append(c)
+            if level < len(self.mult) - 1:
+                self.pool.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.mid = _ResBlock(c, c, emb_dim, dropout)
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for level in reversed(range(len(self.mult))):
+            for _ in range(self.blocks):
+                self.up.append(_ResBlock(c + skips.pop(), ch * self.mult[level], emb_dim, dropout))
+                c = ch * self.mult[level]
+            if level > 0:
+                self.upsample.append(nn.ConvTranspose2d(c, c, 2, stride=2))
+        self.out = nn.Sequential(nn.GroupNorm(math.gcd(8, c), c), nn.SiLU(), nn.Conv2d(c, self.in_ch, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         check_tensor("x", x, ndim=4)
         check_batch("x", x)
-        if x.shape[1:] != (self.in_ch, 8, 8):
-            raise ValueError(f"x must have shape (n, {self.in_ch}, 8, 8), got {tuple(x.shape)}")
+        k = 2 ** (len(self.mult) - 1)
+        if x.shape[1] != self.in_ch or x.shape[2] % k or x.shape[3] % k:
+            raise ValueError(f"x must have shape (n, {self.in_ch}, H, W) with H and W divisible by {k}, "
+                             f"got {tuple(x.shape)}")
         e = self.embed(_time_tensor(t, x.shape[0], x) * self.time_scale)
-        h0 = self.down(self.inp(x), e)
-        h1 = self.mid(self.pool(h0), e)
-        h = self.up(self.upsample(h1), e)
-        h = self.final(self.merge(torch.cat([h, h0], 1)), e)
+        h = self.inp(x)
+        hs, blocks = [h], iter(self.down)
+        for level in range(len(self.mult)):
+            for _ in range(self.blocks):
+                h = next(blocks)(h, e)
+                hs.append(h)
+            if level < len(self.mult) - 1:
+                h = self.pool[level](h)
+        h = self.mid(h, e)
+        blocks, ups = iter(self.up), iter(self.upsample)
+        for level in reversed(range(len(self.mult))):
+            for _ in range(self.blocks):
+                h = next(blocks)(torch.cat([h, hs.pop()], dim=1), e)
+            if level > 0:
+                h = next(ups)(h)
         return self.out(h)
 
 

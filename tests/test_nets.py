@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from companion.nets import DigitClassifier, DigitsConvNet, SinusoidalEmbedding, TimeMLP
+from companion.nets import DigitClassifier, SinusoidalEmbedding, TimeMLP, UNet
 
 
 def test_sinusoidal_embedding_shape_and_range():
@@ -34,16 +34,38 @@ def test_time_mlp_validation():
         SinusoidalEmbedding(5)
 
 
-def test_digits_convnet_shapes_and_gradients():
+def test_unet_shapes_gradients_and_identity_start():
     torch.manual_seed(0)
-    net = DigitsConvNet(ch=16)
-    x = torch.randn(3, 1, 8, 8, requires_grad=True)
-    y = net(x, torch.tensor([1.0, 5.0, 50.0]))
-    assert y.shape == x.shape
-    y.sum().backward()
-    assert all(p.grad is not None for p in net.parameters())
-    with pytest.raises(ValueError, match=r"x must have shape \(n, 1, 8, 8\)"):
-        net(torch.randn(3, 1, 7, 7), 1.0)
+    for mult, size in (((1, 2), (8, 8)), ((1, 2, 2), (12, 16)), ((1,), (5, 7))):
+        net = UNet(in_ch=2, ch=8, mult=mult, blocks=2)
+        x = torch.randn(3, 2, *size, requires_grad=True)
+        y = net(x, torch.tensor([-1.0, 0.0, 1.5]))
+        assert y.shape == x.shape
+        assert y.abs().max() == 0  # the output layer starts at zero: F = 0, so D(x) = c_skip x at init
+        for p in net.parameters():
+            p.data += 0.01 * torch.randn_like(p)
+        net(x, 0.3).square().sum().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 1, H, W\) with H and W divisible by 2"):
+        UNet(ch=8)(torch.randn(3, 1, 7, 7), 1.0)
+    with pytest.raises(ValueError, match="dropout"):
+        UNet(dropout=1.0)
+    with pytest.raises(TypeError, match="mult"):
+        UNet(mult=())
+
+
+def test_unet_is_translation_equivariant_in_the_interior():
+    """A conv net with zero padding: shifting a compact blob in the interior shifts the output."""
+    torch.manual_seed(0)
+    net = UNet(ch=8, mult=(1,))
+    for p in net.parameters():
+        p.data += 0.05 * torch.randn_like(p)
+    x = torch.zeros(1, 1, 48, 48, dtype=torch.float64)
+    x[0, 0, 20:23, 20:23] = torch.randn(3, 3, dtype=torch.float64)
+    net = net.double()
+    y, y_shift = net(x, 0.2), net(torch.roll(x, (3, 2), (2, 3)), 0.2)
+    torch.testing.assert_close(torch.roll(y, (3, 2), (2, 3))[..., 12:36, 12:36], y_shift[..., 12:36, 12:36])
+    assert (y - y_shift).abs().max() > 1e-3  # and the output does depend on where the blob is
 
 
 def test_digit_classifier_shapes():
@@ -53,7 +75,7 @@ def test_digit_classifier_shapes():
 
 
 def test_networks_refuse_non_finite_empty_or_half_inputs():
-    net, conv = TimeMLP(dim=2, hidden=8, depth=1), DigitsConvNet(ch=8)
+    net, conv = TimeMLP(dim=2, hidden=8, depth=1), UNet(ch=8)
     x = torch.randn(4, 2)
     with pytest.raises(ValueError, match="NaN or infinite"):
         net(x.masked_fill(x > 0, float("nan")), 0.1)
@@ -72,7 +94,7 @@ def test_networks_refuse_non_finite_empty_or_half_inputs():
     with pytest.raises(ValueError, match="time_scale"):
         TimeMLP(time_scale=float("nan"))
     with pytest.raises(ValueError, match="time_scale"):
-        DigitsConvNet(time_scale=0.0)
+        UNet(time_scale=0.0)
     with pytest.raises(ValueError, match="max_freq"):
         SinusoidalEmbedding(8, max_freq=-1.0)
     with pytest.raises(ValueError, match="t must have 1 dims"):
@@ -99,7 +121,7 @@ def test_default_embedding_frequencies_and_conv_time_scale():
     e = SinusoidalEmbedding(8)
     assert torch.allclose(e.freqs[[0, -1]], torch.tensor([1.0, 1000.0]))
     # the embedding sees t * time_scale (its output barely moves at initialisation, so read its input)
-    for net, x in ((DigitsConvNet(ch=8, time_scale=0.25), torch.randn(2, 1, 8, 8)),
+    for net, x in ((UNet(ch=8, time_scale=0.25), torch.randn(2, 1, 8, 8)),
                    (TimeMLP(dim=2, hidden=8, depth=1, time_scale=0.25), torch.randn(2, 2))):
         seen = []
         net.embed.register_forward_hook(lambda mod, inp, out, seen=seen: seen.append(inp[0]))

@@ -282,8 +282,8 @@ def targets() -> list[Target]:
                    "string": "0.5", "bool tensor": torch.ones(16, dtype=torch.bool)})
     t("TimeMLP", nets.TimeMLP, lambda: dict(dim=2, hidden=8, depth=1, time_scale=1.0), dim=bad_size,
       hidden=bad_size, depth=bad_size, time_scale=bad_pos)
-    conv = nets.DigitsConvNet(ch=8)
-    t("DigitsConvNet.forward", conv, lambda: dict(x=torch.zeros(2, 1, 8, 8), t=1.0), x=lambda v: {
+    conv = nets.UNet(ch=8)
+    t("UNet.forward", conv, lambda: dict(x=torch.zeros(2, 1, 8, 8), t=1.0), x=lambda v: {
         **bad_tensor(v), "wrong image": torch.zeros(2, 1, 7, 7), "3-d": torch.zeros(2, 8, 8)},
       t=lambda v: {"nan": NAN, "string": "1"})
     t("SinusoidalEmbedding", nets.SinusoidalEmbedding, lambda: dict(dim=8, max_freq=100.0), dim=lambda v: {
