@@ -10,27 +10,45 @@ fight the imbalance of the sparse labels; spans are read back with the nearest-e
 
 Public surface:
 
-* corpus: ``PREDICATES``, :class:`Sentence`, :func:`generate_corpus` (template sentences with
-  Normal / SEO / EPO / nested overlaps and a reuse probability), :func:`overlap_type`,
-  :func:`corpus_stats`;
-* tokens: :class:`Vocab`, :func:`build_vocab`, :func:`encode_sentence`, :func:`find_span`;
+* corpus: ``PREDICATES`` (the template corpus's schema), :class:`Sentence`,
+  :func:`generate_corpus` (template sentences with Normal / SEO / EPO / nested overlaps, a reuse
+  probability and a pool of entities held out of training), :func:`overlap_type`,
+  :func:`corpus_stats`, :func:`dedupe`, :func:`toy_splits`;
+* real data: :func:`tokenize` (one token per CJK character, one per word otherwise),
+  :class:`Schema`, :func:`load_schema`, :func:`parse_record`, :func:`load_jsonl` (the JSON-lines
+  format of DuIE / LIC2019), :func:`generate_records` and :func:`write_dataset` (a small generated
+  corpus in that exact format, with Chinese sentences), :func:`run_files` and the command line
+  ``python -m companion.triples train --train T.jsonl --dev D.jsonl --schema S.json``;
+* tokens: :class:`Vocab`, :func:`build_vocab` (training split only; unknown tokens map to
+  ``[UNK]``), :func:`encode_sentence`, :func:`find_span`;
 * labels and their oracles: :func:`subject_labels`, :func:`object_labels`,
   :func:`decode_spans`, :func:`decode_gold`, :func:`single_tag_capacity`;
-* model and training: :class:`ConditionalLayerNorm`, :class:`TripleModel`, :func:`pn_bce`,
-  :class:`TripleData` (batches with the subject sampling of the chapter), :func:`triple_loss`,
-  :func:`train_extractor` (the chapter's training recipe);
-* decoding and scoring: :func:`extract`, :func:`prf`, :func:`evaluate`.
+* model and training: :class:`ConditionalLayerNorm`, :class:`TripleModel` (built-in encoder, or
+  any ``encoder`` module mapping token ids ``(n, L)`` to hidden states ``(n, L, H)``, such as a
+  pretrained BERT), :func:`pn_bce`, :class:`TripleData` (batches with the subject sampling of the
+  chapter), :func:`triple_loss`, :func:`train_extractor` (the chapter's training recipe);
+* decoding and scoring: :func:`extract`, :func:`prf`, :func:`evaluate` (optionally on the test
+  triples whose entities never occur in training).
 
-Conventions: a sentence is a list of word tokens; a span is ``(start, end)`` with *inclusive*
-token indices; a triple is ``(subject_words, predicate, object_words)`` with tuples of words, so two
-triples are equal when their words are (the chapter's exact-match rule).
+Conventions: a sentence is a list of tokens; a span is ``(start, end)`` with *inclusive*
+token indices; a triple is ``(subject_tokens, predicate, object_tokens)`` with tuples of tokens, so
+two triples are equal when their tokens are (the chapter's exact-match rule). Every function that
+maps predicates to label columns takes ``predicates`` (the schema's predicate names, in order;
+default: the template corpus's ``PREDICATES``); a predicate outside it raises ``ValueError``.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import json
 import random
+import re
+import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +62,17 @@ __all__ = [
     "generate_corpus",
     "overlap_type",
     "corpus_stats",
+    "dedupe",
+    "toy_splits",
+    "tokenize",
+    "Schema",
+    "load_schema",
+    "parse_record",
+    "load_jsonl",
+    "generate_records",
+    "write_dataset",
+    "run_files",
+    "main",
     "Vocab",
     "build_vocab",
     "find_span",
@@ -61,7 +90,10 @@ __all__ = [
     "train_extractor",
     "extract",
     "prf",
+    "entities",
     "evaluate",
+    "to_record",
+    "ZH_SCHEMA",
 ]
 
 Triple = tuple[tuple[str, ...], str, tuple[str, ...]]
@@ -92,16 +124,29 @@ _SEPARATORS = [[","], [";"], ["and"], [",", "while"]]
 
 @dataclass
 class Sentence:
-    """One corpus sentence: its word ``tokens``, its gold ``triples`` and whether it is ``nested``."""
+    """One corpus sentence: its ``tokens``, its gold ``triples`` and whether it is ``nested``.
+
+    Sentences read from files also keep their ``text`` and the character ``offsets`` of each
+    token, so that a predicted span can be cut from the original string (:meth:`span_text`)."""
 
     tokens: list[str]
     triples: list[Triple] = field(default_factory=list)
     nested: bool = False
+    text: str | None = None
+    offsets: list[tuple[int, int]] | None = None
 
     @property
     def kind(self) -> str:
         """Overlap type, see :func:`overlap_type`."""
         return overlap_type(self.triples)
+
+    def span_text(self, words: tuple[str, ...]) -> str:
+        """The original characters of the first occurrence of ``words`` (tokens joined by spaces
+        when the sentence has no ``text``)."""
+        sp = find_span(self.tokens, words)
+        if self.text is None or self.offsets is None or sp is None:
+            return " ".join(words)
+        return self.text[self.offsets[sp[0]][0]:self.offsets[sp[1]][1]]
 
 
 def overlap_type(triples: list[Triple]) -> str:
@@ -118,25 +163,36 @@ def overlap_type(triples: list[Triple]) -> str:
     return "Normal"
 
 
+def _heldout(kind: str, e: tuple[str, ...]) -> bool:
+    """Whether entity ``e`` of class ``kind`` belongs to the quarter of each class that the
+    ``"train"`` pool never draws (a fixed rule on the pool indices, the same for every seed)."""
+    if kind == "person":
+        return (_FIRST.index(e[0]) + _LAST.index(e[1])) % 4 == 0
+    if kind == "title":
+        return (_ADJ.index(e[1]) + _NOUN.index(e[2])) % 4 == 0
+    if kind == "city":
+        return _CITY.index(e[0]) % 4 == 0
+    if kind == "year":
+        return int(e[0]) % 4 == 0
+    return _ORG.index(e) % 4 == 0
+
+
 class _Pools:
     """Entity draws; with probability ``reuse`` an entity of the same class already used in the
-    sentence is drawn again (long-range shared entities)."""
+    sentence is drawn again (long-range shared entities). With ``pool="train"`` the held-out
+    quarter of every class (:func:`_heldout`) is never drawn."""
 
-    def __init__(self, rng: random.Random, reuse: float):
-        self.rng, self.reuse = rng, reuse
+    def __init__(self, rng: random.Random, reuse: float, pool: str = "all", fresh=None, heldout=None):
+        self.rng, self.reuse, self.pool = rng, reuse, pool
+        self._fresh_fn = fresh or _fresh_en
+        self._heldout_fn = heldout or _heldout
         self.used: dict[str, list[tuple[str, ...]]] = {}
 
     def _fresh(self, kind: str) -> tuple[str, ...]:
-        r = self.rng
-        if kind == "person":
-            return (r.choice(_FIRST), r.choice(_LAST))
-        if kind == "title":
-            return ("the", r.choice(_ADJ), r.choice(_NOUN))
-        if kind == "city":
-            return (r.choice(_CITY),)
-        if kind == "year":
-            return (str(r.randint(1900, 2020)),)
-        return r.choice(_ORG)
+        e = self._fresh_fn(self.rng, kind)
+        while self.pool == "train" and self._heldout_fn(kind, e):
+            e = self._fresh_fn(self.rng, kind)
+        return e
 
     def draw(self, kind: str, avoid: tuple = ()) -> tuple[str, ...]:
         seen = [e for e in self.used.get(kind, []) if e not in avoid]
@@ -148,6 +204,18 @@ class _Pools:
                 e = self._fresh(kind)
         self.used.setdefault(kind, []).append(e)
         return e
+
+
+def _fresh_en(r: random.Random, kind: str) -> tuple[str, ...]:
+    if kind == "person":
+        return (r.choice(_FIRST), r.choice(_LAST))
+    if kind == "title":
+        return ("the", r.choice(_ADJ), r.choice(_NOUN))
+    if kind == "city":
+        return (r.choice(_CITY),)
+    if kind == "year":
+        return (str(r.randint(1900, 2020)),)
+    return r.choice(_ORG)
 
 
 def _clause(pools: _Pools, rng: random.Random) -> tuple[list[str], list[Triple], bool]:
@@ -232,11 +300,21 @@ def _check_length(sent: Sentence, length: int | None) -> int:
     return length
 
 
-def generate_corpus(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int = 3) -> list[Sentence]:
+def _check_pool(pool) -> str:
+    if pool not in ("all", "train"):
+        raise ValueError(f"pool must be 'all' or 'train', got {pool!r}")
+    return pool
+
+
+def generate_corpus(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int = 3,
+                    pool: str = "all") -> list[Sentence]:
     """``n`` template sentences of 1..``max_clauses`` clauses joined by ``, ; and , while``.
 
     ``reuse`` is the probability that a later entity repeats an earlier one of the same class.
-    Sentences without any triple are redrawn. Deterministic given ``seed``.
+    ``pool="train"`` never draws the held-out quarter of each entity class (persons, titles,
+    cities, years, organizations), so a test corpus drawn with ``pool="all"`` holds entities a
+    model trained on it has never seen. Sentences without any triple are redrawn. Deterministic
+    given ``seed``.
     """
     n = check_int("n", n, minimum=1)
     max_clauses = check_int("max_clauses", max_clauses, minimum=1)
@@ -244,10 +322,11 @@ def generate_corpus(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int 
     reuse = check_positive("reuse", reuse, allow_zero=True)
     if reuse > 1:
         raise ValueError(f"reuse must be a probability in [0, 1], got {reuse}")
+    pool = _check_pool(pool)
     rng = random.Random(seed)
     out: list[Sentence] = []
     while len(out) < n:
-        pools = _Pools(rng, reuse)
+        pools = _Pools(rng, reuse, pool)
         tokens: list[str] = []
         triples: list[Triple] = []
         nested = False
@@ -261,6 +340,31 @@ def generate_corpus(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int 
         if triples:
             out.append(Sentence(tokens, triples, nested))
     return out
+
+
+def dedupe(test: list[Sentence], train: list[Sentence]) -> list[Sentence]:
+    """The sentences of ``test`` that share no triple with ``train`` and are not a verbatim copy
+    of a training sentence (order kept), so that no test triple can be scored by memory."""
+    _check_corpus(test, "test")
+    _check_corpus(train, "train")
+    seen_triples = {t for s in train for t in s.triples}
+    seen_tokens = {tuple(s.tokens) for s in train}
+    return [s for s in test if tuple(s.tokens) not in seen_tokens and not seen_triples.intersection(s.triples)]
+
+
+def toy_splits(train_size: int = 6000, test_size: int = 1000, *, train_seed: int = 0, test_seed: int = 1,
+               reuse: float = 0.0) -> tuple[list[Sentence], list[Sentence]]:
+    """The chapter's template corpus: ``train_size`` training sentences drawn from the ``"train"``
+    entity pool (a quarter of every entity class held out) and the first ``test_size`` sentences
+    of a ``"all"``-pool corpus that survive :func:`dedupe` against the training set."""
+    train_size = check_int("train_size", train_size, minimum=1)
+    test_size = check_int("test_size", test_size, minimum=1)
+    train = generate_corpus(train_size, seed=train_seed, reuse=reuse, pool="train")
+    test = dedupe(generate_corpus(3 * test_size, seed=test_seed, reuse=reuse, pool="all"), train)
+    if len(test) < test_size:
+        raise ValueError(f"only {len(test)} of {3 * test_size} test sentences share no triple with the training set; "
+                         f"ask for fewer than {test_size}")
+    return train, test[:test_size]
 
 
 def corpus_stats(corpus: list[Sentence]) -> dict[str, float]:
@@ -278,29 +382,399 @@ def corpus_stats(corpus: list[Sentence]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# real data: the JSON-lines format of DuIE / LIC2019
+
+# CJK ideographs (with extensions and compatibility forms) and Japanese kana: one token per character
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+_TOKEN_RE = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+|\\S")
+
+
+def tokenize(text: str, *, offsets: bool = False):
+    """Split ``text`` into tokens: every CJK character is one token (character-level Chinese, as the
+    chapter's spans need), every run of other letters and digits is one token (word-level English,
+    ``"1990年"`` gives ``["1990", "年"]``), every other non-space character is one token, and
+    white space separates. With ``offsets=True`` also returns each token's ``(begin, end)``
+    character offsets, so that ``text[begin:end]`` is the token."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    matches = list(_TOKEN_RE.finditer(text))
+    toks = [m.group() for m in matches]
+    return (toks, [m.span() for m in matches]) if offsets else toks
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The predicates of a corpus, in the order of the object head's columns, with the subject and
+    object types the schema file gives (empty strings when it gives none)."""
+
+    predicates: tuple[str, ...]
+    subject_types: tuple[str, ...] = ()
+    object_types: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        _check_predicates(self.predicates)
+
+    def __len__(self) -> int:
+        return len(self.predicates)
+
+
+def _check_predicates(predicates) -> tuple[str, ...]:
+    """The predicate names of a schema (a :class:`Schema` or a sequence of distinct non-empty str)."""
+    if isinstance(predicates, Schema):
+        return predicates.predicates
+    if isinstance(predicates, str) or not isinstance(predicates, Sequence):
+        raise TypeError(f"predicates must be a Schema or a sequence of predicate names, got {type(predicates).__name__}")
+    if not predicates:
+        raise ValueError("predicates is empty: a schema needs at least one predicate")
+    if not all(isinstance(p, str) and p for p in predicates):
+        raise TypeError("predicates must be non-empty strings")
+    dup = sorted({p for p in predicates if list(predicates).count(p) > 1})
+    if dup:
+        raise ValueError(f"predicates must be distinct, repeated: {dup[:5]}")
+    return tuple(predicates)
+
+
+def _predicate_index(predicates: tuple[str, ...]) -> dict[str, int]:
+    return {p: i for i, p in enumerate(predicates)}
+
+
+def _type_name(v) -> str:
+    """A schema type: a string, or DuIE 2.0's ``{"@value": type}``."""
+    if isinstance(v, dict):
+        v = v.get("@value", "")
+    return v if isinstance(v, str) else ""
+
+
+def load_schema(path: str | Path) -> Schema:
+    """Read a schema file: JSON lines ``{"predicate": ..., "subject_type": ..., "object_type": ...}``
+    (the ``all_50_schemas`` file of LIC2019), or one JSON list of such objects or of predicate
+    names. Predicates keep the file's order. Raises ``ValueError`` naming the line of a malformed
+    entry, a missing ``predicate`` or a repeated one."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError(f"{path}: the schema file is empty")
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not a valid JSON list ({e.msg} at line {e.lineno})") from None
+        entries = [(i + 1, it) for i, it in enumerate(items)]
+        where = "entry"
+    else:
+        entries = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    entries.append((i, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        where = "line"
+    preds, subj, obj = [], [], []
+    for i, it in entries:
+        if isinstance(it, str):
+            it = {"predicate": it}
+        if not isinstance(it, dict):
+            raise ValueError(f"{path}: {where} {i}: expected an object with a 'predicate', got {type(it).__name__}")
+        p = it.get("predicate")
+        if not isinstance(p, str) or not p.strip():
+            raise ValueError(f"{path}: {where} {i}: missing or empty 'predicate' (keys: {sorted(it)})")
+        if p in preds:
+            raise ValueError(f"{path}: {where} {i}: predicate {p!r} is listed twice")
+        preds.append(p)
+        subj.append(_type_name(it.get("subject_type", "")))
+        obj.append(_type_name(it.get("object_type", "")))
+    return Schema(tuple(preds), tuple(subj), tuple(obj))
+
+
+def _entity(v, field_name: str, where: str) -> str:
+    if isinstance(v, dict) and "@value" in v:  # DuIE 2.0 objects: {"@value": "..."}
+        v = v["@value"]
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError(f"{where}: {field_name} must be a non-empty string, got {v!r}")
+    return v
+
+
+def parse_record(record: dict, predicates=PREDICATES, *, where: str = "record",
+                 skip_missing: bool = False) -> tuple[Sentence, int]:
+    """One ``{"text": ..., "spo_list": [{"subject", "predicate", "object"}, ...]}`` record as a
+    tokenized :class:`Sentence` (:func:`tokenize`; the entities are tokenized the same way and
+    located at their first occurrence in the text). Repeated triples are kept once.
+
+    Returns the sentence and the number of triples dropped because an entity is not in the text as
+    whole tokens. Such a triple raises ``ValueError`` (naming ``where``, the entity and the
+    triple) unless ``skip_missing``; a predicate not in ``predicates`` always raises."""
+    preds = _predicate_index(_check_predicates(predicates))
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    text = record.get("text")
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: 'text' is missing or not a string (keys: {sorted(record)})")
+    tokens, offs = tokenize(text, offsets=True)
+    if not tokens:
+        raise ValueError(f"{where}: 'text' is empty")
+    spo = record.get("spo_list", None)
+    if not isinstance(spo, list):
+        raise ValueError(f"{where}: 'spo_list' is missing or not a list")
+    triples: list[Triple] = []
+    dropped = 0
+    for k, t in enumerate(spo):
+        w = f"{where}, spo_list[{k}]"
+        if not isinstance(t, dict) or not all(key in t for key in ("subject", "predicate", "object")):
+            raise ValueError(f"{w}: expected an object with 'subject', 'predicate' and 'object', got {t!r}")
+        subj, obj = _entity(t["subject"], "subject", w), _entity(t["object"], "object", w)
+        p = t["predicate"]
+        if not isinstance(p, str) or p not in preds:
+            raise ValueError(f"{w}: unknown predicate {p!r} (the schema has {len(preds)}: "
+                             f"{', '.join(list(preds)[:8])}{', ...' if len(preds) > 8 else ''})")
+        st, ot = tuple(tokenize(subj)), tuple(tokenize(obj))
+        missing = [(name, e) for name, e, toks in (("subject", subj, st), ("object", obj, ot))
+                   if not toks or find_span(tokens, toks) is None]
+        if missing:
+            if skip_missing:
+                dropped += 1
+                continue
+            name, e = missing[0]
+            raise ValueError(f"{w}: {name} {e!r} is not in the text as whole tokens "
+                             f"(text {text[:60]!r}{'...' if len(text) > 60 else ''})")
+        tri = (st, p, ot)
+        if tri not in triples:
+            triples.append(tri)
+    nested = any(_inside(find_span(tokens, a), find_span(tokens, b)) for a, _, b in triples)
+    return Sentence(tokens, triples, nested, text=text, offsets=offs), dropped
+
+
+def _inside(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
+    """Whether one of the two spans lies inside the other (and they differ)."""
+    if a is None or b is None or a == b:
+        return False
+    return (a[0] <= b[0] and b[1] <= a[1]) or (b[0] <= a[0] and a[1] <= b[1])
+
+
+def load_jsonl(path: str | Path, predicates=PREDICATES, *, skip_missing: bool = False,
+               return_dropped: bool = False):
+    """Read a JSON-lines corpus (one :func:`parse_record` record per non-blank line).
+
+    Malformed lines raise ``ValueError`` with the file, the line number and what is wrong; so do
+    unknown predicates and, unless ``skip_missing``, entities that are not in their text. With
+    ``return_dropped`` also returns how many triples ``skip_missing`` dropped."""
+    path = Path(path)
+    _check_predicates(predicates)
+    out: list[Sentence] = []
+    dropped = 0
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno})") from None
+            sent, d = parse_record(record, predicates, where=f"{path}:{i}", skip_missing=skip_missing)
+            out.append(sent)
+            dropped += d
+    if not out:
+        raise ValueError(f"{path}: no records (the file is empty)")
+    return (out, dropped) if return_dropped else out
+
+
+def to_record(sent: Sentence) -> dict:
+    """A :class:`Sentence` as a JSON-lines record (tokens joined by spaces when it has no text)."""
+    _check_sentence(sent)
+    text = sent.text if sent.text is not None else " ".join(sent.tokens)
+    return {"text": text, "spo_list": [{"subject": sent.span_text(s), "predicate": p, "object": sent.span_text(o)}
+                                       for s, p, o in sent.triples]}
+
+
+# a small Chinese corpus in the DuIE format (generated, so that the real-data path can be tested)
+_ZH_SURNAME = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭")
+_ZH_GIVEN = list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂")
+_ZH_TITLE = list("春夜海山风雪城梦月河花火星雨林光")
+_ZH_CITY = ["北京", "上海", "广州", "深圳", "杭州", "南京", "成都", "西安", "武汉", "重庆", "苏州", "天津"]
+_ZH_ORG = ["人民文学出版社", "中华书局", "三联书店", "译林出版社", "华谊兄弟", "光线传媒", "博纳影业", "BBC工作室"]
+_ZH_SCHEMA = [("作者", "图书作品", "人物"), ("出版社", "书籍", "出版社"), ("导演", "影视作品", "人物"),
+              ("主演", "影视作品", "人物"), ("出生地", "人物", "地点"), ("出生日期", "人物", "Date"),
+              ("配偶", "人物", "人物"), ("出品公司", "影视作品", "企业")]
+ZH_SCHEMA = Schema(tuple(p for p, _, _ in _ZH_SCHEMA), tuple(s for _, s, _ in _ZH_SCHEMA),
+                   tuple(o for _, _, o in _ZH_SCHEMA))
+
+
+def _fresh_zh(r: random.Random, kind: str) -> tuple[str, ...]:
+    if kind == "person":
+        return (r.choice(_ZH_SURNAME) + r.choice(_ZH_GIVEN) + r.choice(_ZH_GIVEN),)
+    if kind == "title":
+        return ("".join(r.sample(_ZH_TITLE, r.choice((2, 3)))),)
+    if kind == "city":
+        return (r.choice(_ZH_CITY),)
+    if kind == "year":
+        return (f"{r.randint(1900, 2020)}年",)
+    return (r.choice(_ZH_ORG),)
+
+
+def _heldout_zh(kind: str, e: tuple[str, ...]) -> bool:
+    """The held-out quarter of each Chinese entity class (fixed rule, as :func:`_heldout`)."""
+    w = e[0]
+    if kind == "person":
+        return (_ZH_SURNAME.index(w[0]) + _ZH_GIVEN.index(w[1]) + _ZH_GIVEN.index(w[2])) % 4 == 0
+    if kind == "title":
+        return sum(_ZH_TITLE.index(c) for c in w) % 4 == 0
+    if kind == "city":
+        return _ZH_CITY.index(w) % 4 == 0
+    if kind == "year":
+        return int(w[:-1]) % 4 == 0
+    return _ZH_ORG.index(w) % 4 == 0
+
+
+def _clause_zh(pools: _Pools, rng: random.Random) -> tuple[str, list[tuple[str, str, str]]]:
+    """One Chinese template clause: its text and its (subject, predicate, object) strings."""
+    d = lambda kind, avoid=(): pools.draw(kind, avoid)[0]  # noqa: E731
+    k = rng.randrange(12)
+    if k == 0:
+        b, p = d("title"), d("person")
+        return f"《{b}》是{p}创作的小说", [(b, "作者", p)]
+    if k == 1:
+        p, b = d("person"), d("title")
+        return f"{p}写了《{b}》", [(b, "作者", p)]
+    if k == 2:
+        b, o = d("title"), d("org")
+        return f"《{b}》由{o}出版", [(b, "出版社", o)]
+    if k == 3:  # one subject, two objects
+        f, a1 = d("title"), d("person")
+        a2 = d("person", avoid=((a1,),))
+        return f"电影《{f}》由{a1}和{a2}主演", [(f, "主演", a1), (f, "主演", a2)]
+    if k == 4:  # two subjects, one object
+        a, f1 = d("person"), d("title")
+        f2 = d("title", avoid=((f1,),))
+        return f"{a}参演了《{f1}》和《{f2}》", [(f1, "主演", a), (f2, "主演", a)]
+    if k == 5:  # EPO
+        p, f = d("person"), d("title")
+        return f"{p}自导自演了《{f}》", [(f, "导演", p), (f, "主演", p)]
+    if k == 6:
+        p, c = d("person"), d("city")
+        return f"{p}出生于{c}", [(p, "出生地", c)]
+    if k == 7:
+        p, y = d("person"), d("year")
+        return f"{p}生于{y}", [(p, "出生日期", y)]
+    if k == 8:  # symmetric
+        p1 = d("person")
+        p2 = d("person", avoid=((p1,),))
+        return f"{p1}与{p2}结婚", [(p1, "配偶", p2), (p2, "配偶", p1)]
+    if k == 9:  # nested: the object inside the subject
+        p, o = d("person"), d("org")
+        return f"《{p}传》由{o}出版", [(f"{p}传", "出版社", o), (f"{p}传", "作者", p)]
+    if k == 10:
+        o, f = d("org"), d("title")
+        return f"{o}出品了电影《{f}》", [(f, "出品公司", o)]
+    p, c = d("person"), d("city")  # distractor
+    return f"{p}去过{c}", []
+
+
+def generate_records(n: int, seed: int = 0, reuse: float = 0.0, max_clauses: int = 3,
+                     pool: str = "all") -> list[dict]:
+    """``n`` Chinese sentences in the DuIE / LIC2019 JSON-lines format,
+    ``{"text": ..., "spo_list": [{"subject", "predicate", "object"}, ...]}``, from templates that
+    mirror :func:`generate_corpus` (multi-object, multi-subject, EPO, symmetric, nested,
+    distractor; years mix digits and characters, one organization Latin letters), with the
+    predicates of ``ZH_SCHEMA``. ``reuse`` and ``pool`` as in :func:`generate_corpus`.
+    Deterministic given ``seed``."""
+    n = check_int("n", n, minimum=1)
+    max_clauses = check_int("max_clauses", max_clauses, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    reuse = _check_prob("reuse", reuse)
+    pool = _check_pool(pool)
+    rng = random.Random(seed)
+    out: list[dict] = []
+    while len(out) < n:
+        pools = _Pools(rng, reuse, pool, fresh=_fresh_zh, heldout=_heldout_zh)
+        parts, spo = [], []
+        for i in range(rng.randint(1, max_clauses)):
+            text, tr = _clause_zh(pools, rng)
+            parts.append((rng.choice(["，", "；", "，同时"]) if i else "") + text)
+            spo += [t for t in tr if t not in spo]
+        if spo:
+            out.append({"text": "".join(parts) + "。",
+                        "spo_list": [{"subject": s, "predicate": p, "object": o} for s, p, o in spo]})
+    return out
+
+
+def _write_jsonl(records: list, path: Path) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def write_dataset(directory: str | Path, n_train: int = 2000, n_dev: int = 300, *, seed: int = 0,
+                  reuse: float = 0.0) -> dict[str, Path]:
+    """Write a generated Chinese corpus in the DuIE / LIC2019 layout to ``directory``:
+    ``train.jsonl`` (``n_train`` sentences from the ``"train"`` entity pool), ``dev.jsonl`` (the
+    first ``n_dev`` sentences of an ``"all"``-pool corpus that survive :func:`dedupe` against the
+    training set) and ``schema.json`` (one ``{"predicate", "subject_type", "object_type"}`` line per
+    predicate). Returns the three paths (keys ``"train"``, ``"dev"``, ``"schema"``)."""
+    n_train = check_int("n_train", n_train, minimum=1)
+    n_dev = check_int("n_dev", n_dev, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    train = generate_records(n_train, seed=seed, reuse=reuse, pool="train")
+    cand = generate_records(3 * n_dev, seed=seed + 1, reuse=reuse, pool="all")
+    parse = lambda recs: [parse_record(r, ZH_SCHEMA)[0] for r in recs]  # noqa: E731
+    cand_s = parse(cand)
+    kept = {id(s) for s in dedupe(cand_s, parse(train))}
+    dev = [r for r, s in zip(cand, cand_s, strict=True) if id(s) in kept][:n_dev]
+    if len(dev) < n_dev:
+        raise ValueError(f"only {len(dev)} generated dev sentences share no triple with the training set")
+    paths = {"train": directory / "train.jsonl", "dev": directory / "dev.jsonl", "schema": directory / "schema.json"}
+    _write_jsonl(train, paths["train"])
+    _write_jsonl(dev, paths["dev"])
+    _write_jsonl([{"predicate": p, "subject_type": s, "object_type": o} for p, s, o in _ZH_SCHEMA], paths["schema"])
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
 # tokens and labels
 
 
 @dataclass
 class Vocab:
-    """Word ↔ id table; id 0 is padding, id 1 the unknown word."""
+    """Token ↔ id table; id 0 is padding; tokens not in the table map to ``unk`` (``[UNK]``, id 1
+    in a table from :func:`build_vocab`). :meth:`from_file` reads a one-token-per-line file such as
+    a BERT ``vocab.txt``, whose ``[PAD]`` is id 0 and ``[UNK]`` id 100."""
 
     itos: list[str]
+    unk: str = "[UNK]"
 
     def __post_init__(self):
+        if not isinstance(self.itos, list) or len(self.itos) < 2 or not all(isinstance(w, str) for w in self.itos):
+            raise TypeError("itos must be a list of at least two str (padding first)")
         self.stoi = {w: i for i, w in enumerate(self.itos)}
+        if self.unk not in self.stoi:
+            raise ValueError(f"the unknown token {self.unk!r} is not in the vocabulary")
+        self.unk_id = self.stoi[self.unk]
 
     def __len__(self) -> int:
         return len(self.itos)
 
+    @classmethod
+    def from_file(cls, path: str | Path, unk: str = "[UNK]") -> Vocab:
+        """One token per line (line ``i`` is id ``i``), e.g. the ``vocab.txt`` of a BERT checkpoint."""
+        return cls(Path(path).read_text(encoding="utf-8").splitlines(), unk=unk)
 
-def build_vocab(corpora: list[list[Sentence]] | list[Sentence]) -> Vocab:
-    """A closed vocabulary from the words of one corpus or a list of corpora (sorted, deterministic)."""
+
+def build_vocab(corpora: list[list[Sentence]] | list[Sentence], min_count: int = 1) -> Vocab:
+    """A vocabulary from the tokens of one corpus or a list of corpora (sorted, deterministic), keeping
+    tokens seen at least ``min_count`` times. Build it from the **training split only**: tokens of
+    other splits then map to ``[UNK]`` (id 1), as they would for new text."""
     if not isinstance(corpora, (list, tuple)) or not corpora:
         raise TypeError("corpora must be a non-empty list of Sentence or a list of such lists")
+    min_count = check_int("min_count", min_count, minimum=1)
     sents = corpora if isinstance(corpora[0], Sentence) else [s for c in corpora for s in _check_corpus(c, "corpora[i]")]
     _check_corpus(sents, "corpora")
-    words = sorted({w for s in sents for w in s.tokens})
+    counts: dict[str, int] = {}
+    for s in sents:
+        for w in s.tokens:
+            counts[w] = counts.get(w, 0) + 1
+    words = sorted(w for w, c in counts.items() if c >= min_count and w not in ("[PAD]", "[UNK]"))
     return Vocab(["[PAD]", "[UNK]", *words])
 
 
@@ -322,7 +796,7 @@ def encode_sentence(tokens: list[str], vocab: Vocab, max_len: int, *, strict: bo
                     truncate: bool = False) -> torch.Tensor:
     """Token ids ``(T,)`` (int64) of a sentence.
 
-    Unknown words map to ``[UNK]`` (id 1), or raise ``ValueError`` if ``strict``. A sentence longer
+    Unknown tokens map to ``vocab.unk`` (``[UNK]``), or raise ``ValueError`` if ``strict``. A sentence longer
     than ``max_len`` (the model's position table) raises ``ValueError`` unless ``truncate``, in
     which case it is cut to its first ``max_len`` tokens. An empty sentence raises ``ValueError``.
     """
@@ -341,39 +815,48 @@ def encode_sentence(tokens: list[str], vocab: Vocab, max_len: int, *, strict: bo
         unknown = [w for w in tokens if w not in vocab.stoi]
         if unknown:
             raise ValueError(f"unknown tokens {unknown[:5]} (strict=True)")
-    return torch.tensor([vocab.stoi.get(w, 1) for w in tokens], dtype=torch.long)
+    return torch.tensor([vocab.stoi.get(w, vocab.unk_id) for w in tokens], dtype=torch.long)
 
 
-def _spans(sent: Sentence) -> list[tuple[tuple[int, int], int, tuple[int, int]]]:
+def _spans(sent: Sentence, predicates=PREDICATES) -> list[tuple[tuple[int, int], int, tuple[int, int]]]:
+    """(subject span, predicate column, object span) of every triple; ``ValueError`` for an entity
+    that is not in the sentence or a predicate that is not in ``predicates``."""
+    index = _predicate_index(_check_predicates(predicates))
     out = []
     for s, p, o in sent.triples:
         ss, os_ = find_span(sent.tokens, s), find_span(sent.tokens, o)
         if ss is None or os_ is None:
             raise ValueError(f"triple {(s, p, o)} is not in the sentence")
-        out.append((ss, PREDICATES.index(p), os_))
+        if p not in index:
+            raise ValueError(f"unknown predicate {p!r} in triple {(s, p, o)}: not among the {len(index)} predicates "
+                             "of the schema (pass predicates=)")
+        out.append((ss, index[p], os_))
     return out
 
 
-def subject_labels(sent: Sentence, length: int | None = None) -> torch.Tensor:
+def subject_labels(sent: Sentence, length: int | None = None, predicates=PREDICATES) -> torch.Tensor:
     """Subject pointer labels ``(T, 2)``: column 0 marks subject starts, column 1 ends (equation :eq:`spo-pointer`)."""
     T = _check_length(_check_sentence(sent), length)
     y = torch.zeros(T, 2)
-    for (a, b), _, _ in _spans(sent):
+    for (a, b), _, _ in _spans(sent, predicates):
         y[a, 0] = y[b, 1] = 1.0
     return y
 
 
-def object_labels(sent: Sentence, subject: tuple[int, int], length: int | None = None) -> torch.Tensor:
+def object_labels(sent: Sentence, subject: tuple[int, int], length: int | None = None,
+                  predicates=PREDICATES) -> torch.Tensor:
     """Object–predicate labels ``(T, P, 2)`` given one subject span (equation :eq:`spo-pointer`); all
-    zero when ``subject`` is not a gold subject (a negative sample)."""
+    zero when ``subject`` is not a gold subject (a negative sample). Column ``r`` of the ``P`` axis is
+    predicate ``predicates[r]``."""
     T = _check_length(_check_sentence(sent), length)
     if (not isinstance(subject, (tuple, list)) or len(subject) != 2
             or not all(isinstance(i, int) and not isinstance(i, bool) for i in subject)):
         raise TypeError(f"subject must be an inclusive span (start, end) of two ints, got {subject!r}")
     if not 0 <= subject[0] <= subject[1] < len(sent.tokens):
         raise ValueError(f"subject span {tuple(subject)} must satisfy 0 <= start <= end < {len(sent.tokens)}")
-    y = torch.zeros(T, len(PREDICATES), 2)
-    for ss, p, (a, b) in _spans(sent):
+    predicates = _check_predicates(predicates)
+    y = torch.zeros(T, len(predicates), 2)
+    for ss, p, (a, b) in _spans(sent, predicates):
         if ss == tuple(subject):
             y[a, p, 0] = y[b, p, 1] = 1.0
     return y
@@ -404,32 +887,33 @@ def decode_spans(start: torch.Tensor, end: torch.Tensor, t_start: float = 0.6,
     return out
 
 
-def _to_triple(tokens: list[str], s: tuple[int, int], p: int, o: tuple[int, int]) -> Triple:
-    return (tuple(tokens[s[0]:s[1] + 1]), PREDICATES[p], tuple(tokens[o[0]:o[1] + 1]))
+def _to_triple(tokens: list[str], s: tuple[int, int], p: str, o: tuple[int, int]) -> Triple:
+    return (tuple(tokens[s[0]:s[1] + 1]), p, tuple(tokens[o[0]:o[1] + 1]))
 
 
-def decode_gold(sent: Sentence) -> set[Triple]:
+def decode_gold(sent: Sentence, predicates=PREDICATES) -> set[Triple]:
     """Decode the gold labels of a sentence with :func:`decode_spans` (the oracle of the scheme).
 
     Predicates whose labels are all zero are skipped (they cannot decode to a span)."""
-    ys = subject_labels(sent)
+    predicates = _check_predicates(predicates)
+    ys = subject_labels(sent, predicates=predicates)
     out = set()
     for s in decode_spans(ys[:, 0], ys[:, 1]):
-        yo = object_labels(sent, s)
+        yo = object_labels(sent, s, predicates=predicates)
         for p in torch.nonzero(yo.sum(dim=(0, 2))).flatten().tolist():
             for o in decode_spans(yo[:, p, 0], yo[:, p, 1]):
-                out.add(_to_triple(sent.tokens, s, p, o))
+                out.add(_to_triple(sent.tokens, s, predicates[p], o))
     return out
 
 
-def single_tag_capacity(sent: Sentence) -> int:
+def single_tag_capacity(sent: Sentence, predicates=PREDICATES) -> int:
     """Most triples of ``sent`` that a one-tag-per-token scheme can hold.
 
     In that scheme (Zheng et al., 2017) each token carries one tag (predicate, role); a triple is
     held when every token of its subject carries (p, subject) and every token of its object
     (p, object). Exact maximum over subsets of the triples (sentences hold a handful).
     """
-    spans = _spans(_check_sentence(sent))
+    spans = _spans(_check_sentence(sent), predicates)
     for k in range(len(spans), 0, -1):
         for sub in itertools.combinations(spans, k):
             tags: dict[int, tuple[int, int]] = {}
@@ -445,6 +929,13 @@ def single_tag_capacity(sent: Sentence) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # model
+
+
+def _seed_int(seed: int | torch.Generator, name: str = "seed") -> int:
+    """An int seed as is (checked), or one int drawn from a ``torch.Generator``."""
+    if isinstance(seed, torch.Generator):
+        return int(torch.randint(0, 2**62, (1,), generator=seed))
+    return check_int(name, seed, minimum=0)
 
 
 class ConditionalLayerNorm(nn.Module):
@@ -489,12 +980,37 @@ class TripleModel(nn.Module):
     adds ``Linear([h_start; h_end])`` to every token instead. ``n_subject``, ``n_object`` are the
     exponents of the :math:`\\sigma(z)^n` outputs (1 = plain sigmoid). The learned position table
     starts as ``pos_std`` times a standard normal table (the word embeddings start at unit scale).
+
+    ``seed`` (an int or a ``torch.Generator``, from which one int is drawn) fixes the initial
+    weights; they are built inside :func:`torch.random.fork_rng`, so the caller's global random
+    state is left as it was.
+
+    **Pretrained encoder.** ``encoder`` replaces the built-in encoder by any module mapping token ids
+    ``(n, L)`` (int64, padding id 0) to hidden states ``(n, L, H)``; pass ``d=H``. The heads are
+    built on top and the whole network is trained (freeze the encoder's parameters to train the
+    heads only); ``vocab_size`` is then the encoder's vocabulary size (ids are checked against
+    it) and ``heads``, ``layers``, ``ffn``, ``dropout``, ``pos_std`` are unused. For a
+    ``transformers`` BERT::
+
+        class BertHidden(nn.Module):
+            def __init__(self, bert):
+                super().__init__()
+                self.bert = bert
+            def forward(self, ids):
+                return self.bert(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+
+        vocab = Vocab.from_file("bert-base-chinese/vocab.txt")   # [PAD] = 0, [UNK] = 100
+        model = TripleModel(len(vocab), len(schema), d=768, max_len=512, encoder=BertHidden(bert))
+
+    The ids then come from the checkpoint's ``vocab.txt`` through :func:`tokenize` (one
+    token per Chinese character, as in a Chinese BERT; an English word that is not a whole entry
+    of ``vocab.txt`` maps to ``[UNK]``, since no word-piece split is done).
     """
 
     def __init__(self, vocab_size: int, n_predicates: int = len(PREDICATES), *, d: int = 64, heads: int = 4,
                  layers: int = 2, ffn: int = 256, max_len: int = 64, dropout: float = 0.1,
                  conditioning: str = "cln", n_subject: int = 2, n_object: int = 4, pos_std: float = 1.0,
-                 seed: int = 0):
+                 seed: int | torch.Generator = 0, encoder: nn.Module | None = None):
         super().__init__()
         pos_std = check_positive("pos_std", pos_std)
         if conditioning not in ("cln", "add"):
@@ -513,20 +1029,30 @@ class TripleModel(nn.Module):
         dropout = check_positive("dropout", dropout, allow_zero=True)
         if dropout >= 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        seed = check_int("seed", seed, minimum=0)
+        seed = _seed_int(seed)
+        if encoder is not None and not isinstance(encoder, nn.Module):
+            raise TypeError(f"encoder must be a torch.nn.Module mapping ids (n, L) to (n, L, H), got "
+                            f"{type(encoder).__name__}")
         self.conditioning = conditioning
-        torch.manual_seed(seed)
-        self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
-        self.pos = nn.Parameter(pos_std * torch.randn(max_len, d))
-        layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(d)
-        self.subject_head = nn.Linear(d, 2)
-        if conditioning == "cln":
-            self.cond = ConditionalLayerNorm(d, 2 * d)
-        else:
-            self.cond = nn.Linear(2 * d, d)
-        self.object_head = nn.Linear(d, 2 * n_predicates)
+        self.vocab_size, self.d = vocab_size, d
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if encoder is None:
+                self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
+                self.pos = nn.Parameter(pos_std * torch.randn(max_len, d))
+                layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True)
+                self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+                self.external = False
+            else:
+                self.encoder = encoder
+                self.external = True
+            self.norm = nn.LayerNorm(d)
+            self.subject_head = nn.Linear(d, 2)
+            if conditioning == "cln":
+                self.cond = ConditionalLayerNorm(d, 2 * d)
+            else:
+                self.cond = nn.Linear(2 * d, d)
+            self.object_head = nn.Linear(d, 2 * n_predicates)
 
     def _check_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
         check_tensor("ids", ids, ndim=2, floating=False)
@@ -541,8 +1067,8 @@ class TripleModel(nn.Module):
             raise ValueError(f"sequence length {ids.shape[1]} exceeds the position table max_len={self.max_len}")
         if not mask.any(dim=1).all():
             raise ValueError("mask has a row with no valid token (empty sentence)")
-        if ids.min() < 0 or ids.max() >= self.emb.num_embeddings:
-            raise ValueError(f"ids must be token ids in [0, {self.emb.num_embeddings})")
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise ValueError(f"ids must be token ids in [0, {self.vocab_size})")
 
     def _check_h(self, h: torch.Tensor) -> None:
         check_tensor("h", h, ndim=3)
@@ -553,8 +1079,16 @@ class TripleModel(nn.Module):
             raise TypeError(f"h has dtype {h.dtype}, the model {self.subject_head.weight.dtype}")
 
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``ids`` (B, T) int64, ``mask`` (B, T) bool (True = token) -> H (B, T, d)."""
+        """``ids`` (B, T) int64, ``mask`` (B, T) bool (True = token) -> H (B, T, d).
+
+        With an external ``encoder``: ``norm(encoder(ids * mask))`` (padding set to id 0)."""
         self._check_ids(ids, mask)
+        if self.external:
+            h = self.encoder(ids * mask)
+            if not isinstance(h, torch.Tensor) or h.shape != (*ids.shape, self.d):
+                raise ValueError(f"the encoder must map ids {tuple(ids.shape)} to hidden states "
+                                 f"{(*ids.shape, self.d)} (d = H), got {getattr(h, 'shape', type(h).__name__)}")
+            return self.norm(h)
         x = self.emb(ids) + self.pos[: ids.shape[1]]
         return self.norm(self.encoder(x, src_key_padding_mask=~mask))
 
@@ -607,13 +1141,16 @@ class TripleData:
 
     Calling it as ``data(batch_size, generator)`` draws a batch and one subject per sentence
     (a random gold start, then a random gold end at or after it — not always a gold subject, which
-    gives free negative samples), the sampler :func:`companion.train.fit` expects.
+    gives free negative samples), the sampler :func:`companion.train.fit` expects. A sentence with
+    no triple contributes the one-token span at position 0 with all-zero object labels.
+    ``predicates`` is the schema (object-head columns), by default the template corpus's.
     """
 
-    def __init__(self, corpus: list[Sentence], vocab: Vocab, max_len: int = 64):
+    def __init__(self, corpus: list[Sentence], vocab: Vocab, max_len: int = 64, predicates=PREDICATES):
         _check_corpus(corpus)
         _check_vocab(vocab)
         max_len = check_int("max_len", max_len, minimum=1)
+        self.predicates = _check_predicates(predicates)
         self.corpus, self.vocab, self.max_len = corpus, vocab, max_len
         T = max(len(s.tokens) for s in corpus)
         if T > max_len:
@@ -630,12 +1167,12 @@ class TripleData:
             L = len(s.tokens)
             self.ids[i, :L] = encode_sentence(s.tokens, vocab, max_len)
             self.mask[i, :L] = True
-            self.ys[i] = subject_labels(s, T)
-            subs = sorted({ss for ss, _, _ in _spans(s)})
-            self.starts.append(sorted({a for a, _ in subs}))
-            self.ends.append(sorted({b for _, b in subs}))
-            self.yo.append({ss: object_labels(s, ss, T) for ss in subs})
-        self.zero = torch.zeros(T, len(PREDICATES), 2)
+            self.ys[i] = subject_labels(s, T, self.predicates)
+            subs = sorted({ss for ss, _, _ in _spans(s, self.predicates)})
+            self.starts.append(sorted({a for a, _ in subs}) or [0])
+            self.ends.append(sorted({b for _, b in subs}) or [0])
+            self.yo.append({ss: object_labels(s, ss, T, self.predicates) for ss in subs})
+        self.zero = torch.zeros(T, len(self.predicates), 2)
 
     def __len__(self) -> int:
         return len(self.corpus)
@@ -665,29 +1202,43 @@ def triple_loss(model: TripleModel, batch: dict[str, torch.Tensor], generator: t
     return ((ls * m).sum() + (lo * m).sum()) / m.sum()
 
 
-def train_extractor(data: TripleData, *, seed: int = 0, steps: int = 600, batch_size: int = 32,
-                    lr: float = 3e-3, cosine: bool = False, progress: bool = True, **model_kw):
-    """The chapter's training recipe: a :class:`TripleModel` (weights seeded by ``seed``, other
-    options ``model_kw``) trained on ``data`` with :func:`triple_loss` by
-    :func:`companion.train.fit`: Adam, no EMA, no gradient clipping, batches and subject sampling
-    seeded by ``seed + 1``; a constant rate ``lr``, or a cosine decay of it if ``cosine``.
-    Returns the :class:`companion.train.FitResult` (``.model`` is the trained model)."""
+def train_extractor(data: TripleData, *, seed: int | torch.Generator = 0, steps: int = 600, batch_size: int = 32,
+                    lr: float = 3e-3, cosine: bool = False, ema_decay: float | None = 0.999, progress: bool = True,
+                    **model_kw):
+    """The chapter's training recipe: a :class:`TripleModel` (weights seeded by ``seed``, one
+    column pair per predicate of ``data.predicates``, other options ``model_kw``, e.g.
+    ``encoder=``) trained on ``data`` with :func:`triple_loss` by :func:`companion.train.fit`:
+    Adam, no gradient clipping, batches and subject sampling seeded by ``seed + 1``, dropout by
+    ``seed + 2``; a constant rate ``lr``, or a cosine decay of it if ``cosine``; an exponential
+    moving average of the weights with decay ``ema_decay`` (``None``: none).
+
+    ``seed`` is an int or a ``torch.Generator`` (one int is drawn from it). The run happens inside
+    :func:`torch.random.fork_rng`: the caller's global random state is left untouched. Returns the
+    :class:`companion.train.FitResult`: ``.model`` is the trained model, ``.ema`` its averaged copy
+    (the model itself when ``ema_decay`` is ``None``)."""
     from .train import fit
 
     if not isinstance(data, TripleData):
         raise TypeError(f"data must be a TripleData, got {type(data).__name__}")
-    seed = check_int("seed", seed, minimum=0)
+    seed = _seed_int(seed)
+    if "n_predicates" in model_kw and model_kw["n_predicates"] != len(data.predicates):
+        raise ValueError(f"n_predicates={model_kw['n_predicates']} differs from the data's {len(data.predicates)} predicates")
+    model_kw = dict(model_kw, n_predicates=len(data.predicates))
+    model_kw.setdefault("max_len", data.max_len)
     model = TripleModel(len(data.vocab), seed=seed, **model_kw)
-    return fit(model, triple_loss, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed + 1,
-               ema_decay=None, grad_clip=None, cosine=cosine, progress=progress, desc="triples")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 2)  # dropout
+        return fit(model, triple_loss, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed + 1,
+                   ema_decay=ema_decay, grad_clip=None, cosine=cosine, progress=progress, desc="triples")
 
 
 @torch.no_grad()
 def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start: float = 0.6,
-            t_end: float = 0.5, batch_size: int = 256) -> list[set[Triple]]:
+            t_end: float = 0.5, batch_size: int = 256, predicates=PREDICATES) -> list[set[Triple]]:
     """Predicted triple sets of every sentence (equation :eq:`spo-decode`): subjects first, then one
-    batched object pass per subject. Unknown words map to ``[UNK]``; sentences longer than the
-    model's position table raise ``ValueError``."""
+    batched object pass per subject. Unknown tokens map to ``[UNK]``; sentences longer than the
+    model's position table raise ``ValueError``. ``predicates`` names the object head's columns
+    (the schema the model was trained with)."""
     needed = ("encode", "subject_logits", "object_logits", "n_subject", "n_object", "n_predicates", "max_len")
     if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
         raise TypeError(f"model must be a TripleModel (or a module with its interface), got {type(model).__name__}")
@@ -696,6 +1247,9 @@ def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start
     t_start = _check_prob("t_start", t_start)
     t_end = _check_prob("t_end", t_end)
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    predicates = _check_predicates(predicates)
+    if len(predicates) != model.n_predicates:
+        raise ValueError(f"the model has {model.n_predicates} predicate columns, predicates lists {len(predicates)}")
     model.eval()
     out: list[set[Triple]] = []
     for b0 in range(0, len(corpus), batch_size):
@@ -724,7 +1278,7 @@ def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start
                 L = len(chunk[i].tokens)
                 for p in range(model.n_predicates):
                     for o in decode_spans(po[k, :L, p, 0], po[k, :L, p, 1], t_start, t_end):
-                        preds[i].add(_to_triple(chunk[i].tokens, sp, p, o))
+                        preds[i].add(_to_triple(chunk[i].tokens, sp, predicates[p], o))
         out += preds
     return out
 
@@ -745,8 +1299,20 @@ def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
             "f1": 2 * hit / (n_p + n_g) if n_p + n_g else 0.0, "n": len(gold)}
 
 
-def evaluate(pred: list[set[Triple]], corpus: list[Sentence]) -> dict[str, dict[str, float]]:
-    """:func:`prf` overall and per overlap type (``"all"``, ``"Normal"``, ``"SEO"``, ``"EPO"``, ``"nested"``)."""
+def entities(corpus: list[Sentence]) -> set[tuple[str, ...]]:
+    """Every subject and object (as token tuples) of the triples of ``corpus``."""
+    _check_corpus(corpus)
+    return {e for s in corpus for a, _, b in s.triples for e in (a, b)}
+
+
+def evaluate(pred: list[set[Triple]], corpus: list[Sentence], train: list[Sentence] | None = None
+             ) -> dict[str, dict[str, float]]:
+    """:func:`prf` overall and per overlap type (``"all"``, ``"Normal"``, ``"SEO"``, ``"EPO"``, ``"nested"``).
+
+    With the training corpus ``train``, also ``"new_entities"``: :func:`prf` restricted to the
+    triples (gold and predicted) whose subject and object are both absent from the training
+    triples (:func:`entities`), and ``"new_entity"``: those with at least one such entity. These
+    entries count triples in ``"n"`` (the others count sentences)."""
     _check_corpus(corpus)
     gold = [set(s.triples) for s in corpus]
     res = {"all": prf(pred, gold)}
@@ -754,5 +1320,123 @@ def evaluate(pred: list[set[Triple]], corpus: list[Sentence]) -> dict[str, dict[
         keep = [i for i, s in enumerate(corpus) if (s.nested if t == "nested" else s.kind == t)]
         if keep:
             res[t] = prf([pred[i] for i in keep], [gold[i] for i in keep])
+    if train is not None:
+        seen = entities(train)
+        for key, rule in (("new_entities", all), ("new_entity", any)):
+            new = lambda tri, rule=rule: rule(e not in seen for e in (tri[0], tri[2]))  # noqa: E731
+            g = [{t for t in gs if new(t)} for gs in gold]
+            r = prf([{t for t in set(ps) if new(t)} for ps in pred], g)
+            res[key] = dict(r, n=sum(map(len, g)))
     return res
 
+
+# ---------------------------------------------------------------------------------------------
+# one command: train and evaluate on the user's files
+
+
+def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: str | Path | None = None,
+              steps: int = 2000, batch_size: int = 32, lr: float = 3e-3, ema_decay: float | None = 0.999,
+              seed: int = 0, skip_missing: bool = False, min_count: int = 1, max_len: int | None = None,
+              progress: bool = False, encoder: nn.Module | None = None, vocab: Vocab | None = None,
+              **model_kw) -> dict:
+    """Train the chapter's extractor on a JSON-lines training file and score it on a dev file.
+
+    The predicates come from the ``schema`` file (:func:`load_schema`), the vocabulary from the
+    training file only (:func:`build_vocab`; dev tokens it lacks map to ``[UNK]``), or is
+    ``vocab`` (e.g. ``Vocab.from_file`` of a BERT ``vocab.txt``, with ``encoder=``). The position
+    table covers the longest sentence of both files unless ``max_len`` is given. The model is
+    :func:`train_extractor` with the given options; dev triples are scored with :func:`evaluate`
+    (with the training set, so ``"new_entities"`` is included) for the final weights
+    (``"model"``) and for their moving average (``"ema"``, when ``ema_decay`` is set).
+
+    With ``out``, writes ``scores.json``, ``dev_predictions.jsonl`` (the dev texts with the triples
+    of the averaged model, cut from the original strings) and ``model.pt`` (weights, options,
+    vocabulary and predicates). Returns a dict with ``scores``, ``seconds``, corpus sizes and,
+    under ``"run"``, the :class:`companion.train.FitResult`."""
+    sch = load_schema(schema)
+    train_c, drop_tr = load_jsonl(train, sch, skip_missing=skip_missing, return_dropped=True)
+    dev_c, drop_dev = load_jsonl(dev, sch, skip_missing=skip_missing, return_dropped=True)
+    if vocab is None:
+        vocab = build_vocab(train_c, min_count=min_count)
+    _check_vocab(vocab)
+    longest = max(len(s.tokens) for s in (*train_c, *dev_c))
+    max_len = longest if max_len is None else check_int("max_len", max_len, minimum=1)
+    data = TripleData(train_c, vocab, max_len=max_len, predicates=sch)
+    t0 = time.perf_counter()
+    run = train_extractor(data, seed=seed, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
+                          progress=progress, encoder=encoder, **model_kw)
+    seconds = time.perf_counter() - t0
+    models = {"model": run.model} if ema_decay is None else {"model": run.model, "ema": run.ema}
+    preds = {k: extract(m, dev_c, vocab, predicates=sch) for k, m in models.items()}
+    scores = {k: evaluate(p, dev_c, train=train_c) for k, p in preds.items()}
+    unk = sum(vocab.stoi.get(w) is None for s in dev_c for w in s.tokens) / sum(len(s.tokens) for s in dev_c)
+    result = {"scores": scores, "seconds": seconds, "n_train": len(train_c), "n_dev": len(dev_c),
+              "predicates": len(sch), "vocab": len(vocab), "dev_unk_rate": unk, "max_len": max_len,
+              "dropped_triples": {"train": drop_tr, "dev": drop_dev}, "run": run}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scores.json").write_text(json.dumps({k: v for k, v in result.items() if k != "run"}, indent=1,
+                                                    ensure_ascii=False), encoding="utf-8")
+        best = preds["ema" if "ema" in preds else "model"]
+        _write_jsonl([{"text": s.text, "spo_list": [{"subject": s.span_text(a), "predicate": p, "object": s.span_text(b)}
+                                                    for a, p, b in sorted(pr)]} for s, pr in zip(dev_c, best, strict=True)],
+                     out / "dev_predictions.jsonl")
+        torch.save({"state_dict": models["ema" if "ema" in models else "model"].state_dict(),
+                    "options": dict(model_kw, max_len=max_len), "vocab": vocab.itos, "unk": vocab.unk,
+                    "predicates": list(sch.predicates)}, out / "model.pt")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m companion.triples train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]``
+    trains and scores the extractor (:func:`run_files`) and prints precision, recall and F1;
+    ``python -m companion.triples demo DIR`` writes the generated Chinese corpus
+    (:func:`write_dataset`) to ``DIR`` to try it on."""
+    ap = argparse.ArgumentParser(prog="python -m companion.triples",
+                                 description="Half-pointer, half-tagging triple extraction (chapter 8).")
+    sub = ap.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train on a JSON-lines file and score a dev file")
+    tr.add_argument("--train", required=True, help="training JSON lines {text, spo_list}")
+    tr.add_argument("--dev", required=True, help="dev JSON lines {text, spo_list}")
+    tr.add_argument("--schema", required=True, help="schema: JSON lines {predicate, subject_type, object_type}")
+    tr.add_argument("--out", default=None, help="directory for scores.json, dev_predictions.jsonl, model.pt")
+    tr.add_argument("--steps", type=int, default=2000)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--lr", type=float, default=3e-3)
+    tr.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights (0: none)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--d", type=int, default=64, help="model width")
+    tr.add_argument("--layers", type=int, default=2)
+    tr.add_argument("--max-len", type=int, default=None, help="position table (default: longest sentence)")
+    tr.add_argument("--min-count", type=int, default=1, help="keep training tokens seen at least this often")
+    tr.add_argument("--skip-missing", action="store_true",
+                    help="drop triples whose entity is not in the text (default: stop with an error)")
+    tr.add_argument("--progress", action="store_true")
+    de = sub.add_parser("demo", help="write the generated Chinese corpus (train, dev, schema) to a directory")
+    de.add_argument("directory")
+    de.add_argument("--n-train", type=int, default=2000)
+    de.add_argument("--n-dev", type=int, default=300)
+    de.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.command == "demo":
+        paths = write_dataset(a.directory, a.n_train, a.n_dev, seed=a.seed)
+        print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+        return {"paths": paths}
+    res = run_files(a.train, a.dev, a.schema, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                    ema_decay=a.ema or None, seed=a.seed, skip_missing=a.skip_missing, min_count=a.min_count,
+                    max_len=a.max_len, progress=a.progress, d=a.d, layers=a.layers)
+    print(f"{res['n_train']} training and {res['n_dev']} dev sentences, {res['predicates']} predicates, "
+          f"vocabulary {res['vocab']} (dev tokens unknown: {res['dev_unk_rate']:.1%}); trained in {res['seconds']:.0f} s")
+    if any(res["dropped_triples"].values()):
+        print(f"dropped triples whose entity is not in the text: {res['dropped_triples']}")
+    for name, sc in res["scores"].items():
+        for key in ("all", "new_entities"):
+            r = sc[key]
+            print(f"{name:5s} {key:12s} precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}"
+                  f"  ({r['n']} {'sentences' if key == 'all' else 'gold triples'})")
+    return res
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
