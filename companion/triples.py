@@ -18,7 +18,7 @@ Public surface:
   :class:`Schema`, :func:`load_schema`, :func:`parse_record`, :func:`load_jsonl` (the JSON-lines
   format of DuIE / LIC2019), :func:`generate_records` and :func:`write_dataset` (a small generated
   corpus in that exact format, with Chinese sentences), :func:`run_files` and the command line
-  ``python -m companion.triples train --train T.jsonl --dev D.jsonl --schema S.json``;
+  ``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json``;
 * tokens: :class:`Vocab`, :func:`build_vocab` (training split only; unknown tokens map to
   ``[UNK]``), :func:`encode_sentence`, :func:`find_span`;
 * labels and their oracles: :func:`subject_labels`, :func:`object_labels`,
@@ -44,7 +44,6 @@ import itertools
 import json
 import random
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -1389,11 +1388,11 @@ def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: st
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """``python -m companion.triples train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]``
+    """``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]``
     trains and scores the extractor (:func:`run_files`) and prints precision, recall and F1;
-    ``python -m companion.triples demo DIR`` writes the generated Chinese corpus
+    ``python -m companion.triples_cli demo DIR`` writes the generated Chinese corpus
     (:func:`write_dataset`) to ``DIR`` to try it on."""
-    ap = argparse.ArgumentParser(prog="python -m companion.triples",
+    ap = argparse.ArgumentParser(prog="python -m companion.triples_cli",
                                  description="Half-pointer, half-tagging triple extraction (chapter 8).")
     sub = ap.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train on a JSON-lines file and score a dev file")
@@ -1437,6 +1436,3 @@ def main(argv: list[str] | None = None) -> dict:
                   f"  ({r['n']} {'sentences' if key == 'all' else 'gold triples'})")
     return res
 
-
-if __name__ == "__main__":
-    sys.exit(0 if main() else 1)

@@ -1,0 +1,13 @@
+"""Command line of chapter 8 (:func:`companion.triples.main`)::
+
+    python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]
+    python -m companion.triples_cli demo DIR      # writes a generated Chinese corpus in that format
+
+A separate module, so that ``python -m`` does not execute :mod:`companion.triples` a second time
+(the package imports it).
+"""
+
+from .triples import main
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() else 1)
