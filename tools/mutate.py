@@ -134,11 +134,12 @@ def make_mutant(src: str, point: tuple[int, str, int]) -> str:
     return ast.unparse(tree)
 
 
-def tests_for(module: str, root: Path = ROOT) -> list[str]:
-    """The module's own test files, the property-based tests of the core and the API fuzz test."""
+def tests_for(module: str, root: Path = ROOT, *, extra_tests: bool = True) -> list[str]:
+    """The module's own test files, the property-based tests of the core and the API fuzz test
+    (``extra_tests=False``: the module's own test files only, the fast unit tests)."""
     files = sorted(str(p.relative_to(root)) for p in (root / "tests").glob(f"test_{module}*.py"))
-    extra = ["test_fuzz_api.py"]
-    if module in ("gmm", "schedules", "ddpm", "sde", "ode", "metrics"):
+    extra = ["test_fuzz_api.py"] if extra_tests else []
+    if extra_tests and module in ("gmm", "schedules", "ddpm", "sde", "ode", "metrics"):
         extra.append("test_properties.py")
     for f in extra:
         if (root / "tests" / f).exists():
@@ -146,12 +147,12 @@ def tests_for(module: str, root: Path = ROOT) -> list[str]:
     return files
 
 
-def run_tests(workdir: Path, files: list[str], timeout: float) -> tuple[str, float]:
+def run_tests(workdir: Path, files: list[str], timeout: float, pytest_args: tuple[str, ...] = ()) -> tuple[str, float]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(workdir), PYTHONDONTWRITEBYTECODE="1")
     t0 = time.time()
     try:
         r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                            "-p", "no:randomly", *files], cwd=workdir, env=env, capture_output=True,
+                            "-p", "no:randomly", *pytest_args, *files], cwd=workdir, env=env, capture_output=True,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return "killed (timeout)", time.time() - t0
@@ -165,18 +166,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=str, default="")
     ap.add_argument("--only", type=str, default="", help="JSON from a previous run: re-test its survivors only")
+    ap.add_argument("--unit-only", action="store_true", help="the module's own test files only (no fuzz/property tests)")
+    ap.add_argument("--deselect", action="append", default=[], help="a test node id to leave out (slow tests); repeatable")
+    ap.add_argument("--src", type=str, default="", help="copy companion/ and tests/ from this directory (a frozen snapshot)")
     args = ap.parse_args()
 
     only = None
     if args.only:
         prev = json.loads(Path(args.only).read_text())
         only = {(s["module"], s["point"][0], s["point"][1]) for s in prev["survivors"]}
+    src_root = Path(args.src) if args.src else ROOT
     work = Path(tempfile.mkdtemp(prefix="mutate_"))
-    shutil.copytree(ROOT / "companion", work / "companion")
-    shutil.copytree(ROOT / "tests", work / "tests")
+    shutil.copytree(src_root / "companion", work / "companion")
+    shutil.copytree(src_root / "tests", work / "tests")
     (work / "tools").mkdir()
     for f in ("pyproject.toml", "tools/fuzz_api.py"):
-        shutil.copy(ROOT / f, work / f)
+        shutil.copy(src_root / f, work / f)
+    pytest_args = tuple(a for d in args.deselect for a in ("--deselect", d))
     summary: dict = {"seed": args.seed, "n": args.n, "modules": {}, "survivors": []}
     try:
         for m in args.modules:
@@ -188,8 +194,8 @@ def main() -> None:
             sample = sorted(rng.sample(pts, min(args.n, len(pts))))
             if only is not None:
                 sample = [p for p in sample if (m, p[0], p[1]) in only]
-            files = tests_for(m, work)
-            base, base_t = run_tests(work, files, timeout=600)
+            files = tests_for(m, work, extra_tests=not args.unit_only)
+            base, base_t = run_tests(work, files, timeout=600, pytest_args=pytest_args)
             if base != "survived":
                 print(f"{m}: the unmutated tests fail; skipped", flush=True)
                 continue
@@ -203,7 +209,7 @@ def main() -> None:
                     continue
                 path.write_text(msrc)
                 try:
-                    outcome, dt = run_tests(work, files, timeout=max(30.0, 4 * base_t))
+                    outcome, dt = run_tests(work, files, timeout=max(30.0, 4 * base_t), pytest_args=pytest_args)
                 finally:
                     path.write_text(src)
                 if outcome.startswith("killed"):
@@ -214,7 +220,8 @@ def main() -> None:
                     print(f"  SURVIVED {m}:{p[2]} [{p[1]}] {code}", flush=True)
             n = len(sample)
             summary["modules"][m] = {"points": len(pts), "mutants": n, "killed": killed,
-                                     "score": killed / n if n else None, "tests": files}
+                                     "score": killed / n if n else None, "tests": files,
+                                     "deselected": list(args.deselect)}
             print(f"{m}: {killed}/{n} killed ({len(pts)} mutation points)", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
