@@ -1,0 +1,72 @@
+"""Exact checks of companion.samplers that mutation testing showed were missing: the callbacks'
+noise levels, the multistep weights against closed-form integrals, and the scale equivariance
+of the adaptive solver's relative error control."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from companion import GaussianMixture, lab_2d, ode
+from companion import samplers as S
+
+F64 = torch.float64
+SMIN, SMAX = 2e-3, 80.0
+
+
+@pytest.mark.parametrize("name", ["multistep", "dpmpp_2m", "dpmpp_3m", "unipc", "lms"])
+def test_callbacks_report_consecutive_noise_levels(name):
+    """Every step's callback reports sigma = grid[i] and sigma_next = grid[i + 1], once per step."""
+    gm = lab_2d()
+    den = S.gmm_denoiser(gm)
+    grid = ode.sigma_grid(7, SMIN, SMAX)
+    x = SMAX * torch.randn(5, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    seen = []
+    fn = {"multistep": S.sample_multistep, "dpmpp_2m": S.sample_dpmpp_2m, "dpmpp_3m": S.sample_dpmpp_3m,
+          "unipc": S.sample_unipc, "lms": S.sample_lms}[name]
+    fn(den, x, grid, callback=seen.append)
+    assert [d["i"] for d in seen] == list(range(7))
+    assert [d["sigma"] for d in seen] == grid[:-1].tolist()
+    assert [d["sigma_next"] for d in seen] == grid[1:].tolist()
+
+
+def _int_exp_linear(a: float, b: float) -> tuple[float, float]:
+    """Closed forms of int_a^b e^t L(t) dt for the two linear Lagrange polynomials on {b, a}."""
+    h = b - a
+    at_b = (math.exp(b) * (h - 1) + math.exp(a)) / h      # L = (t - a) / h, the node b
+    at_a = (math.exp(b) - math.exp(a) * (h + 1)) / h      # L = (b - t) / h, the node a
+    return at_b, at_a
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_multistep_plan_weights_in_closed_form(order):
+    """Predictor step 0 has one node: weight e^b - e^a. The corrector of step i uses the new point
+    plus min(order, i + 1) past nodes; at step 0 that is the exponential trapezoid on {ell_1, ell_0}.
+    Every predictor's weights integrate e^t exactly (they sum to e^b - e^a)."""
+    ell = [-4.0, -3.1, -2.5, -1.2, 0.3, 1.0]
+    pred, corr = S._multistep_plan(ell, order, True, False)
+    assert abs(pred[0][0] - (math.exp(ell[1]) - math.exp(ell[0]))) < 1e-12
+    for i in range(len(ell) - 1):
+        assert len(pred[i]) == min(order, i + 1)
+        assert abs(sum(pred[i]) - (math.exp(ell[i + 1]) - math.exp(ell[i]))) < 1e-12
+    for i in range(len(ell) - 2):
+        assert len(corr[i]) == min(order, i + 1) + 1
+        assert abs(sum(corr[i]) - (math.exp(ell[i + 1]) - math.exp(ell[i]))) < 1e-12
+    at_b, at_a = _int_exp_linear(ell[0], ell[1])
+    assert abs(corr[0][0] - at_b) < 1e-12 and abs(corr[0][1] - at_a) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["singlestep", "multistep"])
+def test_adaptive_relative_error_control_is_scale_equivariant(method):
+    """With atol negligible the error control is relative, so scaling the law, the start and the
+    noise range by c scales the output by c and takes the very same steps."""
+    gm, c = lab_2d(), 8.0
+    gm_c = GaussianMixture(gm.weights, c * gm.means, c**2 * gm.covs)
+    x = SMAX * torch.randn(50, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
+    y1, i1 = S.sample_dpm_adaptive(S.gmm_denoiser(gm), x, SMAX, SMIN, rtol=0.02, atol=1e-300, method=method)
+    yc, ic = S.sample_dpm_adaptive(S.gmm_denoiser(gm_c), c * x, c * SMAX, c * SMIN, rtol=0.02, atol=1e-300,
+                                   method=method)
+    assert (i1["steps"], i1["rejected"], i1["nfe"]) == (ic["steps"], ic["rejected"], ic["nfe"])
+    assert (yc - c * y1).abs().max() < 1e-9 * c * y1.abs().max()
