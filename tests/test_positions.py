@@ -302,3 +302,64 @@ def test_log_n_scale_refuses_a_single_key_but_attention_handles_it():
     assert torch.equal(out, v.expand(1, 3, 4))
     with pytest.raises(ValueError, match="train_length"):
         P.attention(q, k, v, train_length=1)
+
+
+# ----------------------------------------------------------------------------- Beta sampler, log-n flag, random test
+def test_beta_positions_mean_bound_and_tail():
+    """E t_j = j (equal mean), positions <= L-1, and at alpha = 1 the tail of the last position is
+    P(t > x) = (1 - x/(L-1))**beta exactly (beta = (L-T)/(T-1))."""
+    B, T, L = 40000, 8, 64
+    p = P.beta_positions(B, T, L, gen(0), dtype=torch.float64)
+    assert p.shape == (B, T) and p.dtype == torch.float64
+    assert (p >= 0).all() and (p <= L - 1).all() and (p.diff(dim=1) >= 0).all()
+    j = torch.arange(T, dtype=torch.float64)
+    z = ((p.mean(0)[1:] - j[1:]) / (p.std(0)[1:] / B**0.5)).abs().max()
+    assert z < 4
+    beta = (L - T) / (T - 1)
+    for x in (7.0, 21.0, 40.0):
+        exact = (1 - x / (L - 1)) ** beta
+        mc = (p[:, -1] > x).double().mean().item()
+        assert abs(mc - exact) < 4 * (exact * (1 - exact) / B) ** 0.5 + 1e-4
+
+
+def test_beta_positions_alpha_moves_mass_to_the_ends_and_is_seeded():
+    B, T, L = 20000, 8, 64
+    a1 = P.beta_positions(B, T, L, gen(1))[:, -1]
+    a_half = P.beta_positions(B, T, L, gen(1), alpha=0.5)[:, -1]
+    assert abs(a_half.mean().item() - (T - 1)) < 0.5 and abs(a1.mean().item() - (T - 1)) < 0.5
+    assert (a_half > 4 * (T - 1)).float().mean() > (a1 > 4 * (T - 1)).float().mean()  # heavier tail
+    assert torch.equal(P.beta_positions(5, T, L, gen(3)), P.beta_positions(5, T, L, gen(3)))
+    assert torch.equal(P.beta_positions(3, 1, L, gen(0)), torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda: P.beta_positions(2, 8, 8, gen(0)), ValueError, "max_len"),
+        (lambda: P.beta_positions(2, 4, 16, gen(0), alpha=0.0), ValueError, "alpha"),
+        (lambda: P.beta_positions(2, 4, 16, 0), TypeError, "generator"),
+        (lambda: P.make_sampler("beta", 16, alpha=-1.0), ValueError, "alpha"),
+        (lambda: P.sequence_length("copy", 4), ValueError, "task"),
+        (lambda: P.train_task("sort", log_n=1, steps=1, progress=False), TypeError, "log_n"),
+    ],
+)
+def test_beta_and_log_n_validation(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_sequence_length_and_log_n_flag_sets_train_length():
+    assert P.sequence_length("sort", 16) == 32
+    assert P.sequence_length("first", 16) == 17 and P.sequence_length("evenpairs", 5) == 6
+    m = P.train_task("first", "beta", steps=2, dim=16, heads=2, layers=1, max_length=6, log_n=True, progress=False)
+    assert m.train_length == 7
+    m = P.train_task("first", "plain", steps=2, dim=16, heads=2, layers=1, max_length=6, progress=False)
+    assert m.train_length is None
+
+
+def test_extrapolation_table_random_test_only_for_random_models():
+    rows = P.extrapolation_table(["first"], ["plain", "random"], [0], [4, 8], n=32, progress=False, random_test=True,
+                                 steps=2, dim=16, heads=2, layers=1, max_length=4)
+    assert [r["positions"] for r in rows] == ["plain", "random"]
+    assert "acc_random_test" not in rows[0] and set(rows[1]["acc_random_test"]) == {4, 8}
+    assert all(0 <= a <= 1 for a in rows[1]["acc_random_test"].values())
