@@ -525,3 +525,80 @@ def test_slerp_endpoints_norms_and_angles():
         ddpm.slerp(a, b, 1.5)
     with pytest.raises(ValueError, match="same shape"):
         ddpm.slerp(a, b[:, :3], 0.5)
+
+
+# ---------------------------------------------------------------- continuous limit, diversity, Analytic-DDIM
+def test_ddim_is_euler_of_the_continuous_form():
+    from companion.gmm import lab_1d
+    from companion.schedules import DiscreteSchedule
+
+    full, lab = DiscreteSchedule.su(1000), lab_1d()
+    sub = full.subsequence(7)
+    eps_model, eps_sig = ddpm.exact_eps_model(lab, full), ddpm.vp_eps_sigma(lab)
+    x = torch.linspace(-3, 3, 11, dtype=torch.float64)[:, None]
+    for t in range(1, 8):
+        ab, bb, ab_p, bb_p = (sub.alpha_bar[t].item(), sub.beta_bar[t].item(), sub.alpha_bar[t - 1].item(), sub.beta_bar[t - 1].item())
+        step, _ = ddpm.ddim_step(sub, t, x, eps_model(x, int(sub.timesteps[t])), eta=0.0)
+        euler = ab_p * (x / ab + (bb_p / ab_p - bb / ab) * eps_sig(x, bb / ab))
+        assert torch.allclose(step, euler, atol=1e-12)
+
+
+def test_ddim_ode_solve_converges_and_validates():
+    from companion.gmm import GaussianMixture
+
+    g = GaussianMixture([1.0], [[0.3]], [0.5**2])
+    eps = ddpm.vp_eps_sigma(g)
+    x = torch.tensor([[0.7], [-1.2]], dtype=torch.float64)
+    # Gaussian data: y(sigma) is affine in the noise, y = m + sqrt(v + sigma^2) * z, so the flow is closed form
+    sT = 5.0
+    y0 = x / (1 + sT**2) ** -0.5
+    z = (y0 - 0.3) / (0.25 + sT**2) ** 0.5
+    exact = 0.3 + 0.5 * z
+    out = ddpm.ddim_ode_solve(eps, x, sT, 0.0, steps=200)
+    assert torch.allclose(out, exact, atol=1e-8)
+    with pytest.raises(ValueError):
+        ddpm.ddim_ode_solve(eps, x, 1.0, 2.0)
+    with pytest.raises(TypeError):
+        ddpm.ddim_ode_solve(None, x, 1.0)
+
+
+def test_ddim_gaussian_variance_matches_sampling():
+    from companion.gmm import GaussianMixture
+    from companion.schedules import DiscreteSchedule
+
+    full = DiscreteSchedule.su(1000)
+    g = GaussianMixture([1.0], [[0.0]], [1.0])
+    sub = full.subsequence(5)
+    eps = ddpm.exact_eps_model(g, full)
+    pT = g.noised(full.alpha_bar[-1].item(), full.beta_bar[-1].item())
+    n = 40_000
+    for eta in (0.0, 1.0):
+        V = ddpm.ddim_gaussian_variance(sub, eta, 1.0)
+        xs = ddpm.sample(eps, sub, pT.sample(n, 1), eta=eta, generator=2)
+        assert abs(xs.var().item() - V) < 4 * V * (2 / n) ** 0.5
+    assert ddpm.ddim_gaussian_variance(sub, 0.0, 1.0) > ddpm.ddim_gaussian_variance(sub, 1.0, 1.0)
+    assert abs(ddpm.ddim_gaussian_variance(full, 0.0, 1.0) - 1.0) < 5e-3   # many steps: the exact law
+    with pytest.raises(ValueError):
+        ddpm.ddim_gaussian_variance(sub, 0.5, -1.0)
+
+
+def test_analytic_ddim_variances_reduce_to_analytic_dpm_at_eta_one():
+    from companion.gmm import lab_1d
+    from companion.schedules import DiscreteSchedule
+
+    full, lab = DiscreteSchedule.su(1000), lab_1d()
+    sub = full.subsequence(6)
+    eps = ddpm.exact_eps_model(lab, full)
+    x0 = lab.sample(2000, 3)
+    a = ddpm.analytic_ddim_variances(eps, sub, x0, 4, eta=1.0)
+    b = ddpm.analytic_dpm_variances(eps, sub, x0, 4)
+    assert torch.allclose(a, b, atol=1e-12)
+    v0 = ddpm.analytic_ddim_variances(eps, sub, x0, 4, eta=0.0)
+    assert (v0[1:4] > 0).all()                     # even deterministic DDIM gets gamma^2 v_t (late steps: v_t clipped at 0)
+    x = ddpm.sample_ddim_variance(eps, sub, lab.noised(full.alpha_bar[-1].item(), full.beta_bar[-1].item()).sample(50, 5),
+                                  v0, eta=0.0, generator=6)
+    assert x.shape == (50, 1) and torch.isfinite(x).all()
+    with pytest.raises(ValueError):
+        ddpm.sample_ddim_variance(eps, sub, x, torch.zeros(3, dtype=torch.float64), eta=0.0, generator=1)
+    with pytest.raises(ValueError):
+        ddpm.analytic_ddim_variances(eps, sub, x0, 4, eta=1.5)
