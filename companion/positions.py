@@ -625,6 +625,7 @@ def train_task(
     max_len: int = 256,
     train_length: int | None = None,
     log_n: bool = False,
+    beta_alpha: float = 1.0,
     seed: int = 0,
     progress: bool = True,
 ) -> nn.Module:
@@ -634,6 +635,7 @@ def train_task(
     Weights are seeded by ``seed``, data by ``seed + 1``. ``log_n=True`` scales the attention logits
     by :math:`\\log_m n` (equation :eq:`pos-logn`) with :math:`m` the number of tokens of the longest
     training sequence (:func:`sequence_length`), unless ``train_length`` gives :math:`m` explicitly.
+    ``beta_alpha`` is the spare parameter of the ``"beta"`` sampler (:func:`beta_positions`).
     Returns the trained model (eval mode)."""
     from .train import fit
 
@@ -641,7 +643,7 @@ def train_task(
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     min_length = check_int("min_length", min_length, minimum=2)
     max_length = check_int("max_length", max_length, minimum=min_length)
-    sampler = make_sampler(positions, max_len)
+    sampler = make_sampler(positions, max_len, alpha=beta_alpha)
     if not isinstance(log_n, bool):
         raise TypeError(f"log_n must be a bool, got {type(log_n).__name__}")
     if log_n and train_length is None:

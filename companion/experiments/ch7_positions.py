@@ -109,3 +109,20 @@ def grid_first_sin(cfg: dict[str, Any]) -> dict[str, Any]:
             description="first marker, small model: RoPE and learned positions x 4 samplers x 3 seeds")
 def grid_first_rope_learned(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_grid(cfg)
+
+
+# the spare parameter of the Beta sampler: alpha < 1 puts more mass on long stretches (alpha = 1 is in the grids)
+ALPHA = dict(GRID, kinds=["beta"], tasks=["sort", "first"], alphas=[0.25, 0.5])
+
+
+@experiment("ch7", "beta_alpha", config=ALPHA,
+            description="sort and first marker, small sinusoidal model: Beta sampler with alpha = 0.25, 0.5 x 3 seeds")
+def beta_alpha(cfg: dict[str, Any]) -> dict[str, Any]:
+    train_kw = {k: cfg[k] for k in TRAIN_KEYS}
+    rows = []
+    for alpha in cfg["alphas"]:
+        for row in P.extrapolation_table(cfg["tasks"], cfg["kinds"], cfg["seeds"], cfg["lengths"], n=cfg["n_test"],
+                                         progress=False, beta_alpha=alpha, **train_kw):
+            row["seconds"] = round(row["seconds"], 1)
+            rows.append({"alpha": alpha, **row})
+    return {"rows": rows}
