@@ -36,6 +36,8 @@ __all__ = [
     "inception_score",
     "digit_inception_score",
     "loglog_slope",
+    "memorisation_ratio",
+    "digit_class_balance",
 ]
 
 
@@ -340,3 +342,51 @@ def loglog_slope(x, y) -> float:
     if (lx0 * lx0).sum().item() == 0:
         raise ValueError("x must take at least two distinct values for a slope")
     return ((lx0 * (ly - ly.mean())).sum() / (lx0 * lx0).sum()).item()
+
+
+def memorisation_ratio(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
+    r"""Are samples closer to the training set than fresh data is? (chapter 1, memorisation check)
+
+    For each sample, the Euclidean distance to its nearest training example; the same for each
+    held-out example. Returns ``{'median_samples', 'median_test', 'ratio', 'frac_closer'}`` with
+    ``ratio = median_samples / median_test``: a model that copies its training set has
+    ``ratio`` near 0, one that generates as new data does has ``ratio`` near 1 or above.
+    ``frac_closer`` is the fraction of samples nearer to the training set than the closest
+    held-out example is. Inputs ``(n, ...)`` with equal trailing shapes.
+    """
+    samples = check_tensor("samples", samples)
+    train = check_tensor("train", train)
+    test = check_tensor("test", test)
+    for name, v in (("samples", samples), ("train", train), ("test", test)):
+        if v.ndim < 2 or v.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty batch (n, ...), got shape {tuple(v.shape)}")
+    if not samples.shape[1:] == train.shape[1:] == test.shape[1:]:
+        raise ValueError(f"samples, train and test must share their trailing shape, got "
+                         f"{tuple(samples.shape[1:])}, {tuple(train.shape[1:])}, {tuple(test.shape[1:])}")
+    tr = train.reshape(train.shape[0], -1).to(torch.float64)
+    d_s = torch.cdist(samples.reshape(samples.shape[0], -1).to(torch.float64), tr).min(1).values
+    d_t = torch.cdist(test.reshape(test.shape[0], -1).to(torch.float64), tr).min(1).values
+    if d_t.median().item() == 0:
+        raise ValueError("half the test examples are copies of training examples: the ratio is undefined")
+    return {"median_samples": d_s.median().item(), "median_test": d_t.median().item(),
+            "ratio": (d_s.median() / d_t.median()).item(), "frac_closer": (d_s < d_t.min()).double().mean().item()}
+
+
+def digit_class_balance(samples: torch.Tensor, seed: int = 0) -> dict:
+    r"""Label histogram of digit ``samples`` ``(n, 1, 8, 8)`` under :func:`digit_classifier` and
+    Pearson's :math:`\chi^2` test against the uniform law on the 10 classes (chapter 1, class
+    balance check). Returns ``{'counts': list of 10 ints, 'chi2', 'p_value'}``; a small p-value
+    says the generator favours some digits. Needs ``n >= 50`` (5 expected per class)."""
+    from scipy.stats import chisquare
+
+    samples = check_tensor("samples", samples, ndim=4)
+    if samples.shape[1:] != (1, 8, 8):
+        raise ValueError(f"samples must have shape (n, 1, 8, 8), got {tuple(samples.shape)}")
+    if samples.shape[0] < 50:
+        raise ValueError(f"need at least 50 samples for the chi-square test (5 per class), got {samples.shape[0]}")
+    model, _ = digit_classifier(seed)
+    with torch.no_grad():
+        labels = model(samples.to(torch.float32).clamp(-1, 1)).argmax(1)
+    counts = torch.bincount(labels, minlength=10)
+    res = chisquare(counts.numpy())
+    return {"counts": counts.tolist(), "chi2": float(res.statistic), "p_value": float(res.pvalue)}

@@ -37,13 +37,17 @@ __all__ = [
     "run_experiment",
     "load_result",
     "provenance_line",
+    "save_weights",
+    "map_seeds",
+    "load_weights",
     "results_dir",
     "CHAPTER_MODULES",
 ]
 
-# chapter key -> module (inside this package) that registers the chapter's experiments
-CHAPTER_MODULES: dict[str, str] = {
-    "ch3": "ch3_samplers",
+# chapter key -> module(s) (inside this package) that register the chapter's experiments
+CHAPTER_MODULES: dict[str, str | tuple[str, ...]] = {
+    "ch3": ("ch3_samplers", "ch3_digits"),
+    "ch4": "ch4_restorer",
     "ch5": "ch5_eae",
     "ch6": "ch6_gau",
     "ch7": "ch7_positions",
@@ -91,10 +95,11 @@ def experiment(chapter: str, name: str, *, config: dict[str, Any], description: 
 def registry(chapter: str | None = None) -> dict[tuple[str, str], Experiment]:
     """Every registered experiment (importing the chapter modules), optionally one chapter's."""
     chapters = CHAPTER_MODULES if chapter is None else {chapter: CHAPTER_MODULES.get(chapter)}
-    for ch, module in chapters.items():
-        if module is None:
+    for ch, modules in chapters.items():
+        if modules is None:
             raise ValueError(f"unknown chapter {ch!r}; known: {sorted(CHAPTER_MODULES)}")
-        importlib.import_module(f"{__name__}.{module}")
+        for module in (modules,) if isinstance(modules, str) else modules:
+            importlib.import_module(f"{__name__}.{module}")
     return {k: v for k, v in _REGISTRY.items() if chapter is None or k[0] == chapter}
 
 
@@ -216,6 +221,82 @@ def load_result(chapter: str, name: str, *, check_config: bool = True) -> dict[s
                 f"{path} is stale: its config differs from the code's; rerun `{exp.command}`"
             )
     return record
+
+
+def _seed_worker(args):
+    import torch
+
+    fn, seed, threads = args
+    torch.set_num_threads(threads)
+    return fn(seed)
+
+
+def map_seeds(fn: Callable[[int], Any], seeds: list[int], *, workers: int = 1, threads: int = 1) -> list[Any]:
+    """``[fn(seed) for seed in seeds]``, in ``workers`` separate processes when ``workers > 1``.
+
+    Each process runs torch with ``threads`` threads, so the numbers are the same as a serial run
+    with that thread count. ``fn`` must be a module-level function (it is pickled).
+    """
+    if workers <= 1 or len(seeds) <= 1:
+        return [fn(s) for s in seeds]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(seeds)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(_seed_worker, [(fn, s, threads) for s in seeds]))
+
+
+def _state_sha256(state: dict) -> str:
+    """Checksum of a state dict's names, shapes and float32 values (independent of the file format)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k].detach().to(torch.float32).contiguous()
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.numpy().tobytes())
+    return h.hexdigest()
+
+
+def weights_file(chapter: str, name: str, seed: int) -> Path:
+    """``results/<chapter>/<name>_seed<k>.pt``: the weights an experiment keeps for one seed."""
+    return results_dir() / chapter / f"{name}_seed{int(seed)}.pt"
+
+
+def save_weights(chapter: str, name: str, seed: int, state: dict) -> str:
+    """Write a model's state dict next to the experiment's result file; return its checksum,
+    which the experiment stores in its results under ``weights_sha256[str(seed)]``."""
+    import torch
+
+    state = {k: v.detach().clone() for k, v in state.items()}
+    path = weights_file(chapter, name, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return _state_sha256(state)
+
+
+def load_weights(chapter: str, name: str, seed: int) -> tuple[dict, dict[str, Any]]:
+    """The state dict kept by experiment ``chapter/name`` for ``seed``, and its result record.
+
+    Refuses a stale result file (see :func:`load_result`), a missing seed, and weights whose
+    checksum differs from the one the experiment recorded.
+    """
+    import torch
+
+    record = load_result(chapter, name)
+    sums = record["results"].get("weights_sha256", {})
+    if str(seed) not in sums:
+        raise ValueError(f"{chapter}/{name} kept no weights for seed {seed}; available: {sorted(sums)}")
+    path = weights_file(chapter, name, seed)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `{record['command']}`")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if _state_sha256(state) != sums[str(seed)]:
+        raise ValueError(f"{path} does not match the checksum in its result file; rerun `{record['command']}`")
+    return state, record
 
 
 def provenance_line(record: dict[str, Any]) -> str:

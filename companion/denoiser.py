@@ -1,0 +1,261 @@
+r"""The learned image denoiser of chapters 1–4, and the wrappers that give each chapter its form.
+
+One network is trained, as chapter 3's preconditioned denoiser
+:math:`\hat x_0(x,\sigma)=c_{\rm skip}x+c_{\rm out}F(c_{\rm in}x,c_{\rm noise})`
+(equation :eq:`ode-precond`, :class:`companion.ode.ScoreNet` around a :class:`companion.nets.UNet`),
+on :math:`x=x_0+\sigma\varepsilon`. Every other parameterisation is a change of variables:
+
+* chapter 3's score is Tweedie's :math:`(\hat x_0-x)/\sigma^2` (``ScoreNet.__call__``);
+* chapter 3's fast samplers take the denoiser itself (:func:`denoiser_fn`);
+* chapter 1's noise predictor for the chain :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` is
+  :math:`\hat\varepsilon=(x_t-\bar\alpha_t\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t))/\bar\beta_t`
+  (:func:`eps_model`, equation :eq:`ddpm-eps-from-denoiser`).
+
+The full model is trained by ``python -m companion.experiments ch3 digits_denoiser`` and its
+weights are committed next to the result file; :func:`load_digits_denoiser` checks that they
+match the file's configuration and checksum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .nets import UNet
+from .ode import ScoreNet, csm_loss
+from .schedules import DiscreteSchedule
+from .train import FitResult, fit
+from .utils import check_batch, check_int, check_positive
+
+__all__ = [
+    "DIGITS_CONFIG",
+    "digits_denoiser",
+    "train_digits_denoiser",
+    "denoiser_fn",
+    "eps_model",
+    "load_digits_denoiser",
+    "DIGITS_SAMPLERS",
+    "generate",
+    "ResidualRestorer",
+    "COLD_CONFIG",
+    "cold_blur",
+    "train_cold_restorer",
+    "load_cold_restorer",
+]
+
+#: The recipe of the digits denoiser: network, optimiser and noise-level law of the training loss.
+DIGITS_CONFIG: dict[str, Any] = dict(
+    ch=32, mult=[1, 2], blocks=1, max_freq=16.0, dropout=0.0,
+    steps=4000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.999, p_mean=-1.2, p_std=1.2,
+)
+
+
+def _config(overrides: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(overrides) - set(DIGITS_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(DIGITS_CONFIG)}")
+    return {**DIGITS_CONFIG, **overrides}
+
+
+def digits_denoiser(seed: int = 0, **overrides) -> ScoreNet:
+    """A fresh (untrained) digits denoiser: ``ScoreNet(UNet(...), sigma_data)`` with
+    :math:`\\sigma_d=\\sqrt{m_2}` the root mean square of the training pixels (equation :eq:`ode-precond`). The weights are drawn
+    from ``seed`` without touching the caller's random state. ``overrides``: keys of
+    :data:`DIGITS_CONFIG` (the network ones matter here)."""
+    from .data import digits
+
+    cfg = _config(overrides)
+    seed = check_int("seed", seed, minimum=0)
+    sigma_data = digits("train")[0].square().mean().sqrt().item()  # sqrt(m2) of equation (ode-precond)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = UNet(ch=cfg["ch"], mult=tuple(cfg["mult"]), blocks=cfg["blocks"], max_freq=cfg["max_freq"],
+                   dropout=cfg["dropout"])
+    return ScoreNet(net, sigma_data=sigma_data)
+
+
+def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) -> FitResult:
+    """Train :func:`digits_denoiser` on the training digits with the loss of equation
+    :eq:`ode-csm` (:func:`companion.ode.csm_loss`), Adam with warm-up and cosine decay, and an EMA
+    of the weights (``FitResult.ema`` is the model to sample from)."""
+    from .data import digits
+
+    cfg = _config(overrides)
+    model = digits_denoiser(seed, **{k: v for k, v in overrides.items()})
+    x = digits("train")[0]
+    return fit(model, lambda m, b, g: csm_loss(m, b, g, p_mean=cfg["p_mean"], p_std=cfg["p_std"]), x,
+               steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed,
+               ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], progress=progress, desc="digits denoiser")
+
+
+def denoiser_fn(model: ScoreNet):
+    """``(x, sigma) -> x0_hat`` (the samplers' interface of :mod:`companion.samplers`), run without
+    gradients; ``x``: ``(n, C, H, W)``, ``sigma`` a float > 0."""
+    if not isinstance(model, ScoreNet):
+        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
+
+    @torch.no_grad()
+    def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return model.denoise(x, sigma)
+
+    return denoise
+
+
+def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
+    r"""Chapter 1's noise predictor ``(x_t, t_label) -> eps`` from a denoiser trained on
+    :math:`x_0+\sigma\varepsilon` (equation :eq:`ddpm-eps-from-denoiser`).
+
+    Dividing :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` by :math:`\bar\alpha_t` gives
+    :math:`x_0+\sigma_t\varepsilon` with :math:`\sigma_t=\bar\beta_t/\bar\alpha_t`, so
+    :math:`\hat\varepsilon=(x_t/\bar\alpha_t-\hat x_0)/\sigma_t`. ``schedule`` must be the *full*
+    schedule whose labels :func:`companion.ddpm.sample` passes (a subsequence keeps them).
+    ``x_t``: ``(n, C, H, W)`` or flattened ``(n, C·H·W)``.
+    """
+    if not isinstance(model, ScoreNet):
+        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
+    if not isinstance(schedule, DiscreteSchedule):
+        raise TypeError(f"schedule must be a DiscreteSchedule, got {type(schedule).__name__}")
+    shape = _image_shape(model)
+
+    @torch.no_grad()
+    def eps(x_t: torch.Tensor, t_label: int) -> torch.Tensor:
+        x_t = check_batch("x_t", x_t, min_ndim=2)
+        t = check_int("t_label", t_label, minimum=1)
+        if t > schedule.T:
+            raise ValueError(f"t_label must be in [1, {schedule.T}], got {t}")
+        a, s = schedule.alpha_bar[t].item(), schedule.sigma[t].item()
+        img = x_t.reshape(x_t.shape[0], *shape) if shape is not None and x_t.ndim == 2 else x_t
+        x = img / a
+        return ((x - model.denoise(x, s)) / s).reshape(x_t.shape)
+
+    return eps
+
+
+def _image_shape(model: ScoreNet) -> tuple[int, int, int] | None:
+    net = model.net
+    return (net.in_ch, 8, 8) if isinstance(net, UNet) else None
+
+
+#: The samplers :func:`generate` knows: chapter 1's chain over a subsequence of a linear 1000-step
+#: schedule (DDPM = η 1, i.e. the posterior variance; DDPM (β) = the forward variance β_t;
+#: DDIM = η 0), and chapter 3's ODE solvers and stochastic samplers over Karras' grid.
+DIGITS_SAMPLERS = ("DDPM", "DDPM (β)", "DDIM", "Euler", "Heun", "DPM-Solver++(2M)", "DPM-Solver++(3M)",
+                   "UniPC-3", "Euler ancestral", "DPM-Solver++(2M) SDE")
+
+
+def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
+             sigma_min: float = 2e-3, sigma_max: float = 80.0, shape: tuple[int, ...] = (1, 8, 8)) -> torch.Tensor:
+    """Draw ``n`` images ``(n, *shape)`` from ``model`` with one of :data:`DIGITS_SAMPLERS` at ``nfe``
+    network evaluations (Heun: ``nfe // 2`` steps of 2). The start and the sampler's noise come
+    from ``seed`` (the same start for every sampler of the same family and ``n``)."""
+    from . import ddpm, ode
+    from .samplers import FAST_SAMPLERS, sample_dpmpp_2m_sde, sample_euler_ancestral
+
+    if sampler not in DIGITS_SAMPLERS:
+        raise ValueError(f"sampler must be one of {DIGITS_SAMPLERS}, got {sampler!r}")
+    nfe = check_int("nfe", nfe, minimum=2 if sampler == "Heun" else 1)
+    if nfe > 10_000:
+        raise ValueError(f"nfe must be at most 10000, got {nfe}")
+    n = check_int("n", n, minimum=1)
+    g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    x = torch.randn(n, *shape, generator=g)
+    with torch.no_grad():
+        if sampler in ("DDPM", "DDPM (β)", "DDIM"):
+            sched = DiscreteSchedule.linear(1000)
+            kind = dict(variance="forward") if sampler == "DDPM (β)" else dict(eta=1.0 if sampler == "DDPM" else 0.0)
+            return ddpm.sample(eps_model(model, sched), sched.subsequence(nfe), x, generator=g, **kind)
+        if sampler == "Heun":
+            sig = ode.sigma_grid(nfe // 2, sigma_min=sigma_min, sigma_max=sigma_max, dtype=torch.float32)
+            return ode.sample_heun(model, x * sigma_max, sig)[0]
+        sig = ode.sigma_grid(nfe, sigma_min=sigma_min, sigma_max=sigma_max, dtype=torch.float32)
+        if sampler == "Euler":
+            return ode.sample_euler(model, x * sigma_max, sig)[0]
+        if sampler == "Euler ancestral":
+            return sample_euler_ancestral(denoiser_fn(model), x * sigma_max, sig, generator=g)[0]
+        if sampler == "DPM-Solver++(2M) SDE":
+            return sample_dpmpp_2m_sde(denoiser_fn(model), x * sigma_max, sig, generator=g)[0]
+        return FAST_SAMPLERS[sampler][0](denoiser_fn(model), x * sigma_max, sig)[0]
+
+
+# ============================================================================ committed weights
+def load_digits_denoiser(seed: int = 0) -> ScoreNet:
+    """The trained digits denoiser of ``python -m companion.experiments ch3 digits_denoiser``
+    (EMA weights, eval mode). Refuses a stale result file or weights whose checksum differs from
+    the one the experiment recorded (:func:`companion.experiments.load_weights`)."""
+    from .experiments import load_weights
+
+    state, record = load_weights("ch3", "digits_denoiser", check_int("seed", seed, minimum=0))
+    model = digits_denoiser(seed, **{k: record["config"]["model"][k] for k in ("ch", "mult", "blocks", "max_freq")})
+    model.load_state_dict(state)
+    return model.eval()
+
+
+class ResidualRestorer(nn.Module):
+    r"""Restorer :math:`\mathcal G(x_t,t)=x_t+F(x_t,t/T)` of chapter 4 for ``(n, C, H, W)`` images,
+    with ``F`` a :class:`companion.nets.UNet`: it learns only what the corruption removed."""
+
+    def __init__(self, T: int, seed: int = 0, **unet):
+        super().__init__()
+        self.T = check_int("T", T, minimum=1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(check_int("seed", seed, minimum=0))
+            self.net = UNet(**unet)
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            check_positive("t", float(t), allow_zero=True)
+        return x_t + self.net(x_t, t / self.T if not isinstance(t, torch.Tensor) else t.to(x_t.dtype) / self.T)
+
+
+#: The recipe of chapter 4's Cold-Diffusion restorer: the blur and its noise, network, optimiser.
+COLD_CONFIG: dict[str, Any] = dict(
+    T=10, max_width=3.0, noise_std=0.05, boundary="neumann",
+    ch=32, mult=[1, 2], blocks=1, max_freq=16.0,
+    steps=2000, batch_size=128, lr=2e-3, warmup=100, ema_decay=0.999, p=1,
+)
+
+
+def _cold_config(overrides: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(overrides) - set(COLD_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(COLD_CONFIG)}")
+    return {**COLD_CONFIG, **overrides}
+
+
+def cold_blur(**overrides):
+    """Chapter 4's digits corruption: :class:`companion.unified.HeatBlur` on 8×8 images, widths
+    growing linearly to ``max_width`` over ``T`` steps, plus noise of std ``noise_std``."""
+    from .unified import HeatBlur
+
+    cfg = _cold_config(overrides)
+    return HeatBlur.linear((8, 8), cfg["T"], cfg["max_width"], noise_std=cfg["noise_std"], boundary=cfg["boundary"])
+
+
+def train_cold_restorer(seed: int = 0, *, progress: bool = True, **overrides) -> FitResult:
+    """Train a :class:`ResidualRestorer` for :func:`cold_blur` with chapter 4's restoration loss
+    (:func:`companion.unified.x0_loss`, ``p = 1`` as in Cold Diffusion) and an EMA of the weights."""
+    from .data import digits
+    from .unified import x0_loss
+
+    cfg = _cold_config(overrides)
+    blur = cold_blur(**overrides)
+    model = ResidualRestorer(cfg["T"], seed, ch=cfg["ch"], mult=tuple(cfg["mult"]), blocks=cfg["blocks"],
+                             max_freq=cfg["max_freq"])
+    return fit(model, lambda m, b, g: x0_loss(m, blur, b, g, p=cfg["p"]), digits("train")[0],
+               steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed,
+               ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], progress=progress, desc="cold restorer")
+
+
+def load_cold_restorer(seed: int = 0) -> ResidualRestorer:
+    """The restorer kept by ``python -m companion.experiments ch4 cold_restorer`` (EMA weights, eval
+    mode), checked against the result file's configuration and checksum."""
+    from .experiments import load_weights
+
+    state, record = load_weights("ch4", "cold_restorer", check_int("seed", seed, minimum=0))
+    cfg = _cold_config(record["config"]["model"])
+    model = ResidualRestorer(cfg["T"], seed, ch=cfg["ch"], mult=tuple(cfg["mult"]), blocks=cfg["blocks"],
+                             max_freq=cfg["max_freq"])
+    model.load_state_dict(state)
+    return model.eval()
