@@ -72,3 +72,22 @@ def test_ae_bn_baseline_needs_no_entropy_estimate():
         assert "k must be < n" in str(e)
     else:
         raise AssertionError("an entropy of one distinct code must be refused")
+
+
+def test_smallest_sizes_are_accepted():
+    """A one-layer mlp (two widths) and one hidden unit are valid sizes."""
+    net = eae.mlp([3, 4])
+    assert [type(m) for m in net] == [torch.nn.Linear] and net[0].in_features == 3 and net[0].out_features == 4
+    m = eae.EAE(latent=2, hidden=1)
+    assert _widths(m.encoder) == [64, 1, 1, 2]
+    assert eae.VAE(latent=2, hidden=1)(torch.zeros(3, 1, 8, 8), 0)[0].shape == (3, 1, 8, 8)
+
+
+def test_ex_post_gmm_defaults_are_ten_components_and_seed_zero():
+    torch.manual_seed(6)
+    model = eae.EAE(latent=2, hidden=8).eval()
+    x = torch.rand(60, 1, 8, 8, generator=_gen(7)) * 2 - 1
+    a = eae.ExPostGMM(model, x)
+    b = eae.ExPostGMM(model, x, components=10, seed=0)
+    assert a.weights.shape == (10,)
+    assert torch.equal(a.means, b.means) and torch.equal(a.weights, b.weights)

@@ -40,6 +40,8 @@ def test_object_logits_refuse_float_or_bool_spans():
     h = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(0))
     ok = torch.tensor([1, 2])
     assert m.object_logits(h, ok, ok + 1).shape == (2, 8, m.n_predicates, 2)
+    first = torch.tensor([0, 0])  # a subject may start at the first token and end at the last
+    assert m.object_logits(h, first, torch.tensor([0, 7])).shape == (2, 8, m.n_predicates, 2)
     for bad in (torch.tensor([1.0, 2.0]), torch.tensor([True, False])):
         with pytest.raises(TypeError, match="integer tensor"):
             m.object_logits(h, bad, ok)
