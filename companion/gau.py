@@ -17,7 +17,8 @@ Public surface:
   measured on random inputs and weights.
 * :class:`ScaleOffset`, :class:`GAU`, :class:`GAUBlock`, :class:`MultiHeadAttention`,
   :class:`StdBlock`, :class:`SequenceModel` — the layers; :func:`init_weights` (Xavier or LeCun,
-  zero biases, optional DeepNorm down-scaling) and :func:`residual_ratios`.
+  zero biases, optional DeepNorm down-scaling), :func:`residual_ratios` and :func:`first_step_change`
+  (how far one Adam step moves the last hidden states: the depth estimate).
 * :func:`reversal_batch`, :func:`reversal_loss`, :func:`reversal_accuracy`,
   :func:`train_reversal` — the trainability experiment; :func:`reversal_arm` — one arm of it
   (build a stack from a seed and train it), shared by the chapter and its full runs.
@@ -51,6 +52,7 @@ __all__ = [
     "init_weights",
     "count_parameters",
     "residual_ratios",
+    "first_step_change",
     "reversal_batch",
     "reversal_loss",
     "reversal_accuracy",
@@ -396,6 +398,33 @@ def residual_ratios(model: SequenceModel, tokens: torch.Tensor) -> torch.Tensor:
     rec: list[float] = []
     model(tokens, record=rec)
     return torch.tensor(rec, dtype=torch.float64)
+
+
+def first_step_change(model: SequenceModel, tokens: torch.Tensor, lr: float) -> float:
+    r"""Relative change :math:`\|h_1-h_0\|/\|h_0\|` of the last hidden states (the input of the
+    read-out, over the whole batch) caused by one Adam step of learning rate ``lr`` on
+    :func:`reversal_loss` for ``tokens`` ``(B, n)`` — the quantity the depth estimate of equation
+    :eq:`gau-depth` bounds. Adam's first step moves every weight by ``lr`` times the sign of its
+    gradient (up to Adam's ``eps``). Works on a copy: ``model`` is left unchanged."""
+    import copy
+
+    _check_model(model, SequenceModel)
+    lr = check_positive("lr", lr)
+    net = copy.deepcopy(model).train()
+    hidden: list[torch.Tensor] = []
+    hook = net.head.register_forward_hook(lambda mod, inp, out: hidden.append(inp[0].detach()))
+    try:
+        with torch.no_grad():
+            net(tokens)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        reversal_loss(net, tokens).backward()
+        opt.step()
+        with torch.no_grad():
+            net(tokens)
+    finally:
+        hook.remove()
+    h0, _, h1 = hidden
+    return ((h1 - h0).norm() / h0.norm()).item()
 
 
 # ============================================================================ Monte Carlo twin
