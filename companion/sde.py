@@ -51,6 +51,7 @@ __all__ = [
     "VESDE",
     "time_grid",
     "forward_sample",
+    "forward_family_sample",
     "reverse_step",
     "reverse_sample",
     "pc_sample",
@@ -384,6 +385,51 @@ def forward_sample(
     for fi, g2i, dt in zip(f, g2, dts, strict=True):
         z = torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
         x = x + fi * x * dt + math.sqrt(g2i * dt) * z
+    return x
+
+
+def forward_family_sample(
+    sde: SDE,
+    score_fn: ScoreFn,
+    x0: torch.Tensor,
+    *,
+    nu: float,
+    steps: int,
+    t_end: float | None = None,
+    generator=None,
+) -> torch.Tensor:
+    r"""Euler–Maruyama for a member of the **forward** family with the marginals of ``sde`` (chapter 2, section 5):
+
+    .. math:: dx=\big[f_tx-\tfrac12(1-\nu^2)g_t^2\nabla\log p_t(x)\big]dt+\nu\,g_t\,dw .
+
+    Its Fokker–Planck equation is the rewritten form of equation :eq:`sde-fokker-planck`, so
+    every ``nu >= 0`` carries :math:`p_0` through the same marginals :math:`p_t`. ``nu = 1`` is
+    the forward SDE (:func:`forward_sample`), ``nu = 0`` the probability-flow ODE run forwards.
+
+    Args:
+        score_fn: ``(x, t) -> score`` of the marginals (e.g. :meth:`SDE.exact_score`).
+        x0: ``(n, ...)`` draws from :math:`p_{t_{\min}}`; nu: the ratio :math:`\nu_t/g_t\ge0`.
+        steps: number of uniform steps from ``t_min`` to ``t_end`` (default ``t_max``).
+        generator: a ``torch.Generator`` or int seed (needed if ``nu > 0``).
+
+    Returns:
+        The end points, shape/dtype/device of ``x0``.
+    """
+    sde = _check_sde(sde)
+    x = check_batch("x0", x0)
+    nu = _check_nu(nu)
+    if not callable(score_fn):
+        raise TypeError("score_fn must be callable (x, t) -> score")
+    steps = check_int("steps", steps, minimum=1, maximum=MAX_STEPS)
+    ts = time_grid(sde, steps, t_end if t_end is not None else sde.t_max, sde.t_min).flip(0)
+    g = require_generator(generator) if nu > 0 else None
+    for t, t_next in zip(ts[:-1].tolist(), ts[1:].tolist(), strict=True):
+        dt = t_next - t
+        _, _, f, g2 = sde._scalars(t)
+        s = _check_score_output(score_fn(x, t), x)
+        x = x + (f * x - 0.5 * (1 - nu**2) * g2 * s) * dt
+        if nu > 0:
+            x = x + nu * math.sqrt(max(g2, 0.0) * dt) * torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
     return x
 
 

@@ -501,3 +501,25 @@ def test_pc_corrector_step_in_closed_form(su):
     ref, _ = S.reverse_step(su, score, x1, t, tn, nu=1.0, generator=g)
     assert (out - ref).abs().max() < 1e-12
     assert info["nfe"] == 2
+
+
+def test_forward_family_keeps_the_marginals():
+    import math as _m
+
+    from companion import metrics as _metrics
+    from companion.gmm import GaussianMixture as _GM
+
+    sde_ = S.VPSDE(0.0, 20.0)
+    g = _GM([1.0], [[1.0]], [0.5**2])
+    law = sde_.marginal_law(g, 0.5)
+    for nu in (0.0, 1.0, _m.sqrt(2.0)):
+        x = S.forward_family_sample(sde_, sde_.exact_score(g), g.sample(8000, generator=1), nu=nu, steps=100,
+                                    t_end=0.5, generator=2)
+        m, v = law.mean().item(), law.covariance().item()
+        assert abs(x.mean().item() - m) < 4 * (v / 8000) ** 0.5
+        assert abs(x.var().item() / v - 1) < 0.07
+    assert _metrics.w1_to_cdf(x, law.cdf) < 0.05
+    with pytest.raises(ValueError):
+        S.forward_family_sample(sde_, sde_.exact_score(g), g.sample(5, generator=1), nu=-1.0, steps=5, generator=1)
+    with pytest.raises(TypeError):
+        S.forward_family_sample(sde_, None, g.sample(5, generator=1), nu=1.0, steps=5, generator=1)
