@@ -203,3 +203,31 @@ def test_fit_with_tiny_batches_and_few_rows():
     assert len(r.losses) == 2
     with pytest.raises(ValueError, match="replace=False"):
         fit(nn.Linear(2, 2), loss, torch.ones(2, 2), steps=2, batch_size=8, replace=False, progress=False)
+
+
+def test_ema_fused_update_matches_the_formula():
+    """theta_ema <- d theta_ema + (1 - d) theta, for every tensor, with the warm-up decay."""
+    from companion.train import EMA
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    ema = EMA(model, decay=0.9, warmup=True)
+    before = [p.detach().clone() for p in ema.model.parameters()]
+    for p in model.parameters():
+        p.data.add_(1.0)
+    d = ema.current_decay()
+    ema.update(model)
+    for pe, p0, p in zip(ema.model.parameters(), before, model.parameters(), strict=True):
+        torch.testing.assert_close(pe, d * p0 + (1 - d) * p)
+    assert d == 1 / 10
+
+
+def test_profile_step_reports_every_part_and_leaves_the_model():
+    from companion.train import profile_step
+
+    model = torch.nn.Linear(4, 4)
+    w = model.weight.detach().clone()
+    out = profile_step(model, lambda m, b, g: (m(b) - b).square().mean(), torch.randn(64, 4), batch_size=8, repeats=3)
+    assert set(out) == {"batch", "loss", "backward", "optimiser", "ema"}
+    assert all(v >= 0 for v in out.values())
+    assert torch.equal(model.weight, w)
