@@ -35,6 +35,7 @@ __all__ = [
     "train_digits_denoiser",
     "denoiser_fn",
     "eps_model",
+    "vp_score",
     "load_digits_denoiser",
     "DIGITS_SAMPLERS",
     "generate",
@@ -131,6 +132,37 @@ def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
         return ((x - model.denoise(x, s)) / s).reshape(x_t.shape)
 
     return eps
+
+
+def vp_score(model: ScoreNet, sde):
+    r"""Chapter 2's score :math:`\nabla\log p_t(x_t)` of a :class:`companion.sde.SDE` from the denoiser.
+
+    With :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon`, Tweedie's formula gives
+    :math:`\nabla\log p_t(x_t)=(\bar\alpha_t E[x_0\mid x_t]-x_t)/\bar\beta_t^2`, and
+    :math:`E[x_0\mid x_t]=\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t)`. Returns
+    ``score(x, t)`` for ``x``: ``(n, C, H, W)`` and a float time ``t`` of the SDE.
+    """
+    from .sde import SDE
+
+    if not isinstance(model, ScoreNet):
+        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a companion.sde.SDE, got {type(sde).__name__}")
+
+    @torch.no_grad()
+    def score(x: torch.Tensor, t: float) -> torch.Tensor:
+        x = check_batch("x", x, min_ndim=2)
+        if isinstance(t, torch.Tensor):
+            if t.numel() != 1:
+                raise ValueError("t must be one time for the whole batch")
+            t = t.item()
+        tt = torch.tensor(float(t), dtype=torch.float64)
+        a, b = sde.alpha_bar(tt).item(), sde.beta_bar(tt).item()
+        if not b > 0:
+            raise ValueError(f"beta_bar(t) must be > 0 (t > 0), got t={t}")
+        return (a * model.denoise(x / a, b / a) - x) / b**2
+
+    return score
 
 
 def _image_shape(model: ScoreNet) -> tuple[int, int, int] | None:

@@ -1,0 +1,109 @@
+"""The digits denoiser's wrappers against closed forms, and the kept-weights mechanism."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from companion import denoiser as dn
+from companion import ode
+from companion.experiments import load_weights, registry, save_weights
+from companion.nets import UNet
+from companion.schedules import DiscreteSchedule
+from companion.sde import VPSDE
+
+F64 = torch.float64
+
+
+def _gaussian_denoiser(m2: float) -> ode.ScoreNet:
+    """A ScoreNet whose F is zero (fresh UNet): D(x, s) = c_skip x = m2 / (m2 + s^2) x, which is the
+    exact posterior mean E[x0 | x0 + s eps = x] of data x0 ~ N(0, m2 I)."""
+    return ode.ScoreNet(UNet(ch=8), sigma_data=math.sqrt(m2)).double()
+
+
+def test_eps_model_is_the_exact_noise_predictor_for_gaussian_data():
+    m2 = 0.7
+    sched = DiscreteSchedule.linear(1000)
+    eps = dn.eps_model(_gaussian_denoiser(m2), sched)
+    x = torch.randn(5, 1, 8, 8, dtype=F64, generator=torch.Generator().manual_seed(0))
+    for t in (1, 10, 300, 999, 1000):
+        a, b = sched.alpha_bar[t].item(), sched.beta_bar[t].item()
+        exact = b * x / (a**2 * m2 + b**2)      # E[eps | x_t] for x_t = a x0 + b eps, x0 ~ N(0, m2)
+        torch.testing.assert_close(eps(x, t), exact, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(eps(x.reshape(5, 64), t), exact.reshape(5, 64), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="t_label"):
+        eps(x, 1001)
+    with pytest.raises(ValueError, match="t_label"):
+        eps(x, 0)
+    with pytest.raises(TypeError, match="ScoreNet"):
+        dn.eps_model(UNet(ch=8), sched)
+
+
+def test_vp_score_is_the_exact_score_for_gaussian_data():
+    m2 = 1.3
+    sde = VPSDE()
+    score = dn.vp_score(_gaussian_denoiser(m2), sde)
+    x = torch.randn(4, 1, 8, 8, dtype=F64, generator=torch.Generator().manual_seed(1))
+    for t in (0.01, 0.3, 1.0):
+        tt = torch.tensor(t, dtype=F64)
+        a, b = sde.alpha_bar(tt).item(), sde.beta_bar(tt).item()
+        torch.testing.assert_close(score(x, t), -x / (a**2 * m2 + b**2), rtol=1e-10, atol=1e-12)
+
+
+def test_generate_shapes_samplers_and_limits():
+    torch.manual_seed(0)
+    model = dn.digits_denoiser(0, ch=8)
+    for sampler in dn.DIGITS_SAMPLERS:
+        x = dn.generate(model, sampler, 4, 3, seed=0)
+        assert x.shape == (3, 1, 8, 8) and torch.isfinite(x).all()
+    # the same seed gives the same draw; another seed another one
+    a, b = dn.generate(model, "DDPM", 3, 2, seed=5), dn.generate(model, "DDPM", 3, 2, seed=5)
+    assert torch.equal(a, b) and not torch.equal(a, dn.generate(model, "DDPM", 3, 2, seed=6))
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        dn.generate(model, "Euler-Maruyama", 4, 2, 0)
+    with pytest.raises(ValueError, match="nfe must be at most"):
+        dn.generate(model, "DDIM", 10**6, 2, 0)
+    with pytest.raises(ValueError, match="nfe"):
+        dn.generate(model, "Heun", 1, 2, 0)
+
+
+def test_digits_denoiser_seeds_its_own_weights_without_touching_the_global_rng():
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a, b = dn.digits_denoiser(3, ch=8), dn.digits_denoiser(3, ch=8)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="unknown settings"):
+        dn.digits_denoiser(0, width=8)
+    assert abs(a.sigma_data - dn.digits_denoiser(0, ch=8).sigma_data) == 0
+
+
+def test_residual_restorer_starts_as_identity():
+    r = dn.ResidualRestorer(10, seed=0, ch=8)
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(r(x, 3.0), x)
+    torch.testing.assert_close(r(x, torch.tensor([1.0, 10.0])), x)
+
+
+def test_kept_weights_roundtrip_and_tampering(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_RESULTS", str(tmp_path))
+    exp = registry("ch3")[("ch3", "digits_denoiser")]
+    cfg = exp.config["model"]
+    model = dn.digits_denoiser(0, **{k: cfg[k] for k in ("ch", "mult", "blocks", "max_freq")})
+    sha = save_weights("ch3", "digits_denoiser", 0, model.state_dict())
+    record = {"chapter": "ch3", "name": "digits_denoiser", "command": exp.command, "config": exp.config,
+              "results": {"weights_sha256": {"0": sha}}, "provenance": {}}
+    (tmp_path / "ch3" / "digits_denoiser.json").write_text(json.dumps(record))
+    loaded = dn.load_digits_denoiser(0)
+    for p, q in zip(model.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="no weights for seed 1|kept no weights"):
+        load_weights("ch3", "digits_denoiser", 1)
+    state = torch.load(tmp_path / "ch3" / "digits_denoiser_seed0.pt", weights_only=True)
+    k = next(iter(state))
+    state[k] = state[k] + 1e-3
+    torch.save(state, tmp_path / "ch3" / "digits_denoiser_seed0.pt")
+    with pytest.raises(ValueError, match="checksum"):
+        dn.load_digits_denoiser(0)
