@@ -70,3 +70,29 @@ def test_adaptive_relative_error_control_is_scale_equivariant(method):
                                    method=method)
     assert (i1["steps"], i1["rejected"], i1["nfe"]) == (ic["steps"], ic["rejected"], ic["nfe"])
     assert (yc - c * y1).abs().max() < 1e-9 * c * y1.abs().max()
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0, 3.0])
+def test_ancestral_step_in_closed_form(eta):
+    """sigma_up = min(s', eta s' sqrt(1 - s'^2/s^2)), sigma_down^2 + sigma_up^2 = s'^2 (k-diffusion's
+    get_ancestral_step); at eta = 1 sigma_up^2 is the DDPM posterior variance in sigma units."""
+    for s, s_next in [(80.0, 40.0), (1.0, 0.3), (0.5, 0.499)]:
+        down, up = S._ancestral_step(s, s_next, eta)
+        expect_up = min(s_next, eta * s_next * math.sqrt(1 - s_next**2 / s**2))
+        assert abs(up - expect_up) < 1e-12 * s
+        assert abs(down**2 + up**2 - s_next**2) < 1e-12 * s**2
+
+
+def test_heun_churn_adds_the_documented_noise():
+    """The first callback sees x after the churn: x + s_noise sqrt(s_hat^2 - s^2) xi with
+    s_hat = s (1 + gamma), gamma = min(s_churn / N, sqrt(2) - 1), xi the generator's first normals."""
+    gm = lab_2d()
+    grid = ode.sigma_grid(5, SMIN, SMAX)
+    x = torch.zeros(1000, 2, dtype=F64)
+    seen = []
+    S.sample_heun_churn(S.gmm_denoiser(gm), x, grid, generator=7, s_churn=1.0, s_noise=0.9, callback=seen.append)
+    s = grid[0].item()
+    s_hat = s * (1 + min(1.0 / 5, math.sqrt(2) - 1))
+    xi = torch.randn(1000, 2, generator=torch.Generator().manual_seed(7), dtype=F64)
+    assert abs(seen[0]["sigma"] - s_hat) < 1e-12 * s
+    torch.testing.assert_close(seen[0]["x"], 0.9 * math.sqrt(s_hat**2 - s**2) * xi, rtol=1e-12, atol=0)
