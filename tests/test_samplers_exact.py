@@ -96,3 +96,16 @@ def test_heun_churn_adds_the_documented_noise():
     xi = torch.randn(1000, 2, generator=torch.Generator().manual_seed(7), dtype=F64)
     assert abs(seen[0]["sigma"] - s_hat) < 1e-12 * s
     torch.testing.assert_close(seen[0]["x"], 0.9 * math.sqrt(s_hat**2 - s**2) * xi, rtol=1e-12, atol=0)
+
+
+def test_fast_samplers_declare_their_observed_order():
+    """The order each FAST_SAMPLERS entry declares is the log-log slope of its pathwise error
+    against a tight reference (N = 256 -> 512 steps on the 2-D laboratory), within 0.25."""
+    gm = lab_2d()
+    den = S.gmm_denoiser(gm)
+    x = gm.noised(1, SMAX).sample(40, 0)
+    ref, _ = S.reference_solution(den, x, SMAX, SMIN)
+    for name, (fn, order) in S.FAST_SAMPLERS.items():
+        errs = [S.pathwise_error(fn(den, x, ode.sigma_grid(N, SMIN, SMAX))[0], ref) for N in (256, 512)]
+        slope = math.log2(errs[0] / errs[1])
+        assert abs(slope - order) < 0.25, (name, slope, errs)
