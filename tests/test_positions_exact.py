@@ -65,3 +65,14 @@ def test_pre_ln_block_written_out():
     ref = x1 + blk.ffn[2](F.gelu(blk.ffn[0](h2)))
     pos = torch.arange(5, dtype=torch.float64).expand(2, 5)
     torch.testing.assert_close(blk(x, pos, None), ref, rtol=0, atol=1e-12)
+
+
+def test_make_sampler_defaults_and_smallest_table():
+    """'random' draws sorted distinct positions in [0, max_len - 1], max_len = 256 by default; a
+    one-row table (max_len = 1) is a valid size for the deterministic samplers."""
+    g = torch.Generator().manual_seed(0)
+    pos = P.make_sampler("random")(2000, 8, g)
+    assert pos.min() >= 0 and pos.max() == 255
+    assert torch.equal(P.make_sampler("random", 256)(5, 8, torch.Generator().manual_seed(3)),
+                       P.make_sampler("random")(5, 8, torch.Generator().manual_seed(3)))
+    assert torch.equal(P.make_sampler("plain", max_len=1)(2, 3, g), P.plain_positions(2, 3))
