@@ -17,7 +17,7 @@ Example::
     x_0 = ddpm.sample(ddpm.exact_eps_model(law, DiscreteSchedule.su(1000)), sched, x_T, eta=0.0)
 """
 
-from . import ddpm, eae, gau, gmm, metrics, ode, positions, samplers, schedules, sde, triples, unified, utils
+from . import ddpm, denoiser, eae, gau, gmm, metrics, ode, positions, samplers, schedules, sde, triples, unified, utils
 from .gmm import GaussianMixture, lab_1d, lab_2d
 from .schedules import DiscreteSchedule, VESchedule, VPSchedule, su_vp
 from .utils import show_source
