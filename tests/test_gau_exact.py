@@ -63,3 +63,30 @@ def test_magnitude_theory_limits_and_relations():
     assert abs(th2["rms_su"] - 0.5 * 64 * nu22**3 / 256) < 1e-15
     assert abs(th2["rms_limit"] - 0.5 * math.sqrt(nu22) * mu2 * th2["rowsum"]) < 1e-15
     assert gau.magnitude_theory(256, 64) == gau.magnitude_theory(256, 64, gain=1.0)
+
+
+def test_documented_defaults_and_smallest_sizes():
+    """MultiHeadAttention has 4 heads by default; SequenceModel's GAU uses s = 32 by default; one
+    head is a valid size; seed 0 is a valid seed of reversal_arm (validation reaches the next argument)."""
+    import pytest
+
+    assert gau.MultiHeadAttention(8).heads == 4
+    m = gau.SequenceModel(vocab=16, length=4, d=8, layers=1)
+    assert m.blocks[0].gau.s == 32
+    gau.SequenceModel(vocab=16, length=4, d=8, layers=1, kind="std", heads=1)   # one head is valid
+    assert gau.MultiHeadAttention(8, heads=1)(torch.zeros(1, 3, 8)).shape == (1, 3, 8)
+    with pytest.raises(TypeError, match="deepnorm"):
+        gau.reversal_arm("gau", 1, length=4, lr=1e-3, steps=1, seed=0, deepnorm="yes")
+
+
+def test_train_reversal_default_data_seed_is_one():
+    """Without a seed, train_reversal draws its data from seed 1: the same run as seed=1."""
+    import inspect
+
+    assert inspect.signature(gau.train_reversal).parameters["seed"].default == 1
+    torch.manual_seed(0)
+    m1 = gau.SequenceModel(vocab=8, length=4, d=8, layers=1, seed=0)
+    m2 = gau.SequenceModel(vocab=8, length=4, d=8, layers=1, seed=0)
+    r1 = gau.train_reversal(m1, steps=3, batch_size=4, progress=False)
+    r2 = gau.train_reversal(m2, steps=3, batch_size=4, seed=1, progress=False)
+    assert r1["losses"] == r2["losses"]
