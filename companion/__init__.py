@@ -39,6 +39,7 @@ __all__ = [
     "sde",
     "ode",
     "samplers",
+    "denoiser",
     "unified",
     "eae",
     "gau",
