@@ -47,3 +47,41 @@ def test_object_logits_refuse_float_or_bool_spans():
             m.object_logits(h, bad, ok)
         with pytest.raises(TypeError, match="integer tensor"):
             m.object_logits(h, ok, bad)
+
+
+@pytest.mark.parametrize("cond", ["cln", "add"])
+def test_object_logits_written_out(cond):
+    """object_logits = object_head(u) with u = CLN(H | [h_start; h_end]) (or H + W c for the additive
+    variant), reshaped to (B, T, P, 2)."""
+    try:
+        m = tr.TripleModel(10, d=16, heads=2, layers=1, ffn=32, max_len=8, conditioning=cond)
+    except ValueError:
+        pytest.skip(f"conditioning {cond!r} not offered")
+    h = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(1))
+    start, end = torch.tensor([0, 3]), torch.tensor([2, 3])
+    c = torch.stack([torch.cat([h[0, 0], h[0, 2]]), torch.cat([h[1, 3], h[1, 3]])])
+    u = m.cond(h, c) if cond == "cln" else h + m.cond(c)[:, None]
+    ref = (u @ m.object_head.weight.T + m.object_head.bias).view(2, 8, m.n_predicates, 2)
+    torch.testing.assert_close(m.object_logits(h, start, end), ref, rtol=0, atol=1e-6)
+
+
+def test_pn_bce_refuses_a_target_of_another_shape():
+    z = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="shape of logits"):
+        tr.pn_bce(z, torch.zeros(2, 4), 2)
+    with pytest.raises(ValueError, match="shape of logits"):
+        tr.pn_bce(torch.zeros(0, 3), torch.zeros(0, 3), 2)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused():
+    m = tr.TripleModel(10, d=16, heads=2, layers=1, ffn=32, max_len=8)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    for bad in ([[1, 2, 3, 10]], [[-1, 2, 3, 4]]):
+        with pytest.raises(ValueError):
+            m.encode(torch.tensor(bad), mask)
+
+
+def test_vocab_from_a_one_sentence_corpus_and_from_a_list_of_corpora():
+    a, b = tr.generate_corpus(1, seed=3), tr.generate_corpus(4, seed=4)
+    assert tr.build_vocab(a).itos == tr.build_vocab([a]).itos
+    assert tr.build_vocab([a, b]).itos == tr.build_vocab(a + b).itos
