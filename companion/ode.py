@@ -34,6 +34,7 @@ or a Hutchinson divergence.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -57,6 +58,10 @@ __all__ = [
     "gmm_score_fn",
     "heat_log_density",
     "heat_spectral_1d",
+    "heat_crank_nicolson_1d",
+    "heat_semidiscrete_1d",
+    "csm_piecewise_fit",
+    "log_density_along_path",
     "sigma_grid",
     "heat_velocity",
     "heat_drift",
@@ -185,6 +190,138 @@ def heat_spectral_1d(p0: torch.Tensor, dx: float, sigma: float) -> torch.Tensor:
     m = p0.shape[0]
     omega = 2 * math.pi * torch.fft.rfftfreq(m, d=dx, dtype=p0.dtype, device=p0.device)
     return torch.fft.irfft(torch.fft.rfft(p0) * torch.exp(-0.5 * sigma**2 * omega**2), n=m)
+
+
+def _laplacian_symbol_1d(m: int, dx: float, like: torch.Tensor) -> torch.Tensor:
+    r"""Eigenvalues :math:`-\frac4{dx^2}\sin^2(\pi k/m)` of the periodic second-difference matrix, for ``rfft`` modes."""
+    k = torch.arange(m // 2 + 1, dtype=like.dtype, device=like.device)
+    return -4.0 / dx**2 * torch.sin(math.pi * k / m) ** 2
+
+
+def _check_grid_1d(p0: torch.Tensor, dx: float) -> tuple[torch.Tensor, float]:
+    p0 = check_tensor("p0", p0, ndim=1)
+    if p0.numel() < 3:
+        raise ValueError(f"p0 must hold at least 3 grid values, got {p0.numel()}")
+    return p0, check_positive("dx", dx)
+
+
+def heat_crank_nicolson_1d(p0: torch.Tensor, dx: float, sigmas) -> torch.Tensor:
+    r"""Crank–Nicolson for the 1-D heat equation :math:`\partial_tp=D_t\partial_x^2p` on a periodic grid (equation :eq:`ode-heat-cn`).
+
+    With central second differences :math:`L` and a time grid :math:`t_0<\dots<t_N`, each step solves
+
+    .. math:: \big(I-\tfrac12a_nL\big)p^{n+1}=\big(I+\tfrac12a_nL\big)p^n,\qquad
+              a_n=\int_{t_n}^{t_{n+1}}D_t\,dt=\tfrac12\big(\sigma_{t_{n+1}}^2-\sigma_{t_n}^2\big),
+
+    second order in the step. The grid is periodic, so :math:`L` is circulant and the linear
+    system is solved exactly in its eigenbasis (the discrete Fourier modes).
+
+    Args:
+        p0: ``(m,)`` values on a uniform periodic grid of spacing ``dx``.
+        sigmas: the increasing sequence :math:`\sigma_{t_0}<\dots<\sigma_{t_N}` (``N >= 1`` steps),
+            i.e. the schedule evaluated on the time grid.
+
+    Returns:
+        ``(m,)``: the solution at :math:`t_N`.
+    """
+    p0, dx = _check_grid_1d(p0, dx)
+    sig = check_tensor("sigmas", torch.as_tensor(sigmas, dtype=torch.float64), ndim=1)
+    if sig.numel() < 2 or (sig < 0).any() or (torch.diff(sig) <= 0).any():
+        raise ValueError("sigmas must be >= 0, strictly increasing, with at least 2 entries")
+    lam = _laplacian_symbol_1d(p0.shape[0], dx, p0)
+    a = 0.5 * torch.diff(sig**2).to(p0.dtype)
+    factor = torch.prod((1 + 0.5 * a[:, None] * lam) / (1 - 0.5 * a[:, None] * lam), dim=0)
+    return torch.fft.irfft(torch.fft.rfft(p0) * factor, n=p0.shape[0])
+
+
+def heat_semidiscrete_1d(p0: torch.Tensor, dx: float, sigma: float) -> torch.Tensor:
+    r"""The exact-in-time solution :math:`p(\sigma)=e^{\frac12\sigma^2L}p_0` of the space-discretised heat
+    equation :math:`\dot p=D_tLp` (periodic central differences), the reference that isolates the
+    time error of :func:`heat_crank_nicolson_1d`. ``p0``: ``(m,)``; returns ``(m,)``."""
+    p0, dx = _check_grid_1d(p0, dx)
+    sigma = check_positive("sigma", sigma, allow_zero=True)
+    lam = _laplacian_symbol_1d(p0.shape[0], dx, p0)
+    return torch.fft.irfft(torch.fft.rfft(p0) * torch.exp(0.5 * sigma**2 * lam), n=p0.shape[0])
+
+
+def csm_piecewise_fit(x: torch.Tensor, target: torch.Tensor, edges: torch.Tensor) -> dict:
+    r"""Least-squares fit of a piecewise-constant field to ``target`` (the minimiser of the conditional
+    score-matching loss :eq:`ode-csm` over functions constant on the cells of a grid).
+
+    The minimiser over such functions is the cell average of the target. Because the
+    conditional score :math:`-(x-x_0)/\sigma^2` averages to the score given :math:`x`, this cell
+    average estimates the *cell average of the true score*, with no bias at any cell size.
+
+    Args:
+        x: ``(n, d)`` points; cells are the products of the 1-D intervals ``edges`` ``(k+1,)`` in every
+            coordinate (points outside are dropped).
+        target: ``(n, d)`` values to average (the conditional score, or the exact score for comparison).
+
+    Returns:
+        ``{'mean': (K, d), 'se': (K, d), 'count': (K,), 'cell': (n,)}`` with ``K = k**d`` cells
+        (``cell = -1`` for dropped points; empty cells have ``mean = se = nan``).
+    """
+    x = check_batch("x", x, min_ndim=2)
+    target = check_tensor("target", target)
+    if target.shape != x.shape or x.ndim != 2:
+        raise ValueError(f"x and target must both have shape (n, d), got {tuple(x.shape)} and {tuple(target.shape)}")
+    edges = check_tensor("edges", torch.as_tensor(edges, dtype=x.dtype), ndim=1)
+    if edges.numel() < 2 or (torch.diff(edges) <= 0).any():
+        raise ValueError("edges must be strictly increasing with at least 2 entries")
+    n, d = x.shape
+    k = edges.numel() - 1
+    idx = torch.bucketize(x.contiguous(), edges.contiguous(), right=True) - 1      # (n, d) in 0..k-1 if inside
+    inside = ((idx >= 0) & (idx < k)).all(1)
+    cell = torch.zeros(n, dtype=torch.long, device=x.device)
+    for j in range(d):
+        cell = cell * k + idx[:, j].clamp(0, k - 1)
+    cell = torch.where(inside, cell, torch.full_like(cell, -1))
+    K = k**d
+    c = cell[inside]
+    y = target[inside]
+    count = torch.bincount(c, minlength=K).to(x.dtype)
+    s1 = torch.zeros(K, d, dtype=x.dtype, device=x.device).index_add_(0, c, y)
+    s2 = torch.zeros(K, d, dtype=x.dtype, device=x.device).index_add_(0, c, y * y)
+    mean = s1 / count[:, None]
+    var = (s2 / count[:, None] - mean**2) * count[:, None] / (count[:, None] - 1)
+    se = (var.clamp_min(0) / count[:, None]).sqrt()
+    return {"mean": mean, "se": se, "count": count, "cell": cell}
+
+
+def log_density_along_path(score_fn: ScoreFn, x: torch.Tensor, sigmas, log_p0: torch.Tensor, *,
+                           rtol: float = 1e-9, atol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Carry points and their log-density forward along the heat ODE, :math:`\frac{d}{du}\log p(x_u)=-\nabla\!\cdot v(x_u,u)`
+    (equations :eq:`ode-continuity` and :eq:`ode-loglik`, :math:`u=\log\sigma`, :math:`v=-\sigma^2\nabla\log p_\sigma`).
+
+    Starting from ``x`` ``(n, d)`` at ``sigmas[0]`` with known values ``log_p0`` ``(n,)``, integrates
+    the ODE and the exact (autograd) divergence with :func:`solve_adaptive` through the increasing
+    ``sigmas`` ``(k+1,)``, and returns ``(xs (k+1, n, d), log_p (k+1, n))``: the points and the
+    log-density that mass conservation predicts for them at every ``sigmas[i]``.
+    """
+    _check_callable("score_fn", score_fn)
+    x = check_batch("x", x, min_ndim=2)
+    sig_t = check_tensor("sigmas", torch.as_tensor(sigmas, dtype=torch.float64), ndim=1)
+    if sig_t.numel() < 2 or not (sig_t > 0).all() or (torch.diff(sig_t) <= 0).any():
+        raise ValueError("sigmas must be > 0 and strictly increasing, with at least 2 entries")
+    sig = sig_t.tolist()
+    log_p0 = check_tensor("log_p0", log_p0, ndim=1)
+    if log_p0.shape != (x.shape[0],):
+        raise ValueError(f"log_p0 must have shape ({x.shape[0]},), got {tuple(log_p0.shape)}")
+    shape = x.shape
+
+    def fn(state, u):
+        z = state[:, :-1].reshape(shape)
+        s = math.exp(u)
+        v, div = divergence(lambda y: -(s**2) * _score(score_fn, y, s), z, method="exact")
+        return torch.cat([v.flatten(1), -div[:, None]], dim=1)
+
+    state = torch.cat([x.detach().flatten(1), log_p0.detach().to(x.dtype)[:, None]], dim=1)
+    xs, lps = [x.detach().clone()], [log_p0.detach().to(x.dtype).clone()]
+    for a, b in itertools.pairwise(sig):
+        state, _ = solve_adaptive(fn, state, math.log(a), math.log(b), rtol=rtol, atol=atol)
+        xs.append(state[:, :-1].reshape(shape).clone())
+        lps.append(state[:, -1].clone())
+    return torch.stack(xs), torch.stack(lps)
 
 
 # ==================================================================== the ODE's velocity

@@ -487,3 +487,55 @@ def test_validation_errors(gm, sf):
     with pytest.raises(TypeError, match="ScoreNet"):
         ode.csm_loss(torch.nn.Identity(), x, torch.Generator())
     assert ode.solve_adaptive(lambda y, t: y, x, 1.0, 1.0)[1]["nfe"] == 0
+
+
+# ---------------------------------------------------------------- Crank–Nicolson, CSM minimiser, D10 path
+def test_crank_nicolson_matches_a_dense_solve_and_is_second_order():
+    m, L = 64, 20.0
+    dx = L / m
+    x = torch.arange(m, dtype=torch.float64) * dx - L / 2
+    p0 = torch.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)
+    sig = torch.tensor([0.0, 0.4, 0.9, 1.3], dtype=torch.float64)
+    # independent dense Crank–Nicolson with the circulant second-difference matrix
+    Lap = (-2 * torch.eye(m, dtype=torch.float64) + torch.roll(torch.eye(m, dtype=torch.float64), 1, 0)
+           + torch.roll(torch.eye(m, dtype=torch.float64), -1, 0)) / dx**2
+    p = p0.clone()
+    for a in (0.5 * torch.diff(sig**2)).tolist():
+        p = torch.linalg.solve(torch.eye(m, dtype=torch.float64) - 0.5 * a * Lap, p + 0.5 * a * Lap @ p)
+    assert torch.allclose(ode.heat_crank_nicolson_1d(p0, dx, sig), p, atol=1e-13)
+    semi = ode.heat_semidiscrete_1d(p0, dx, 1.3)
+    errs = [(ode.heat_crank_nicolson_1d(p0, dx, torch.linspace(0, 1.3, N + 1, dtype=torch.float64)) - semi).abs().max().item()
+            for N in (4, 8, 16, 32)]
+    from companion.metrics import loglog_slope
+    assert abs(-loglog_slope([4, 8, 16, 32], errs) - 2) < 0.15
+    with pytest.raises(ValueError):
+        ode.heat_crank_nicolson_1d(p0, dx, [1.0, 0.5])
+    with pytest.raises(ValueError):
+        ode.heat_semidiscrete_1d(p0, -1.0, 1.0)
+
+
+def test_csm_piecewise_fit_is_the_cell_mean():
+    x = torch.tensor([[0.1], [0.2], [0.7], [1.5], [3.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0], [3.0], [5.0], [7.0], [9.0]], dtype=torch.float64)
+    fit = ode.csm_piecewise_fit(x, y, torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64))
+    assert fit["count"].tolist() == [2.0, 1.0, 1.0]
+    assert fit["mean"][0, 0].item() == 2.0 and fit["mean"][1, 0].item() == 5.0
+    assert fit["cell"].tolist() == [0, 0, 1, 2, -1]
+    x2 = torch.tensor([[0.2, 1.5], [0.7, 0.2]], dtype=torch.float64)
+    fit2 = ode.csm_piecewise_fit(x2, x2, torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
+    assert fit2["cell"].tolist() == [1, 0]          # row-major: cell = i_x * k + i_y
+    with pytest.raises(ValueError):
+        ode.csm_piecewise_fit(x, y[:3], torch.tensor([0.0, 1.0]))
+
+
+def test_log_density_along_path_matches_the_heat_flow():
+    from companion.gmm import lab_2d
+
+    gm = lab_2d()
+    x = gm.noised(1, 0.05).sample(8, 3)
+    sig = torch.tensor([0.05, 0.3, 2.0], dtype=torch.float64)
+    xs, lp = ode.log_density_along_path(ode.gmm_score_fn(gm), x, sig, gm.noised(1, 0.05).log_prob(x), rtol=1e-8, atol=1e-8)
+    for i, s in enumerate(sig.tolist()):
+        assert (lp[i] - gm.noised(1, s).log_prob(xs[i])).abs().max() < 1e-6
+    with pytest.raises(ValueError):
+        ode.log_density_along_path(ode.gmm_score_fn(gm), x, [1.0, 0.5], lp[0])
