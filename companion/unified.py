@@ -43,6 +43,7 @@ from .schedules import DiscreteSchedule
 from .utils import append_dims, check_int, check_positive, check_tensor, make_generator, require_generator
 
 __all__ = [
+    "fit_linear_restorer",
     "NotInvertibleError",
     "Corruption",
     "Additive",
@@ -762,6 +763,42 @@ class GaussianFit:
 
 
 # ========================================================================= estimators
+def fit_linear_restorer(corruption: Additive, x0: torch.Tensor, generator: torch.Generator | int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    r"""A restorer :math:`R(x_t,t)=W_tx_t+b_t` trained as an MMSE estimator: for every level ``t`` it minimises the
+    empirical squared error :math:`\frac1n\sum\|x_0-R(\mathcal F_t(x_0,\varepsilon),t)\|^2` (equation :eq:`udm-loss`
+    with a Gaussian :math:`q`) exactly, by least squares.
+
+    For Gaussian data and a linear-Gaussian corruption the MMSE estimator :math:`E[x_0\mid x_t]` is affine,
+    so this restorer converges to it as ``n`` grows. ``x0``: ``(n, ...)`` training data; the corrupted
+    copies are drawn with ``generator``. Returns ``restorer(x_t, t) -> x0_hat`` for ``t`` in ``1..T``.
+    """
+    if not isinstance(corruption, Additive):
+        raise TypeError(f"corruption must be an Additive corruption, got {type(corruption).__name__}")
+    x0 = check_tensor("x0", x0)
+    if x0.ndim < 2 or x0.shape[0] < 2:
+        raise ValueError(f"x0 must be a batch (n, ...) with n >= 2, got shape {tuple(x0.shape)}")
+    g = make_generator(generator)
+    n, shape = x0.shape[0], x0.shape[1:]
+    flat0 = x0.reshape(n, -1)
+    coefs = {}
+    for t in range(1, corruption.T + 1):
+        xt = corruption.corrupt(x0, t, g).reshape(n, -1)
+        design = torch.cat([xt, torch.ones(n, 1, dtype=xt.dtype, device=xt.device)], dim=1)
+        coefs[t] = torch.linalg.lstsq(design, flat0).solution          # (d+1, d)
+
+    def restorer(x: torch.Tensor, t) -> torch.Tensor:
+        t = _int_time(t, corruption.T)
+        if t == 0:
+            return x
+        x = check_tensor("x", x)
+        if x.shape[1:] != shape:
+            raise ValueError(f"x must have shape (n, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+        W = coefs[t]
+        return (x.reshape(x.shape[0], -1) @ W[:-1] + W[-1]).reshape(x.shape)
+
+    return restorer
+
+
 def eps_model_estimator(model: Callable[[torch.Tensor, int], torch.Tensor], corruption: GaussianNoise) -> Estimator:
     r"""Point estimate :math:`\hat x_0=(x_t-\bar\beta_t\epsilon_\theta(x_t,t))/\bar\alpha_t` from a noise
     predictor ``model(x, t) -> eps`` (equation :eq:`udm-gauss`); :math:`\bar\sigma_t=0`, i.e. DDPM/DDIM."""

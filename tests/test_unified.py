@@ -593,3 +593,20 @@ def test_gaussian_fit_recovers_a_known_gaussian_and_draws_from_it():
     assert torch.equal(fit.sample(5, 3), fit.sample(5, 3))
     with pytest.raises(ValueError, match="at least 2 samples"):
         U.GaussianFit(x[:1])
+
+
+def test_fit_linear_restorer_reaches_the_mmse_restorer():
+    from companion.gmm import GaussianMixture as _GM
+
+    d = 6
+    k = torch.arange(d, dtype=torch.float64)
+    C = torch.exp(-0.5 * ((k[:, None] - k[None]).abs() / 1.5) ** 2) + 0.1 * torch.eye(d, dtype=torch.float64)
+    law = _GM([1.0], torch.zeros(1, d, dtype=torch.float64), C[None])
+    B = U.HeatBlur.linear((d,), 4, 2.0, noise_std=0.1)
+    R = U.fit_linear_restorer(B, law.sample(40_000, 1), 2)
+    exact = U.posterior_estimator(law, B, "mean")
+    x = B.corrupt(law.sample(500, 3), 3, 4)
+    assert (R(x, 3) - exact(x, 3)).abs().max() < 0.05
+    assert torch.equal(R(x, 0), x)
+    with pytest.raises(TypeError):
+        U.fit_linear_restorer(U.Masking(4, 3), law.sample(10, 1), 2)
