@@ -43,6 +43,7 @@ from .schedules import DiscreteSchedule
 from .utils import append_dims, check_int, check_positive, check_tensor, make_generator, require_generator
 
 __all__ = [
+    "edit_generate",
     "fit_linear_restorer",
     "NotInvertibleError",
     "Corruption",
@@ -894,6 +895,60 @@ def factorized_estimator(marginals: Callable[[torch.Tensor, int], torch.Tensor],
     return est
 
 
+@torch.no_grad()
+def edit_generate(
+    marginals: Callable[[torch.Tensor, int], torch.Tensor],
+    corruption: Substitution,
+    x_T: torch.Tensor,
+    *,
+    design: str = "improved",
+    generator: torch.Generator | int,
+) -> torch.Tensor:
+    r"""Generate with the editing model (:class:`Substitution`, ``different=True``) from level ``T = L`` down to 0, one level per step
+    (equation :eq:`udm-edit-step`).
+
+    ``design='improved'`` is design (b): revert one changed position. Marginalising the exact posterior,
+    position :math:`i` is reverted with probability :math:`P(x_0^{(i)}\ne x_t^{(i)}\mid x_t)/t` to a token
+    :math:`v\ne x_t^{(i)}` with probability :math:`\propto p(x_0^{(i)}=v\mid x_t)`, so the step needs only the
+    per-position marginals and is exact when they are. ``'baseline'`` is design (a): draw every position of
+    :math:`\hat x_0` independently from its marginal, then corrupt it afresh to level :math:`t-1`.
+
+    Args:
+        marginals: ``(x_t, t) -> (n, L, V)`` probabilities (e.g. :meth:`EnumeratedLaw.substituted_marginals`).
+        x_T: ``(n, L)`` tokens at level ``L``; generator: a ``torch.Generator`` or int seed.
+
+    Returns:
+        ``(n, L)`` tokens at level 0.
+    """
+    if not isinstance(corruption, Substitution):
+        raise TypeError(f"corruption must be a Substitution, got {type(corruption).__name__}")
+    corruption.check_invertible()
+    if design not in ("improved", "baseline"):
+        raise ValueError(f"design must be 'improved' or 'baseline', got {design!r}")
+    if not callable(marginals):
+        raise TypeError("marginals must be callable (x_t, t) -> (n, L, V)")
+    x = _check_tokens("x_T", x_T, corruption.length).clone()
+    g = make_generator(generator)
+    n, L, V = x.shape[0], corruption.length, corruption.vocab
+    rows = torch.arange(n)
+    for t in range(corruption.T, 0, -1):
+        p = marginals(x, t)
+        if not isinstance(p, torch.Tensor) or p.shape != (n, L, V) or not torch.isfinite(p).all() or (p < 0).any():
+            raise ValueError(f"marginals must return finite probabilities >= 0 of shape ({n}, {L}, {V})")
+        p = p.double()
+        if design == "improved":
+            own = p.gather(2, x[:, :, None])[:, :, 0]                       # P(x0_i = x_t,i | x_t)
+            changed = (1 - own).clamp_min(0)
+            pos = torch.multinomial(changed + 1e-300, 1, generator=g)[:, 0]
+            pv = p[rows, pos].clone()
+            pv[rows, x[rows, pos]] = 0.0
+            x[rows, pos] = torch.multinomial(pv + 1e-300 * (pv.sum(1, keepdim=True) == 0), 1, generator=g)[:, 0]
+        else:
+            x0_hat = torch.multinomial(p.reshape(n * L, V), 1, generator=g)[:, 0].reshape(n, L)
+            x = corruption.corrupt(x0_hat, t - 1, g) if t > 1 else x0_hat
+    return x
+
+
 # ============================================================================ training
 def x0_loss(
     model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -1041,6 +1096,32 @@ class EnumeratedLaw:
         w = w / z
         onehot = nn.functional.one_hot(self.states, self.vocab).double()  # (K, L, V)
         return torch.einsum("nk,klv->nlv", w, onehot)
+
+    def substituted_pmf(self, t: int) -> torch.Tensor:
+        r"""The exact law :math:`p_t` of :math:`x_t` under :class:`Substitution` (``different=True``) at level ``t``,
+        ``(V**L,)`` float64: :math:`p_t(x)=\sum_{x_0}p(x_0)\,\mathbb 1[d(x,x_0)=t]\big/\big(\binom Lt(V-1)^t\big)`,
+        with :math:`d` the Hamming distance (equation :eq:`udm-edit`)."""
+        t = check_int("t", t)
+        if t > self.length:
+            raise ValueError(f"t must be in 0..{self.length}, got {t}")
+        dist = (self.states[:, None] != self.states[None]).sum(-1)                     # (K, K)
+        kern = (dist == t).double() / (math.comb(self.length, t) * (self.vocab - 1) ** t)
+        return kern @ self.pmf
+
+    def substituted_marginals(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        r"""Exact :math:`p(x_0^{(i)}=v\mid x_t)` under :class:`Substitution` (``different=True``) at level ``t``,
+        ``(n, L) -> (n, L, V)`` float64. The likelihood :math:`p(x_t\mid x_0)` is constant on the states at
+        Hamming distance ``t`` from :math:`x_t` and zero elsewhere, so the posterior is the law restricted to them."""
+        x_t = _check_tokens("x_t", x_t, self.length).cpu()
+        t = check_int("t", t)
+        if t > self.length:
+            raise ValueError(f"t must be in 0..{self.length}, got {t}")
+        w = ((self.states[None] != x_t[:, None]).sum(-1) == t).double() * self.pmf
+        z = w.sum(1, keepdim=True)
+        if (z <= 0).any():
+            raise ValueError("x_t has probability 0 at this level")
+        onehot = nn.functional.one_hot(self.states, self.vocab).double()
+        return torch.einsum("nk,klv->nlv", w / z, onehot)
 
 
 class TokenMLP(nn.Module):

@@ -610,3 +610,23 @@ def test_fit_linear_restorer_reaches_the_mmse_restorer():
     assert torch.equal(R(x, 0), x)
     with pytest.raises(TypeError):
         U.fit_linear_restorer(U.Masking(4, 3), law.sample(10, 1), 2)
+
+
+def test_edit_generate_is_exact_with_exact_marginals():
+    law, Sb = U.EnumeratedLaw.chain(vocab=3, length=3), U.Substitution(3, 3)
+    pL = law.substituted_pmf(3)
+    assert abs(pL.sum().item() - 1) < 1e-12
+    # the substituted law at level t is the forward law: compare with Monte Carlo corruption
+    x = law.sample(40_000, 1)
+    emp = law.empirical(Sb.corrupt(x, 2, 2))
+    assert 0.5 * (emp - law.substituted_pmf(2)).abs().sum() < 0.03
+    m = law.substituted_marginals(law.states, 1)
+    assert torch.allclose(m.sum(-1), torch.ones(27, 3, dtype=torch.float64))
+    xT = law.states[torch.multinomial(pL, 20_000, replacement=True, generator=torch.Generator().manual_seed(3))]
+    out = U.edit_generate(lambda xx, t: law.substituted_marginals(xx, t), Sb, xT, generator=4)
+    floor = max(law.tv(law.sample(20_000, s)) for s in (5, 6, 7))
+    assert law.tv(out) < 1.5 * floor
+    with pytest.raises(ValueError):
+        U.edit_generate(lambda xx, t: law.substituted_marginals(xx, t), Sb, xT, design="other", generator=1)
+    with pytest.raises(TypeError):
+        U.edit_generate(lambda xx, t: None, U.Masking(3, 3), xT, generator=1)
