@@ -649,10 +649,7 @@ def train_task(
     if log_n and train_length is None:
         train_length = sequence_length(task, max_length)
     fn, vocab = TASKS[task]
-    torch.manual_seed(seed)
-    model = PositionTransformer(
-        vocab, dim=dim, heads=heads, layers=layers, pe=pe, max_len=max_len, train_length=train_length
-    )
+    seed = check_int("seed", seed, minimum=0)
 
     def draw(b: int, g: torch.Generator):
         T = int(torch.randint(min_length, max_length + 1, (1,), generator=g))
@@ -662,19 +659,26 @@ def train_task(
     def loss_fn(m: nn.Module, batch, g: torch.Generator) -> torch.Tensor:
         return task_loss(m, *batch)
 
-    res = fit(
-        model,
-        loss_fn,
-        draw,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed + 1,
-        ema_decay=None,
-        weight_decay=0.01,
-        progress=progress,
-        desc=f"{task}/{pe}/{positions}",
-    )
+    # the weights (and any dropout) draw from the global RNG seeded by ``seed``, inside a fork so the
+    # caller's random state is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PositionTransformer(
+            vocab, dim=dim, heads=heads, layers=layers, pe=pe, max_len=max_len, train_length=train_length
+        )
+        res = fit(
+            model,
+            loss_fn,
+            draw,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed + 1,
+            ema_decay=None,
+            weight_decay=0.01,
+            progress=progress,
+            desc=f"{task}/{pe}/{positions}",
+        )
     return res.model
 
 

@@ -363,3 +363,16 @@ def test_extrapolation_table_random_test_only_for_random_models():
     assert [r["positions"] for r in rows] == ["plain", "random"]
     assert "acc_random_test" not in rows[0] and set(rows[1]["acc_random_test"]) == {4, 8}
     assert all(0 <= a <= 1 for a in rows[1]["acc_random_test"].values())
+
+
+def test_train_task_leaves_the_callers_rng_and_is_reproducible():
+    from companion.positions import train_task
+
+    torch.manual_seed(7)
+    state = torch.random.get_rng_state()
+    kw = dict(steps=3, batch_size=4, dim=16, heads=2, layers=1, max_length=4, progress=False, seed=3)
+    a = train_task("sort", **kw)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = train_task("sort", **kw)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
