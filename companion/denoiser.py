@@ -191,6 +191,8 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
     if nfe > 10_000:
         raise ValueError(f"nfe must be at most 10000, got {nfe}")
     n = check_int("n", n, minimum=1)
+    if n > 10**6:
+        raise ValueError(f"n must be at most 1000000 images per call, got {n}")
     g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     x = torch.randn(n, *shape, generator=g)
     with torch.no_grad():
