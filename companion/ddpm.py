@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 
 from .schedules import DiscreteSchedule
-from .utils import append_dims, check_batch, check_int, check_positive, check_tensor, make_generator
+from .utils import MAX_STEPS, append_dims, check_batch, check_int, check_positive, check_tensor, make_generator
 
 __all__ = [
     "q_sample",
@@ -604,7 +604,7 @@ def ddim_ode_solve(
     s1 = check_positive("sigma_end", sigma_end, allow_zero=True)
     if not s0 > s1:
         raise ValueError(f"sigma_start must be > sigma_end (the ODE runs towards the data), got {s0} and {s1}")
-    steps = check_int("steps", steps, minimum=1)
+    steps = check_int("steps", steps, minimum=1, maximum=MAX_STEPS)
     rho = check_positive("rho", rho)
     if rho < 1:
         raise ValueError(f"rho must be >= 1, got {rho}")

@@ -100,3 +100,11 @@ def test_guards_fire_before_allocating():
     """)
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_ddim_ode_solve_caps_its_steps():
+    from companion import ddpm
+    from companion.utils import MAX_STEPS
+
+    with pytest.raises(ValueError, match="steps"):
+        ddpm.ddim_ode_solve(lambda x, s: torch.zeros_like(x), torch.zeros(2, 1), 1.0, 0.0, steps=MAX_STEPS + 1)
