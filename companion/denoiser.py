@@ -27,7 +27,7 @@ from .nets import UNet
 from .ode import ScoreNet, csm_loss
 from .schedules import DiscreteSchedule
 from .train import FitResult, fit
-from .utils import check_batch, check_int, check_positive
+from .utils import check_batch, check_int
 
 __all__ = [
     "DIGITS_CONFIG",
@@ -152,11 +152,7 @@ def vp_score(model: ScoreNet, sde):
     @torch.no_grad()
     def score(x: torch.Tensor, t: float) -> torch.Tensor:
         x = check_batch("x", x, min_ndim=2)
-        if isinstance(t, torch.Tensor):
-            if t.numel() != 1:
-                raise ValueError("t must be one time for the whole batch")
-            t = t.item()
-        tt = torch.tensor(float(t), dtype=torch.float64)
+        tt = torch.tensor(sde._scalar_time("t", t), dtype=torch.float64)  # one time in [t_min, t_max]
         a, b = sde.alpha_bar(tt).item(), sde.beta_bar(tt).item()
         if not b > 0:
             raise ValueError(f"beta_bar(t) must be > 0 (t > 0), got t={t}")
@@ -185,8 +181,13 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
     from . import ddpm, ode
     from .samplers import FAST_SAMPLERS, sample_dpmpp_2m_sde, sample_euler_ancestral
 
+    if not isinstance(model, ScoreNet):
+        raise TypeError(f"model must be a ScoreNet (e.g. from load_digits_denoiser), got {type(model).__name__}")
     if sampler not in DIGITS_SAMPLERS:
         raise ValueError(f"sampler must be one of {DIGITS_SAMPLERS}, got {sampler!r}")
+    if (not isinstance(shape, tuple) or not shape
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)):
+        raise ValueError(f"shape must be a non-empty tuple of positive ints (C, H, W), got {shape!r}")
     nfe = check_int("nfe", nfe, minimum=2 if sampler == "Heun" else 1)
     if nfe > 10_000:
         raise ValueError(f"nfe must be at most 10000, got {nfe}")
@@ -238,9 +239,18 @@ class ResidualRestorer(nn.Module):
             self.net = UNet(**unet)
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        if isinstance(t, (int, float)) and not isinstance(t, bool):
-            check_positive("t", float(t), allow_zero=True)
-        return x_t + self.net(x_t, t / self.T if not isinstance(t, torch.Tensor) else t.to(x_t.dtype) / self.T)
+        """``x_t``: ``(n, C, H, W)``; ``t``: a step in ``[0, T]`` (float) or one per image ``(n,)``."""
+        if isinstance(t, torch.Tensor):
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise ValueError("t contains NaN or infinite values")
+            if t.numel() and (t.min() < 0 or t.max() > self.T):
+                raise ValueError(f"t must lie in [0, T={self.T}]")
+            return x_t + self.net(x_t, t.to(x_t.dtype) / self.T)
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise TypeError(f"t must be a number or a tensor, got {type(t).__name__}")
+        if not 0 <= t <= self.T:
+            raise ValueError(f"t must lie in [0, T={self.T}], got {t}")
+        return x_t + self.net(x_t, t / self.T)
 
 
 #: The recipe of chapter 4's Cold-Diffusion restorer: the blur and its noise, network, optimiser.

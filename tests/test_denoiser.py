@@ -107,3 +107,26 @@ def test_kept_weights_roundtrip_and_tampering(tmp_path, monkeypatch):
     torch.save(state, tmp_path / "ch3" / "digits_denoiser_seed0.pt")
     with pytest.raises(ValueError, match="checksum"):
         dn.load_digits_denoiser(0)
+
+
+def test_bad_inputs_get_clear_errors():
+    model = dn.digits_denoiser(0, ch=8)
+    with pytest.raises(TypeError, match="ScoreNet"):
+        dn.generate(UNet(ch=8), "DDPM", 2, 2, 0)
+    with pytest.raises(ValueError, match="shape"):
+        dn.generate(model, "Euler", 2, 2, 0, shape=(1, -8, 8))
+    with pytest.raises(ValueError, match="n must be at most"):
+        dn.generate(model, "Euler", 2, 10**7, 0)
+    score = dn.vp_score(model, VPSDE())
+    with pytest.raises(ValueError, match="t must lie in"):
+        score(torch.zeros(2, 1, 8, 8), 1.5)
+    with pytest.raises(ValueError, match="t must lie in"):
+        score(torch.zeros(2, 1, 8, 8), -0.1)
+    r = dn.ResidualRestorer(10, ch=8)
+    for t in (-1.0, 11.0, float("nan")):
+        with pytest.raises(ValueError, match="t must lie in"):
+            r(torch.zeros(2, 1, 8, 8), t)
+    with pytest.raises(ValueError):
+        r(torch.zeros(2, 1, 8, 8), torch.tensor([1.0, 12.0]))
+    with pytest.raises(TypeError, match="t must be a number"):
+        r(torch.zeros(2, 1, 8, 8), "3")
