@@ -46,7 +46,7 @@ __all__ = [
     "load_cold_restorer",
 ]
 
-#: The recipe of the digits denoiser: network, optimiser and noise-level law of the training loss.
+#: The recipe of the digits denoiser (network, optimiser, noise-level law of the training loss).
 DIGITS_CONFIG: dict[str, Any] = dict(
     ch=32, mult=[1, 2], blocks=1, max_freq=16.0, dropout=0.1,
     steps=4000, batch_size=128, lr=3e-3, warmup=100, ema_decay=0.9995, p_mean=-1.2, p_std=1.2,
@@ -253,7 +253,7 @@ class ResidualRestorer(nn.Module):
         return x_t + self.net(x_t, t / self.T)
 
 
-#: The recipe of chapter 4's Cold-Diffusion restorer: the blur and its noise, network, optimiser.
+#: The recipe of chapter 4's Cold-Diffusion restorer (the blur and its noise, network, optimiser).
 COLD_CONFIG: dict[str, Any] = dict(
     T=10, max_width=3.0, noise_std=0.05, boundary="neumann",
     ch=32, mult=[1, 2], blocks=1, max_freq=16.0,

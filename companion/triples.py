@@ -981,7 +981,7 @@ class TripleModel(nn.Module):
     starts as ``pos_std`` times a standard normal table (the word embeddings start at unit scale).
 
     ``seed`` (an int or a ``torch.Generator``, from which one int is drawn) fixes the initial
-    weights; they are built inside :func:`torch.random.fork_rng`, so the caller's global random
+    weights; they are built inside ``torch.random.fork_rng``, so the caller's global random
     state is left as it was.
 
     **Pretrained encoder.** ``encoder`` replaces the built-in encoder by any module mapping token ids
@@ -1212,7 +1212,7 @@ def train_extractor(data: TripleData, *, seed: int | torch.Generator = 0, steps:
     moving average of the weights with decay ``ema_decay`` (``None``: none).
 
     ``seed`` is an int or a ``torch.Generator`` (one int is drawn from it). The run happens inside
-    :func:`torch.random.fork_rng`: the caller's global random state is left untouched. Returns the
+    ``torch.random.fork_rng``: the caller's global random state is left untouched. Returns the
     :class:`companion.train.FitResult`: ``.model`` is the trained model, ``.ema`` its averaged copy
     (the model itself when ``ema_decay`` is ``None``)."""
     from .train import fit

@@ -6,7 +6,7 @@ ones the chapter's notebook calls for its own seed-0 run, so seed 0 here is the 
 
 * ``seeds`` — AE+BN (lambda = 0), EAE (lambda = 1) and the VAE for beta in {0.25, 0.5, 1},
   each over seeds 0, 1, 2: the Fréchet distance and the inception-style score of 2000 decoded
-  prior samples (:func:`score_model`), the same two for the ex-post Gaussian-mixture sampler, the
+  prior samples (``score_model``), the same two for the ex-post Gaussian-mixture sampler, the
   Gaussianity gap of held-out and of training codes, and the held-out reconstruction error.
 * ``lambda_sweep`` — EAE with lambda in {0.25, 0.5, 2, 4} over seeds 0, 1, 2, scored the same way
   (lambda = 0 and 1 are the AE+BN and EAE arms of ``seeds``).
