@@ -387,6 +387,19 @@ def analytic_x0_var(schedule: DiscreteSchedule, t: int, eps_sq_mean: float) -> f
 
 
 @torch.no_grad()
+def _eps_sq_per_step(model, schedule: DiscreteSchedule, x0: torch.Tensor, g: torch.Generator):
+    """For t = 1..T: draw x_t from x0 and yield ``(t, mean squared model output per coordinate)``."""
+    for t in range(1, schedule.T + 1):
+        noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
+        x_t = q_sample(schedule, x0, t, noise)
+        e = model(x_t, int(schedule.timesteps[t]))
+        if not isinstance(e, torch.Tensor) or e.shape != x0.shape:
+            raise ValueError(f"model must return a tensor of the shape of x0 {tuple(x0.shape)}")
+        if not torch.isfinite(e).all():
+            raise ValueError(f"model returned NaN or infinite values at step {t}")
+        yield t, (e.double() ** 2).reshape(x0.shape[0], -1).mean().item()
+
+
 def analytic_dpm_variances(
     model: EpsModel,
     schedule: DiscreteSchedule,
@@ -407,15 +420,7 @@ def analytic_dpm_variances(
     x0 = check_batch("x0", x0)
     g = make_generator(generator, x0.device)
     out = torch.zeros(schedule.T + 1, dtype=torch.float64)
-    for t in range(1, schedule.T + 1):
-        noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
-        x_t = q_sample(schedule, x0, t, noise)
-        e = model(x_t, int(schedule.timesteps[t]))
-        if not isinstance(e, torch.Tensor) or e.shape != x0.shape:
-            raise ValueError(f"model must return a tensor of the shape of x0 {tuple(x0.shape)}")
-        if not torch.isfinite(e).all():
-            raise ValueError(f"model returned NaN or infinite values at step {t}")
-        e2 = (e.double() ** 2).reshape(x0.shape[0], -1).mean().item()
+    for t, e2 in _eps_sq_per_step(model, schedule, x0, g):
         v = analytic_x0_var(schedule, t, e2)
         if x0_var_max is not None:
             v = min(v, check_positive("x0_var_max", x0_var_max))
@@ -680,15 +685,8 @@ def analytic_ddim_variances(
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     g = make_generator(generator, x0.device)
     out = torch.zeros(schedule.T + 1, dtype=torch.float64)
-    for t in range(1, schedule.T + 1):
-        noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
-        x_t = q_sample(schedule, x0, t, noise)
-        e = model(x_t, int(schedule.timesteps[t]))
-        if not isinstance(e, torch.Tensor) or e.shape != x0.shape:
-            raise ValueError(f"model must return a tensor of the shape of x0 {tuple(x0.shape)}")
-        if not torch.isfinite(e).all():
-            raise ValueError(f"model returned NaN or infinite values at step {t}")
-        v = analytic_x0_var(schedule, t, (e.double() ** 2).reshape(x0.shape[0], -1).mean().item())
+    for t, e2 in _eps_sq_per_step(model, schedule, x0, g):
+        v = analytic_x0_var(schedule, t, e2)
         if x0_var_max is not None:
             v = min(v, check_positive("x0_var_max", x0_var_max))
         out[t] = reverse_variance(schedule, t, v, sigma=ddim_sigma(schedule, t, eta))
