@@ -52,6 +52,7 @@ __all__ = [
     "fast_coordinates",
     "sample_multistep",
     "sample_dpmpp_2m",
+    "sample_dpmpp_2m_taylor",
     "sample_dpmpp_3m",
     "sample_unipc",
     "sample_lms",
@@ -65,6 +66,7 @@ __all__ = [
     "karras_warp",
     "optimize_grid",
     "FAST_SAMPLERS",
+    "LOWER_ORDER_FINAL_BELOW",
 ]
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
@@ -243,9 +245,25 @@ def _weights(nodes: list[float], a: float, b: float, exponential: bool) -> list[
 
 
 # ======================================================================= fixed-step multistep
+def _auto_lower_order_final(lower_order_final: bool | None, n_steps: int) -> bool:
+    """``None`` means on below :data:`LOWER_ORDER_FINAL_BELOW` steps (diffusers' rule)."""
+    if lower_order_final is None:
+        return n_steps < LOWER_ORDER_FINAL_BELOW
+    if not isinstance(lower_order_final, bool):
+        raise TypeError(f"lower_order_final must be a bool or None (automatic), got {type(lower_order_final).__name__}")
+    return lower_order_final
+
+
+#: ``lower_order_final=None`` lowers the order of the last steps of a grid with fewer steps than this.
+#: On a grid that ends at a small ``sigma_min`` the last step is the longest in :math:`\log\sigma`;
+#: extrapolating the residual polynomial over it is what breaks 10-step high-order samplers, with the
+#: exact denoiser as well as with a network.
+LOWER_ORDER_FINAL_BELOW = 15
+
+
 def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 2,
                      corrector: bool = False, ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
-                     lower_order_final: bool = False,
+                     lower_order_final: bool | None = None,
                      callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""Exponential multistep sampler of equation :eq:`fast-multistep` (one model call per step).
 
@@ -260,8 +278,10 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
     (equation :eq:`fast-corrector`): after the model call at the predicted point, the same integral
     is redone through that new node too (Adams–Moulton, one order higher), without a new model
     call; the next step uses that call. No corrector after the last step (it would cost one).
-    ``lower_order_final`` caps the order at the number of steps left.
-    ``ref_std = 0`` is DPM-Solver++(kM) (Lu et al. 2022) exactly.
+    ``lower_order_final`` caps the order at the number of steps left; ``None`` (default) turns it
+    on for grids of fewer than :data:`LOWER_ORDER_FINAL_BELOW` steps.
+    With ``order=2`` this is the exact integral of the linear interpolant, DPM-Solver's "taylor"
+    variant (:func:`sample_dpmpp_2m_taylor`); Lu et al.'s DPM-Solver++(2M) is :func:`sample_dpmpp_2m`.
 
     ``x``: ``(n, ...)`` at ``sigmas[0]``; ``sigmas``: ``(N + 1,)`` strictly decreasing, > 0.
     Returns ``(x at sigmas[-1], {'nfe', 'denoised'})`` with ``nfe = N``.
@@ -275,8 +295,9 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
     _check_callback(callback)
     c = _Coords(x, ref_mean, ref_std)
     n_steps = len(sig) - 1
+    low_final = _auto_lower_order_final(lower_order_final, n_steps)
     ell = [math.log(c.tau(s)) for s in sig]
-    pred, corr = _multistep_plan(ell, order, corrector, lower_order_final)
+    pred, corr = _multistep_plan(ell, order, corrector, low_final)
     y = c.to_y(x, sig[0])
     denoised = model(x, sig[0])
     hist: list[torch.Tensor] = [c.residual(denoised, x, sig[0])]  # newest last
@@ -300,30 +321,78 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
 
 def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                     ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
+                    lower_order_final: bool | None = None,
                     callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
-    r"""DPM-Solver++(2M): :func:`sample_multistep` with ``order=2`` (equation :eq:`fast-2m`):
-    :math:`y_{i+1}=y_i+(\tau_{i+1}-\tau_i)R_i+\big(h_i\tau_{i+1}-\tau_{i+1}+\tau_i\big)\frac{R_i-R_{i-1}}{h_{i-1}}`
-    in closed form, with :math:`h_i=\ell_{i+1}-\ell_i`: the second coefficient is the exact
-    integral of the linear interpolant (k-diffusion's ``sample_dpmpp_2m`` uses the midpoint
-    simplification :math:`\tfrac12(\tau_{i+1}-\tau_i)h_i/h_{i-1}`; same order). Same arguments
-    and return value."""
-    return sample_multistep(denoiser, x, sigmas, order=2, ref_mean=ref_mean, ref_std=ref_std, callback=callback)
+    r"""DPM-Solver++(2M) as Lu et al. (2022) define it (their Algorithm 2; k-diffusion's and
+    diffusers' ``dpmpp_2m``), in the coordinates of equation :eq:`fast-coords` (equation :eq:`fast-2m`):
+
+    .. math:: y_{i+1}=y_i+(\tau_{i+1}-\tau_i)\Big[R_i+\frac{R_i-R_{i-1}}{2r_i}\Big],\qquad
+              r_i=\frac{h_{i-1}}{h_i},\quad h_i=\ell_{i+1}-\ell_i,
+
+    i.e. the residual is frozen at its linear extrapolation to the *midpoint* of the step in
+    :math:`\ell=\log\tau`. For ``ref_std = 0``, :math:`y=x/\sigma`, :math:`\tau=1/\sigma`, this is
+    :math:`x_{i+1}=\tfrac{\sigma_{i+1}}{\sigma_i}x_i-(e^{-h_i}-1)\big[(1+\tfrac1{2r_i})\hat x_0^{(i)}-\tfrac1{2r_i}\hat x_0^{(i-1)}\big]`.
+    The first step, and the last one when ``lower_order_final`` is on (default: grids of fewer than
+    :data:`LOWER_ORDER_FINAL_BELOW` steps), are first order. The exact integral of the same linear
+    interpolant is :func:`sample_dpmpp_2m_taylor`. One model call per step; arguments and return
+    value as :func:`sample_multistep`."""
+    model = _Counted(denoiser)
+    x = check_batch("x", x, min_ndim=2)
+    sig = _check_sigmas(sigmas)
+    _check_callback(callback)
+    c = _Coords(x, ref_mean, ref_std)
+    n_steps = len(sig) - 1
+    low_final = _auto_lower_order_final(lower_order_final, n_steps)
+    ell = [math.log(c.tau(s)) for s in sig]
+    y = c.to_y(x, sig[0])
+    r_old: torch.Tensor | None = None
+    denoised = x
+    for i in range(n_steps):
+        denoised = model(x, sig[i])
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sig[i], "sigma_next": sig[i + 1], "denoised": denoised})
+        r = c.residual(denoised, x, sig[i])
+        dtau = math.exp(ell[i + 1]) - math.exp(ell[i])
+        if r_old is None or (low_final and i == n_steps - 1):
+            y = y.add(r, alpha=dtau)
+        else:
+            half_over_r = 0.5 * (ell[i + 1] - ell[i]) / (ell[i] - ell[i - 1])  # 1 / (2 r_i)
+            y = y.add(r, alpha=dtau * (1 + half_over_r)).add_(r_old, alpha=-dtau * half_over_r)
+        x, r_old = c.to_x(y, sig[i + 1]), r
+    return x, {"nfe": model.nfe, "denoised": denoised}
+
+
+def sample_dpmpp_2m_taylor(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
+                           ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
+                           lower_order_final: bool | None = None,
+                           callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
+    r"""The "taylor" variant of DPM-Solver-2M (DPM-Solver's ``solver_type='taylor'``):
+    :func:`sample_multistep` with ``order=2``, the *exact* integral of the linear interpolant
+    (equation :eq:`fast-multistep`),
+    :math:`y_{i+1}=y_i+(\tau_{i+1}-\tau_i)R_i+\big(h_i\tau_{i+1}-\tau_{i+1}+\tau_i\big)\frac{R_i-R_{i-1}}{h_{i-1}}`.
+    Same order as :func:`sample_dpmpp_2m`, but it extrapolates the line over the whole step instead
+    of freezing it at the midpoint, and is usually less accurate on coarse grids."""
+    return sample_multistep(denoiser, x, sigmas, order=2, ref_mean=ref_mean, ref_std=ref_std,
+                            lower_order_final=lower_order_final, callback=callback)
 
 
 def sample_dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                     ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
+                    lower_order_final: bool | None = None,
                     callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""DPM-Solver++(3M): :func:`sample_multistep` with ``order=3`` (equation :eq:`fast-multistep`)."""
-    return sample_multistep(denoiser, x, sigmas, order=3, ref_mean=ref_mean, ref_std=ref_std, callback=callback)
+    return sample_multistep(denoiser, x, sigmas, order=3, ref_mean=ref_mean, ref_std=ref_std,
+                            lower_order_final=lower_order_final, callback=callback)
 
 
 def sample_unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 3,
                  ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
+                 lower_order_final: bool | None = None,
                  callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""Multistep predictor of order ``order`` plus the UniPC-style corrector (equation :eq:`fast-corrector`),
     order ``order + 1`` at one model call per step: :func:`sample_multistep` with ``corrector=True``."""
     return sample_multistep(denoiser, x, sigmas, order=order, corrector=True, ref_mean=ref_mean,
-                            ref_std=ref_std, callback=callback)
+                            ref_std=ref_std, lower_order_final=lower_order_final, callback=callback)
 
 
 def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 4,
@@ -495,6 +564,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
 
 def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                         generator: torch.Generator | int, eta: float = 1.0, s_noise: float = 1.0,
+                        lower_order_final: bool | None = None,
                         callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""DPM-Solver++(2M) SDE (equation :eq:`fast-2m-sde`), the exponential integrator of the reverse SDE
     family with noise :math:`\eta`. With :math:`h=\log(\sigma_i/\sigma_{i+1})`:
@@ -503,13 +573,16 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
               +\tfrac{1-e^{-(1+\eta)h}}{2r}(\hat x_0^{(i)}-\hat x_0^{(i-1)})
               +\sigma_{i+1}\sqrt{1-e^{-2\eta h}}\,\xi,
 
-    with :math:`r=h_{i-1}/h_i` (midpoint variant; no correction at the first step). ``eta = 0``
-    is DPM-Solver++(2M). One model call per step. Returns ``(x, {'nfe', 'denoised'})``."""
+    with :math:`r=h_{i-1}/h_i` (midpoint variant; no correction at the first step, nor at the last
+    one when ``lower_order_final`` is on, as in :func:`sample_dpmpp_2m`). ``eta = 0`` is
+    :func:`sample_dpmpp_2m` exactly. One model call per step. Returns ``(x, {'nfe', 'denoised'})``."""
     model = _Counted(denoiser)
     x, sig, g, v = _check_stochastic(x, sigmas, generator, callback, eta=eta, s_noise=s_noise)
+    n_steps = len(sig) - 1
+    low_final = _auto_lower_order_final(lower_order_final, n_steps)
     old, h_last = None, None
     denoised = x
-    for i in range(len(sig) - 1):
+    for i in range(n_steps):
         denoised = model(x, sig[i])
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sig[i], "sigma_next": sig[i + 1], "denoised": denoised})
@@ -517,7 +590,7 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
         eta_h = v["eta"] * h
         a = -math.expm1(-h - eta_h)
         x = (sig[i + 1] / sig[i]) * math.exp(-eta_h) * x + a * denoised
-        if old is not None:
+        if old is not None and not (low_final and i == n_steps - 1):
             r = h_last / h
             x = x + (0.5 * a / r) * (denoised - old)
         if eta_h > 0:
@@ -682,6 +755,7 @@ def optimize_grid(sampler: Callable, denoiser: Denoiser, x_T: torch.Tensor, x_re
 #: Named fixed-step ODE samplers of this module (denoiser interface) and their order.
 FAST_SAMPLERS: dict[str, tuple[Callable, int]] = {
     "DPM-Solver++(2M)": (sample_dpmpp_2m, 2),
+    "DPM-Solver-2M (taylor)": (sample_dpmpp_2m_taylor, 2),
     "DPM-Solver++(3M)": (sample_dpmpp_3m, 3),
     "UniPC-3": (sample_unipc, 4),
     "LMS-4": (sample_lms, 4),
