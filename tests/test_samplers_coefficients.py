@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from companion import DiscreteSchedule, GaussianMixture, ddpm, lab_1d, lab_2d, ode
+from companion import DiscreteSchedule, ddpm, lab_1d, lab_2d, ode
 from companion import samplers as S
 
 F64 = torch.float64
@@ -222,8 +222,8 @@ def test_steps_are_exact_for_a_polynomial_residual(name, degree):
             ell = -math.log(s)
             return torch.full_like(z, sum(c * ell**m for m, c in enumerate(coef)))
 
-        xs = []
-        fn(den, x0, grid, lower_order_final=False, callback=lambda info: xs.append(info["x"].item()))
+        xs: list[float] = []
+        fn(den, x0, grid, lower_order_final=False, callback=lambda info, xs=xs: xs.append(info["x"].item()))
         out, _ = fn(den, x0, grid, lower_order_final=False)
         xs.append(out.item())
         first_exact = degree  # steps 0..degree-1 run with fewer nodes
