@@ -11,7 +11,7 @@ on :math:`x=x_0+\sigma\varepsilon`. Every other parameterisation is a change of 
   :math:`\hat\varepsilon=(x_t-\bar\alpha_t\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t))/\bar\beta_t`
   (:func:`eps_model`, equation :eq:`ddpm-eps-from-denoiser`).
 
-The full model is trained by ``python -m companion.experiments ch3 digits_denoiser`` and its
+The full model is trained by ``python -m companion.experiments ch5 digits_denoiser`` and its
 weights are committed next to the result file; :func:`load_digits_denoiser` checks that they
 match the file's configuration and checksum.
 """
@@ -168,18 +168,26 @@ def _image_shape(model: ScoreNet) -> tuple[int, int, int] | None:
 
 #: The samplers :func:`generate` knows: chapter 1's chain over a subsequence of a linear 1000-step
 #: schedule (DDPM = η 1, i.e. the posterior variance; DDPM (β) = the forward variance β_t;
-#: DDIM = η 0), and chapter 3's ODE solvers and stochastic samplers over Karras' grid.
-DIGITS_SAMPLERS = ("DDPM", "DDPM (β)", "DDIM", "Euler", "Heun", "DPM-Solver++(2M)", "DPM-Solver++(3M)",
+#: DDIM = η 0); chapter 2's reverse SDE, predictor–corrector and probability-flow ODE of Song's VP
+#: SDE (β from 0.1 to 20, stopped at t = 1e-3); and the σ-samplers of :mod:`companion.samplers` over
+#: Karras' grid.
+DIGITS_SAMPLERS = ("DDPM", "DDPM (β)", "DDIM",
+                   "reverse SDE (VP)", "predictor-corrector (VP)", "probability-flow ODE (VP)",
+                   "Euler", "Heun", "DPM-Solver++(2M)", "DPM-Solver-2M (taylor)", "DPM-Solver++(3M)",
                    "UniPC-3", "Euler ancestral", "DPM-Solver++(2M) SDE")
 
 
 def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
-             sigma_min: float = 2e-3, sigma_max: float = 80.0, shape: tuple[int, ...] = (1, 8, 8)) -> torch.Tensor:
+             sigma_min: float = 2e-3, sigma_max: float = 80.0, shape: tuple[int, ...] = (1, 8, 8),
+             lower_order_final: bool | None = None) -> torch.Tensor:
     """Draw ``n`` images ``(n, *shape)`` from ``model`` with one of :data:`DIGITS_SAMPLERS` at ``nfe``
-    network evaluations (Heun: ``nfe // 2`` steps of 2). The start and the sampler's noise come
-    from ``seed`` (the same start for every sampler of the same family and ``n``)."""
+    network evaluations (Heun: ``nfe // 2`` steps of 2; predictor–corrector: ``nfe // 2`` steps of
+    one predictor and one corrector call). The start and the sampler's noise come from ``seed``: the
+    same standard-normal start for every sampler and ``n``, scaled to each sampler's prior.
+    ``lower_order_final`` is passed to the multistep σ-samplers (``None``: their default)."""
     from . import ddpm, ode
-    from .samplers import FAST_SAMPLERS, sample_dpmpp_2m_sde, sample_euler_ancestral
+    from . import samplers as S
+    from . import sde as sde_mod
 
     if not isinstance(model, ScoreNet):
         raise TypeError(f"model must be a ScoreNet (e.g. from load_digits_denoiser), got {type(model).__name__}")
@@ -188,40 +196,46 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
     if (not isinstance(shape, tuple) or not shape
             or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)):
         raise ValueError(f"shape must be a non-empty tuple of positive ints (C, H, W), got {shape!r}")
-    nfe = check_int("nfe", nfe, minimum=2 if sampler == "Heun" else 1)
-    if nfe > 10_000:
-        raise ValueError(f"nfe must be at most 10000, got {nfe}")
-    n = check_int("n", n, minimum=1)
-    if n > 10**6:
-        raise ValueError(f"n must be at most 1000000 images per call, got {n}")
+    two_per_step = sampler in ("Heun", "predictor-corrector (VP)")
+    nfe = check_int("nfe", nfe, minimum=2 if two_per_step else 1, maximum=10_000)
+    n = check_int("n", n, minimum=1, maximum=10**6)
     g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     x = torch.randn(n, *shape, generator=g)
+    lof = {} if lower_order_final is None else {"lower_order_final": lower_order_final}
     with torch.no_grad():
         if sampler in ("DDPM", "DDPM (β)", "DDIM"):
             sched = DiscreteSchedule.linear(1000)
             kind = dict(variance="forward") if sampler == "DDPM (β)" else dict(eta=1.0 if sampler == "DDPM" else 0.0)
             return ddpm.sample(eps_model(model, sched), sched.subsequence(nfe), x, generator=g, **kind)
+        if sampler.endswith("(VP)"):
+            vp = sde_mod.VPSDE(0.1, 20.0)
+            score, x_T = vp_score(model, vp), x * vp.prior_std
+            if sampler == "predictor-corrector (VP)":
+                return sde_mod.pc_sample(vp, score, x_T, steps=nfe // 2, t_end=1e-3, generator=g)[0]
+            nu = 1.0 if sampler == "reverse SDE (VP)" else 0.0
+            return sde_mod.reverse_sample(vp, score, x_T, steps=nfe, t_end=1e-3, nu=nu, generator=g)[0]
+        den, x_T = denoiser_fn(model), x * sigma_max
+        steps = nfe // 2 if sampler == "Heun" else nfe
+        sig = ode.sigma_grid(steps, sigma_min=sigma_min, sigma_max=sigma_max, dtype=torch.float32)
         if sampler == "Heun":
-            sig = ode.sigma_grid(nfe // 2, sigma_min=sigma_min, sigma_max=sigma_max, dtype=torch.float32)
-            return ode.sample_heun(model, x * sigma_max, sig)[0]
-        sig = ode.sigma_grid(nfe, sigma_min=sigma_min, sigma_max=sigma_max, dtype=torch.float32)
+            return S.sample_heun_churn(den, x_T, sig)[0]
         if sampler == "Euler":
-            return ode.sample_euler(model, x * sigma_max, sig)[0]
+            return S.sample_euler_ancestral(den, x_T, sig, generator=g, eta=0.0)[0]
         if sampler == "Euler ancestral":
-            return sample_euler_ancestral(denoiser_fn(model), x * sigma_max, sig, generator=g)[0]
+            return S.sample_euler_ancestral(den, x_T, sig, generator=g)[0]
         if sampler == "DPM-Solver++(2M) SDE":
-            return sample_dpmpp_2m_sde(denoiser_fn(model), x * sigma_max, sig, generator=g)[0]
-        return FAST_SAMPLERS[sampler][0](denoiser_fn(model), x * sigma_max, sig)[0]
+            return S.sample_dpmpp_2m_sde(den, x_T, sig, generator=g, **lof)[0]
+        return S.FAST_SAMPLERS[sampler][0](den, x_T, sig, **lof)[0]
 
 
 # ============================================================================ committed weights
 def load_digits_denoiser(seed: int = 0) -> ScoreNet:
-    """The trained digits denoiser of ``python -m companion.experiments ch3 digits_denoiser``
+    """The trained digits denoiser of ``python -m companion.experiments ch5 digits_denoiser``
     (EMA weights, eval mode). Refuses a stale result file or weights whose checksum differs from
     the one the experiment recorded (:func:`companion.experiments.load_weights`)."""
     from .experiments import load_weights
 
-    state, record = load_weights("ch3", "digits_denoiser", check_int("seed", seed, minimum=0))
+    state, record = load_weights("ch5", "digits_denoiser", check_int("seed", seed, minimum=0))
     model = digits_denoiser(seed, **{k: record["config"]["model"][k] for k in ("ch", "mult", "blocks", "max_freq")})
     model.load_state_dict(state)
     return model.eval()

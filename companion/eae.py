@@ -1,4 +1,4 @@
-r"""Chapter 5 — The entropic autoencoder: autoencoder + batch norm + maximum entropy.
+r"""Chapter 6 — The entropic autoencoder: autoencoder + batch norm + maximum entropy.
 
 A deterministic autoencoder becomes a sampler once the law of its codes is
 :math:`\mathcal N(0, I)`. Batch norm without scale and shift fixes every code coordinate's

@@ -1,4 +1,4 @@
-r"""Chapter 6 — Gated attention units train deep without warmup.
+r"""Chapter 7 — Gated attention units train deep without warmup.
 
 A Post-Norm block :math:`x\leftarrow\mathrm{LN}(x+F(x))` is close to the identity when its
 branch :math:`F` starts small, and a stack of near-identity blocks trains without warmup. A

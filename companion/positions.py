@@ -1,4 +1,4 @@
-r"""Chapter 7 — Length extrapolation through position robustness.
+r"""Chapter 8 — Length extrapolation through position robustness.
 
 A Transformer trained on sequences of length at most :math:`N` and tested on longer ones meets
 two things it never saw: position values beyond :math:`N` and attention spread over more keys.

@@ -1,4 +1,4 @@
-r"""Chapter 8 — Triple extraction with a half-pointer, half-tagging network.
+r"""Chapter 9 — Triple extraction with a half-pointer, half-tagging network.
 
 A sentence holds a *set* of (subject, predicate, object) triples whose spans may overlap. The
 chapter factorizes :math:`p(s,p,o)=p(s)\,p(o,p\mid s)` (equation :eq:`spo-factor`): one head marks the
@@ -1393,7 +1393,7 @@ def main(argv: list[str] | None = None) -> dict:
     ``python -m companion.triples_cli demo DIR`` writes the generated Chinese corpus
     (:func:`write_dataset`) to ``DIR`` to try it on."""
     ap = argparse.ArgumentParser(prog="python -m companion.triples_cli",
-                                 description="Half-pointer, half-tagging triple extraction (chapter 8).")
+                                 description="Half-pointer, half-tagging triple extraction (chapter 9).")
     sub = ap.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train on a JSON-lines file and score a dev file")
     tr.add_argument("--train", required=True, help="training JSON lines {text, spo_list}")

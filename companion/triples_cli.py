@@ -1,4 +1,4 @@
-"""Command line of chapter 8 (:func:`companion.triples.main`)::
+"""Command line of chapter 9 (:func:`companion.triples.main`)::
 
     python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]
     python -m companion.triples_cli demo DIR      # writes a generated Chinese corpus in that format

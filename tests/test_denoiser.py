@@ -89,22 +89,22 @@ def test_residual_restorer_starts_as_identity():
 
 def test_kept_weights_roundtrip_and_tampering(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPANION_RESULTS", str(tmp_path))
-    exp = registry("ch3")[("ch3", "digits_denoiser")]
+    exp = registry("ch5")[("ch5", "digits_denoiser")]
     cfg = exp.config["model"]
     model = dn.digits_denoiser(0, **{k: cfg[k] for k in ("ch", "mult", "blocks", "max_freq")})
-    sha = save_weights("ch3", "digits_denoiser", 0, model.state_dict())
-    record = {"chapter": "ch3", "name": "digits_denoiser", "command": exp.command, "config": exp.config,
+    sha = save_weights("ch5", "digits_denoiser", 0, model.state_dict())
+    record = {"chapter": "ch5", "name": "digits_denoiser", "command": exp.command, "config": exp.config,
               "results": {"weights_sha256": {"0": sha}}, "provenance": {}}
-    (tmp_path / "ch3" / "digits_denoiser.json").write_text(json.dumps(record))
+    (tmp_path / "ch5" / "digits_denoiser.json").write_text(json.dumps(record))
     loaded = dn.load_digits_denoiser(0)
     for p, q in zip(model.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="no weights for seed 1|kept no weights"):
-        load_weights("ch3", "digits_denoiser", 1)
-    state = torch.load(tmp_path / "ch3" / "digits_denoiser_seed0.pt", weights_only=True)
+        load_weights("ch5", "digits_denoiser", 1)
+    state = torch.load(tmp_path / "ch5" / "digits_denoiser_seed0.pt", weights_only=True)
     k = next(iter(state))
     state[k] = state[k] + 1e-3
-    torch.save(state, tmp_path / "ch3" / "digits_denoiser_seed0.pt")
+    torch.save(state, tmp_path / "ch5" / "digits_denoiser_seed0.pt")
     with pytest.raises(ValueError, match="checksum"):
         dn.load_digits_denoiser(0)
 

@@ -1,4 +1,4 @@
-"""Tests of companion.positions (chapter 7): encodings, position samplers, log-n attention, tasks."""
+"""Tests of companion.positions (chapter 8): encodings, position samplers, log-n attention, tasks."""
 
 import math
 

@@ -110,7 +110,7 @@ def static_problems(root: Path) -> list[str]:
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_TEXT_PX = 9.0
-SHOT_PAGES = ("notebooks/01_ddpm_bayes.html", "notebooks/03_ode_heat.html", "notebooks/07_length_extrapolation.html")
+SHOT_PAGES = ("notebooks/01_ddpm_bayes.html", "notebooks/03_ode_heat.html", "notebooks/08_length_extrapolation.html")
 
 # Runs in the page after MathJax: measures equations and figures, writes JSON into the DOM.
 _MEASURE_JS = r"""

@@ -7,8 +7,8 @@ git commit, library versions, seconds, CPU); the notebooks load those files and 
 with their provenance line, so every number the book shows has a code path::
 
     python -m companion.experiments --list            # what is registered
-    python -m companion.experiments ch7               # every experiment of chapter 7
-    python -m companion.experiments ch7 seeds_small   # one experiment
+    python -m companion.experiments ch8               # every experiment of chapter 8
+    python -m companion.experiments ch8 seeds_small   # one experiment
     python -m companion.experiments all               # everything (``make results``)
 
 A result file whose stored configuration differs from the registered one is *stale*:
@@ -46,12 +46,12 @@ __all__ = [
 
 # chapter key -> module(s) (inside this package) that register the chapter's experiments
 CHAPTER_MODULES: dict[str, str | tuple[str, ...]] = {
-    "ch3": ("ch3_samplers", "ch3_digits"),
     "ch4": "ch4_restorer",
-    "ch5": "ch5_eae",
-    "ch6": "ch6_gau",
-    "ch7": "ch7_positions",
-    "ch8": "ch8_triples",
+    "ch5": ("ch5_samplers", "ch5_digits"),
+    "ch6": "ch6_eae",
+    "ch7": "ch7_gau",
+    "ch8": "ch8_positions",
+    "ch9": "ch9_triples",
 }
 
 _REGISTRY: dict[tuple[str, str], Experiment] = {}

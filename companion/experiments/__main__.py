@@ -11,7 +11,7 @@ from . import registry, result_path, run_experiment
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m companion.experiments", description=__doc__)
-    parser.add_argument("chapter", nargs="?", help="'all', or a chapter key such as ch7")
+    parser.add_argument("chapter", nargs="?", help="'all', or a chapter key such as ch8")
     parser.add_argument("names", nargs="*", help="experiment names (default: every one of the chapter)")
     parser.add_argument("--list", action="store_true", help="list the registered experiments and exit")
     args = parser.parse_args(argv)

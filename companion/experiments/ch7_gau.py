@@ -1,4 +1,4 @@
-"""Full runs of chapter 6 (gated attention units): the reversal experiment over seeds and configurations.
+"""Full runs of chapter 7 (gated attention units): the reversal experiment over seeds and configurations.
 
 Every arm is :func:`companion.gau.reversal_arm` (model seed ``s``, data seed ``s + 1``), the
 function the chapter's notebook calls for its own seed-0 run of the small configuration.
@@ -50,13 +50,13 @@ def run_arms(cfg: dict[str, Any], seeds: list[int] | None = None, *, keep_losses
     return out
 
 
-@experiment("ch6", "small_seeds", config=SMALL,
+@experiment("ch7", "small_seeds", config=SMALL,
             description="reversal task, small configuration: 4 arms (std-12, gau-24, 50-step warmup, DeepNorm) x 3 seeds")
 def small_seeds(cfg: dict) -> dict:
     return {"arms": run_arms(cfg)}
 
 
-@experiment("ch6", "full", config=FULL,
+@experiment("ch7", "full", config=FULL,
             description="reversal task, full configuration (length 32, lr 1e-3, 300 steps): 4 arms x 2 seeds")
 def full(cfg: dict) -> dict:
     return {"arms": run_arms(cfg, keep_losses=True)}

@@ -1,4 +1,4 @@
-"""Full runs of chapter 8 (triple extraction): seed sweeps and arms too long for the notebook.
+"""Full runs of chapter 9 (triple extraction): seed sweeps and arms too long for the notebook.
 
 Every run is :func:`companion.triples.train_extractor` (the recipe the notebook runs for seed 0)
 on the chapter's template corpus (:func:`companion.triples.toy_splits`: a quarter of every entity
@@ -64,20 +64,20 @@ def run_arms(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"arms": out}
 
 
-@experiment("ch8", "seeds", config=_config({"recipe": {}}),
+@experiment("ch9", "seeds", config=_config({"recipe": {}}),
             description="the notebook's extractor (CLN, n=(2,4), 600 steps, batch 32, EMA 0.999) over 3 seeds")
 def seeds(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_arms(cfg)
 
 
-@experiment("ch8", "variants", config=_config({"cosine_lr4e-3": {"cosine": True, "lr": 4e-3},
+@experiment("ch9", "variants", config=_config({"cosine_lr4e-3": {"cosine": True, "lr": 4e-3},
                                                 "batch64": {"batch_size": 64}}),
             description="training variants: cosine decay of a 4e-3 rate; batch 64 (3 seeds each)")
 def variants(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_arms(cfg)
 
 
-@experiment("ch8", "ablation", config=_config({"plain_sigmoids": {"n_subject": 1, "n_object": 1},
+@experiment("ch9", "ablation", config=_config({"plain_sigmoids": {"n_subject": 1, "n_object": 1},
                                                 "additive": {"conditioning": "add"},
                                                 "pos_std_0.02": {"pos_std": 0.02}}),
             description="ablations: plain sigmoids n=(1,1); additive conditioning; position table std 0.02 (3 seeds each)")
@@ -85,7 +85,7 @@ def ablation(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_arms(cfg)
 
 
-@experiment("ch8", "reuse", config=_config({"reuse0.5": {"corpus": {"reuse": 0.5}},
+@experiment("ch9", "reuse", config=_config({"reuse0.5": {"corpus": {"reuse": 0.5}},
                                              "reuse0.5_1200": {"corpus": {"reuse": 0.5}, "steps": 1200}}),
             description="corpus with reuse 0.5 (long-range shared entities): 600 and 1200 steps (3 seeds each)")
 def reuse(cfg: dict[str, Any]) -> dict[str, Any]:

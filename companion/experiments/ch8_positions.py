@@ -1,4 +1,4 @@
-"""Full runs of chapter 7 (length extrapolation): seed sweeps and arms too long for the notebook.
+"""Full runs of chapter 8 (length extrapolation): seed sweeps and arms too long for the notebook.
 
 Every experiment trains one :class:`companion.positions.PositionTransformer` per (task, training
 positions, seed) with :func:`companion.positions.extrapolation_table` (the recipe the notebook
@@ -41,19 +41,19 @@ def run_table(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows}
 
 
-@experiment("ch7", "seeds_small", config=SMALL,
+@experiment("ch8", "seeds_small", config=SMALL,
             description="bucket sort, small model (2 layers, width 32, 400 steps): 3 position schemes x 3 seeds")
 def seeds_small(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_table(cfg)
 
 
-@experiment("ch7", "full_sort", config=dict(FULL, tasks=["sort"]),
+@experiment("ch8", "full_sort", config=dict(FULL, tasks=["sort"]),
             description="bucket sort, larger model (3 layers, width 64, 1500 steps): 3 position schemes x 3 seeds")
 def full_sort(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_table(cfg)
 
 
-@experiment("ch7", "full_evenpairs", config=dict(FULL, tasks=["evenpairs"]),
+@experiment("ch8", "full_evenpairs", config=dict(FULL, tasks=["evenpairs"]),
             description="even pairs, larger model (3 layers, width 64, 1500 steps): 3 position schemes x 3 seeds")
 def full_evenpairs(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_table(cfg)
@@ -87,25 +87,25 @@ def _grid(task: str, variants: list[str]) -> dict[str, Any]:
     return dict(GRID, tasks=[task], variants=variants)
 
 
-@experiment("ch7", "grid_sort_sin", config=_grid("sort", ["sin", "sin_logn"]),
+@experiment("ch8", "grid_sort_sin", config=_grid("sort", ["sin", "sin_logn"]),
             description="bucket sort, small model: sinusoidal and log-n-scaled sinusoidal x 4 samplers x 3 seeds")
 def grid_sort_sin(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_grid(cfg)
 
 
-@experiment("ch7", "grid_sort_rope_learned", config=_grid("sort", ["rope", "learned"]),
+@experiment("ch8", "grid_sort_rope_learned", config=_grid("sort", ["rope", "learned"]),
             description="bucket sort, small model: RoPE and learned positions x 4 samplers x 3 seeds")
 def grid_sort_rope_learned(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_grid(cfg)
 
 
-@experiment("ch7", "grid_first_sin", config=_grid("first", ["sin", "sin_logn"]),
+@experiment("ch8", "grid_first_sin", config=_grid("first", ["sin", "sin_logn"]),
             description="first marker, small model: sinusoidal and log-n-scaled sinusoidal x 4 samplers x 3 seeds")
 def grid_first_sin(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_grid(cfg)
 
 
-@experiment("ch7", "grid_first_rope_learned", config=_grid("first", ["rope", "learned"]),
+@experiment("ch8", "grid_first_rope_learned", config=_grid("first", ["rope", "learned"]),
             description="first marker, small model: RoPE and learned positions x 4 samplers x 3 seeds")
 def grid_first_rope_learned(cfg: dict[str, Any]) -> dict[str, Any]:
     return run_grid(cfg)
@@ -115,7 +115,7 @@ def grid_first_rope_learned(cfg: dict[str, Any]) -> dict[str, Any]:
 ALPHA = dict(GRID, kinds=["beta"], tasks=["sort", "first"], alphas=[0.25, 0.5])
 
 
-@experiment("ch7", "beta_alpha", config=ALPHA,
+@experiment("ch8", "beta_alpha", config=ALPHA,
             description="sort and first marker, small sinusoidal model: Beta sampler with alpha = 0.25, 0.5 x 3 seeds")
 def beta_alpha(cfg: dict[str, Any]) -> dict[str, Any]:
     train_kw = {k: cfg[k] for k in TRAIN_KEYS}

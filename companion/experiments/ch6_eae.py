@@ -1,4 +1,4 @@
-"""Full runs of chapter 5 (EAE): the digit models over seeds, and the VAE's beta.
+"""Full runs of chapter 6 (EAE): the digit models over seeds, and the VAE's beta.
 
 The training recipe :func:`train_digit_model` and the sample score :func:`sample_fd` are the
 ones the chapter's notebook calls for its own seed-0 run, so seed 0 here is the notebook's run
@@ -42,7 +42,7 @@ def train_digit_model(
     progress: bool = True,
     desc: str | None = None,
 ) -> tuple[torch.nn.Module, float]:
-    r"""Train one model of chapter 5 on ``x_train`` ``(N, 1, 8, 8)`` and return ``(model in eval
+    r"""Train one model of chapter 6 on ``x_train`` ``(N, 1, 8, 8)`` and return ``(model in eval
     mode, seconds)``.
 
     ``kind="eae"``: :class:`~companion.eae.EAE` with loss :func:`~companion.eae.eae_loss` and weight
@@ -132,7 +132,7 @@ def gap_floor(m: int, d: int, reps: int = 3, seed: int = 7) -> float:
 
 def score_model(model: torch.nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, *, n: int = 2000,
                 seed: int = 123, gmm_components: int = 10) -> dict[str, float]:
-    """Every score of one trained model of chapter 5: Fréchet distance ``fd`` and inception-style
+    """Every score of one trained model of chapter 6: Fréchet distance ``fd`` and inception-style
     score ``is`` of ``n`` decoded prior draws (seed ``seed``), the same (``fd_gmm``, ``is_gmm``) for
     :class:`~companion.eae.ExPostGMM` with ``gmm_components`` components fitted to the training
     codes (EM seed 0, draws from ``seed``), the held-out reconstruction error ``sse`` and the
@@ -160,7 +160,7 @@ def _reference_scores(x_train: torch.Tensor, x_test: torch.Tensor, latent: int) 
 SEEDS = dict(DIGITS, seeds=[0, 1, 2], lam=1.0, betas=[0.25, 0.5, 1.0], threads=2)
 
 
-@experiment("ch5", "seeds", config=SEEDS,
+@experiment("ch6", "seeds", config=SEEDS,
             description="8x8 digits: AE+BN, EAE (lambda 1), VAE (beta 0.25/0.5/1) over 3 seeds; FD, IS (prior and GMM), gaps")
 def seeds(cfg: dict) -> dict:
     from .. import data
@@ -184,7 +184,7 @@ def seeds(cfg: dict) -> dict:
 LAMBDA_SWEEP = dict(DIGITS, seeds=[0, 1, 2], lams=[0.25, 0.5, 2.0, 4.0], threads=2)
 
 
-@experiment("ch5", "lambda_sweep", config=LAMBDA_SWEEP,
+@experiment("ch6", "lambda_sweep", config=LAMBDA_SWEEP,
             description="8x8 digits: EAE with lambda 0.25/0.5/2/4 over 3 seeds; FD, IS, gaps, reconstruction")
 def lambda_sweep(cfg: dict) -> dict:
     from .. import data
