@@ -71,3 +71,26 @@ def test_cli_lists_and_rejects_unknown(capsys):
     assert main(["--list"]) == 0
     with pytest.raises(SystemExit):
         main(["ch99"])
+
+
+def test_the_cheapest_experiment_reproduces_its_committed_file(tmp_path):
+    """A result file must come from the code it records: re-run the cheapest registered experiment
+    (by its recorded run time; those that need a peer library's scratch environment excluded) and
+    compare every number with the committed file. The runs are deterministic at a fixed thread count."""
+    timed = []
+    for path in FILES:
+        record = json.loads(path.read_text())
+        if record["name"] != "sampler_benchmark":
+            timed.append((record["provenance"]["seconds"], record["chapter"], record["name"], record))
+    seconds, chapter, name, committed = min(timed)
+    assert seconds < 120, f"the cheapest experiment takes {seconds} s; add a cheaper one"
+    rec = E.run_experiment(chapter, name, out_dir=tmp_path, allow_dirty=True)
+    assert rec["config"] == committed["config"]
+    assert rec["results"] == committed["results"], f"{chapter}/{name} does not reproduce its committed file"
+
+
+def test_run_experiment_refuses_a_dirty_tree(monkeypatch):
+    monkeypatch.setattr(E, "dirty_code_files", lambda: ["companion/metrics.py"])
+    (chapter, name), _ = next(iter(sorted(E.registry().items())))
+    with pytest.raises(RuntimeError, match="uncommitted edits"):
+        E.run_experiment(chapter, name)

@@ -41,7 +41,9 @@ __all__ = [
     "map_seeds",
     "load_weights",
     "results_dir",
+    "dirty_code_files",
     "CHAPTER_MODULES",
+    "CODE_PATHS",
 ]
 
 # chapter key -> module(s) (inside this package) that register the chapter's experiments
@@ -136,15 +138,27 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the code that produces the numbers: a result file records the commit of these paths
+CODE_PATHS = ("companion", "tools")
+
+
+def dirty_code_files() -> list[str] | None:
+    """Uncommitted edits of :data:`CODE_PATHS` (``None`` when git is unavailable)."""
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    if status is None:
+        return None
+    return sorted(line.split(maxsplit=1)[1] for line in status.splitlines() if line.strip())
+
+
 def _provenance(seconds: float, threads: int) -> dict[str, Any]:
     import numpy
     import torch
 
     from .. import __version__
 
-    # uncommitted edits of the code that produces the numbers (the package itself)
-    status = _git("status", "--porcelain", "--untracked-files=all", "--", "companion")
-    dirty_files = sorted(line.split(maxsplit=1)[1] for line in status.splitlines() if line.strip()) if status else []
+    dirty = dirty_code_files()
+    dirty_files = dirty or []
+    status = None if dirty is None else "\n".join(dirty)
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(dirty_files) if status is not None else None,
@@ -164,9 +178,12 @@ def _provenance(seconds: float, threads: int) -> dict[str, Any]:
     }
 
 
-def run_experiment(chapter: str, name: str, *, out_dir: Path | None = None) -> dict[str, Any]:
+def run_experiment(chapter: str, name: str, *, out_dir: Path | None = None,
+                   allow_dirty: bool = False) -> dict[str, Any]:
     """Run one registered experiment and write its result file; return what was written.
 
+    A result file must come from the commit it records, so the run is refused while the code
+    (:data:`CODE_PATHS`) has uncommitted edits, unless ``allow_dirty`` (the file then lists them).
     Torch runs with ``config["threads"]`` threads (default 1): the float sums, hence the digits,
     depend on the thread count, which the provenance records.
     """
@@ -176,6 +193,11 @@ def run_experiment(chapter: str, name: str, *, out_dir: Path | None = None) -> d
     if exp is None:
         known = ", ".join(n for (_, n) in registry(chapter))
         raise ValueError(f"no experiment {chapter}/{name}; {chapter} has: {known}")
+    dirty = dirty_code_files()
+    if dirty and not allow_dirty:
+        raise RuntimeError("the code has uncommitted edits (" + ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
+                           + "): commit them first so that the result file records the commit it comes from, "
+                           "or pass allow_dirty=True (--allow-dirty)")
     threads = int(exp.config.get("threads", 1))
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("chapter", nargs="?", help="'all', or a chapter key such as ch8")
     parser.add_argument("names", nargs="*", help="experiment names (default: every one of the chapter)")
     parser.add_argument("--list", action="store_true", help="list the registered experiments and exit")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="run even though the code has uncommitted edits (the result file lists them)")
     args = parser.parse_args(argv)
     if args.list or args.chapter is None:
         for (ch, name), exp in sorted(registry().items()):
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown experiment(s) {sorted(missing)} in {args.chapter}")
     t0 = time.perf_counter()
     for ch, name in todo:
-        rec = run_experiment(ch, name)
+        rec = run_experiment(ch, name, allow_dirty=args.allow_dirty)
         print(f"[{ch}/{name}] {rec['provenance']['seconds']:.0f} s -> {result_path(ch, name)}", flush=True)
     print(f"{len(todo)} experiment(s) in {time.perf_counter() - t0:.0f} s")
     return 0
