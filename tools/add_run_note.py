@@ -15,8 +15,8 @@ MARK = "run-this-chapter"
 # one source of truth for the repository address: _config.yml
 REPO = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())["repository"]["url"]
 # the chapter's library module, by notebook number (its API page is linked from the note)
-MODULES = {"00": "gmm", "01": "ddpm", "02": "sde", "03": "ode", "04": "unified", "05": "eae",
-           "06": "gau", "07": "positions", "08": "triples"}
+MODULES = {"00": "gmm", "01": "ddpm", "02": "sde", "03": "ode", "04": "unified", "05": "samplers", "06": "eae",
+           "07": "gau", "08": "positions", "09": "triples"}
 
 
 def note(module: str | None) -> str:
