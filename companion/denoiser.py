@@ -1,12 +1,13 @@
-r"""The learned image denoiser of chapters 1–4, and the wrappers that give each chapter its form.
+r"""The learned image denoiser of chapter 5, and the wrappers that give each chapter's sampler its form.
 
-One network is trained, as chapter 3's preconditioned denoiser
+One network is trained, as chapter 5's preconditioned denoiser
 :math:`\hat x_0(x,\sigma)=c_{\rm skip}x+c_{\rm out}F(c_{\rm in}x,c_{\rm noise})`
 (equation :eq:`ode-precond`, :class:`companion.ode.ScoreNet` around a :class:`companion.nets.UNet`),
 on :math:`x=x_0+\sigma\varepsilon`. Every other parameterisation is a change of variables:
 
 * chapter 3's score is Tweedie's :math:`(\hat x_0-x)/\sigma^2` (``ScoreNet.__call__``);
-* chapter 3's fast samplers take the denoiser itself (:func:`denoiser_fn`);
+* chapter 2's score of a VP SDE is :func:`vp_score` (equation :eq:`sde-score-from-denoiser`);
+* chapter 5's fast samplers take the denoiser itself (:func:`denoiser_fn`);
 * chapter 1's noise predictor for the chain :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` is
   :math:`\hat\varepsilon=(x_t-\bar\alpha_t\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t))/\bar\beta_t`
   (:func:`eps_model`, equation :eq:`ddpm-eps-from-denoiser`).

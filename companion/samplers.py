@@ -1,4 +1,4 @@
-r"""Chapter 3 — fast samplers derived from the form of the diffusion ODE.
+r"""Chapter 5 — fast samplers derived from the form of chapter 3's diffusion ODE.
 
 The ODE of chapter 3 in the noise level, :math:`dx/d\sigma=(x-\hat x_0(x,\sigma))/\sigma`
 (equation :eq:`ode-sigma`), is *semi-linear*: a linear part in :math:`x` plus the denoiser. Every
