@@ -49,8 +49,8 @@ __all__ = [
 
 #: The recipe of the digits denoiser (network, optimiser, noise-level law of the training loss).
 DIGITS_CONFIG: dict[str, Any] = dict(
-    ch=32, mult=[1, 2], blocks=1, max_freq=16.0, dropout=0.1,
-    steps=4000, batch_size=128, lr=3e-3, warmup=100, ema_decay=0.9995, p_mean=-1.2, p_std=1.2,
+    ch=32, mult=[1, 2], blocks=1, max_freq=16.0, dropout=0.3,
+    steps=4000, batch_size=128, lr=3e-3, warmup=100, ema_decay=0.9999, p_mean=-0.8, p_std=1.4,
 )
 
 
