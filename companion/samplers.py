@@ -43,12 +43,13 @@ import torch
 
 from .gmm import GaussianMixture
 from .ode import ScoreFn, _check_sigma_range, _check_sigmas, gmm_score_fn
-from .utils import MAX_STEPS, check_batch, check_int, check_positive, require_generator
+from .utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, mark_kind, require_generator
 
 __all__ = [
     "Denoiser",
     "gmm_denoiser",
     "denoiser_from_score",
+    "score_from_denoiser",
     "fast_coordinates",
     "sample_multistep",
     "sample_dpmpp_2m",
@@ -87,20 +88,34 @@ def denoiser_from_score(score_fn: ScoreFn) -> Denoiser:
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
 
+    check_kind(score_fn, "score", "score_fn")
+
     def denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
             raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
         return x + sigma**2 * score_fn(x, sigma)
 
-    return denoiser
+    return mark_kind(denoiser, "denoiser")
+
+
+def score_from_denoiser(denoiser: Denoiser) -> ScoreFn:
+    r"""Turn a denoiser into the score :math:`s(x,\sigma)=(\hat x_0(x,\sigma)-x)/\sigma^2` (Tweedie's
+    formula), for the solvers of :mod:`companion.ode`, which take a score."""
+    check_kind(denoiser, "denoiser", "denoiser")
+
+    def score(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
+            raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
+        return (denoiser(x, sigma) - x) / sigma**2
+
+    return mark_kind(score, "score")
 
 
 class _Counted:
     """Call the denoiser, check its output, count the calls (the honest NFE)."""
 
     def __init__(self, denoiser: Denoiser):
-        if not callable(denoiser):
-            raise TypeError(f"denoiser must be callable, got {type(denoiser).__name__}")
+        check_kind(denoiser, "denoiser", "denoiser")
         self.fn, self.nfe = denoiser, 0
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -107,6 +107,50 @@ def check_positive(name: str, value: Scalar, *, allow_zero: bool = False) -> flo
 #: The largest number of steps (grid points, schedule length) a sampler or schedule accepts. A
 #: grid of ``MAX_STEPS + 1`` float64 values is 8 MB, and a million network evaluations per sample
 #: is already hours on a CPU; a larger request is a mistake, refused before anything is allocated.
+#: What a model callable computes, for the samplers' entry checks (:func:`mark_kind`, :func:`check_kind`).
+MODEL_KINDS = {
+    "denoiser": "a denoiser D(x, sigma) -> x0_hat",
+    "score": "a score s(x, sigma) = grad log p_sigma(x) in the noise level sigma",
+    "sde-score": "a score s(x, t) of an SDE in its time t",
+    "eps": "a noise predictor eps(x_t, t_label) of a discrete chain",
+}
+#: How to turn one kind into another: the converters the error messages name.
+CONVERTERS = {
+    ("score", "denoiser"): "companion.samplers.denoiser_from_score(score_fn)",
+    ("denoiser", "score"): "companion.samplers.score_from_denoiser(denoiser)",
+    ("scorenet", "denoiser"): "companion.denoiser.denoiser_fn(model) (or model.denoise)",
+    ("scorenet", "sde-score"): "companion.denoiser.vp_score(model, sde)",
+    ("scorenet", "eps"): "companion.denoiser.eps_model(model, schedule)",
+}
+
+
+def mark_kind(fn: Callable, kind: str) -> Callable:
+    """Tag a model callable with what it computes (one of :data:`MODEL_KINDS`); returns ``fn``."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind must be one of {sorted(MODEL_KINDS)}, got {kind!r}")
+    fn.model_kind = kind  # type: ignore[attr-defined]
+    return fn
+
+
+def check_kind(fn: Any, expected: str, name: str = "model") -> None:
+    """Refuse a model of another kind than ``expected``, naming the converter.
+
+    Plain callables carry no tag and pass (the sampler cannot know what they compute); the
+    book's converters tag what they return, and a :class:`companion.ode.ScoreNet` (whose call
+    returns a score) is recognised by its class."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable ({MODEL_KINDS[expected]}), got {type(fn).__name__}")
+    kind = getattr(fn, "model_kind", None)
+    if type(fn).__name__ == "ScoreNet" and expected != "score":
+        conv = CONVERTERS.get(("scorenet", expected), "")
+        raise TypeError(f"{name} is a ScoreNet, whose call returns a score; this function needs "
+                        f"{MODEL_KINDS[expected]}" + (f": pass {conv}" if conv else ""))
+    if kind is not None and kind != expected:
+        conv = CONVERTERS.get((kind, expected))
+        raise TypeError(f"{name} is {MODEL_KINDS[kind]}, but this function needs {MODEL_KINDS[expected]}"
+                        + (f": convert it with {conv}" if conv else ""))
+
+
 MAX_STEPS = 10**6
 
 
