@@ -26,9 +26,11 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import multiprocessing as mp
 import sys
 import time
 import types
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,12 @@ def load_kdiffusion_sampling() -> types.ModuleType:
     return mod
 
 
+def _law(args) -> dict:
+    """One ODE's rows, in a worker process (which loads k-diffusion's sampling module itself)."""
+    cfg, name = args
+    return C.law_rows(cfg, name, load_kdiffusion_sampling())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--print-json", action="store_true",
@@ -69,7 +77,10 @@ def main(argv=None) -> int:
     exp = registry("ch5")[("ch5", "sampler_benchmark")]
     cfg = json.loads(json.dumps(exp.config))
     t0 = time.perf_counter()
-    res = C.benchmark(cfg, load_kdiffusion_sampling())
+    K = load_kdiffusion_sampling()
+    with ProcessPoolExecutor(max_workers=int(cfg.get("workers", 1)), mp_context=mp.get_context("spawn")) as pool:
+        per_law = dict(zip(cfg["laws"], pool.map(_law, [(cfg, name) for name in cfg["laws"]]), strict=True))
+    res = C.finish(cfg, per_law, K)
     res["peer"] = {"k-diffusion": importlib.metadata.version("k-diffusion")}
     if args.print_json:
         print(json.dumps(res))
