@@ -93,9 +93,9 @@ def _check_callable(name: str, fn) -> None:
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
-def _score(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _score(score_fn: ScoreFn, x: torch.Tensor, sigma: float, kind: str = "score") -> torch.Tensor:
     """Call ``score_fn`` and check that it returns a finite tensor of ``x``'s shape."""
-    check_kind(score_fn, "score", "score_fn")
+    check_kind(score_fn, kind, "score_fn")
     s = score_fn(x, sigma)
     if not isinstance(s, torch.Tensor):
         raise TypeError(f"score_fn must return a torch.Tensor, got {type(s).__name__}")
@@ -393,7 +393,7 @@ def pf_ode_drift(schedule: ContinuousSchedule, score_fn_t: Callable[[torch.Tenso
     x = check_batch("x", x, min_ndim=2)
     f = float(schedule.f(t))
     g2 = float(schedule.g2(t))
-    return f * x - 0.5 * g2 * _score(score_fn_t, x, t)
+    return f * x - 0.5 * g2 * _score(score_fn_t, x, t, kind="sde-score")
 
 
 def vp_to_heat(schedule: ContinuousSchedule, x: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:

@@ -43,7 +43,7 @@ import torch
 
 from .gmm import GaussianMixture
 from .ode import ScoreFn, _check_sigma_range, _check_sigmas, gmm_score_fn
-from .utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, mark_kind, require_generator
+from .utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, make_generator, mark_kind
 
 __all__ = [
     "Denoiser",
@@ -123,7 +123,7 @@ class _Counted:
         self.nfe += 1
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             raise ValueError(f"denoiser must return a tensor of x's shape {tuple(x.shape)}")
-        if not bool(torch.isfinite(out).all()):
+        if out.device.type != "meta" and not bool(torch.isfinite(out).all()):
             raise ValueError(f"denoiser returned NaN or infinite values at sigma={sigma:.6g}")
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
@@ -276,6 +276,7 @@ def _auto_lower_order_final(lower_order_final: bool | None, n_steps: int) -> boo
 LOWER_ORDER_FINAL_BELOW = 15
 
 
+@torch.no_grad()
 def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 2,
                      corrector: bool = False, ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                      lower_order_final: bool | None = None,
@@ -334,6 +335,7 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
     return x, {"nfe": model.nfe, "denoised": denoised}
 
 
+@torch.no_grad()
 def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                     ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                     lower_order_final: bool | None = None,
@@ -410,6 +412,7 @@ def sample_unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, o
                             ref_std=ref_std, lower_order_final=lower_order_final, callback=callback)
 
 
+@torch.no_grad()
 def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 4,
                callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""Linear multistep (Adams–Bashforth) in :math:`\sigma` on :math:`d=(x-\hat x_0)/\sigma`
@@ -438,6 +441,7 @@ def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, ord
 
 
 # ============================================================================ adaptive
+@torch.no_grad()
 def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, sigma_min: float, *,
                         rtol: float = 0.05, atol: float = 0.0078, method: str = "multistep",
                         ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0, h_init: float = 0.05,
@@ -549,12 +553,13 @@ def _noise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def _check_stochastic(x, sigmas, generator, callback, **scalars):
     x = check_batch("x", x, min_ndim=2)
     sig = _check_sigmas(sigmas)
-    g = require_generator(generator)
+    g = make_generator(generator, x.device, name="generator")  # on x's device: noise never crosses devices
     _check_callback(callback)
     vals = {k: check_positive(k, v, allow_zero=True) for k, v in scalars.items()}
     return x, sig, g, vals
 
 
+@torch.no_grad()
 def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                            generator: torch.Generator | int, eta: float = 1.0, s_noise: float = 1.0,
                            callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
@@ -577,6 +582,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
     return x, {"nfe": model.nfe, "denoised": denoised}
 
 
+@torch.no_grad()
 def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                         generator: torch.Generator | int, eta: float = 1.0, s_noise: float = 1.0,
                         lower_order_final: bool | None = None,
@@ -614,6 +620,7 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
     return x, {"nfe": model.nfe, "denoised": denoised}
 
 
+@torch.no_grad()
 def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                       generator: torch.Generator | int | None = None, s_churn: float = 0.0,
                       s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0,
@@ -636,7 +643,7 @@ def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
         raise TypeError(f"s_tmax must be a real number (math.inf allowed), got {type(s_tmax).__name__}")
     if math.isnan(s_tmax) or s_tmax < s_tmin:
         raise ValueError(f"s_tmax must be >= s_tmin ({s_tmin}), got {s_tmax}")
-    g = require_generator(generator) if s_churn > 0 else None
+    g = make_generator(generator, x.device, name="generator") if s_churn > 0 else None
     n_steps = len(sig) - 1
     denoised = x
     for i in range(n_steps):

@@ -58,9 +58,14 @@ def check_tensor(
             raise ValueError(
                 f"{name} must have {' or '.join(map(str, allowed))} dims, got shape {tuple(x.shape)}"
             )
-    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+    if finite and x.is_floating_point() and not _is_meta(x) and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
+
+
+def _is_meta(x: torch.Tensor) -> bool:
+    """Tensors on the meta device carry no values: value checks are skipped for them."""
+    return x.device.type == "meta"
 
 
 def check_points(name: str, x: Any, dim: int) -> torch.Tensor:
@@ -179,7 +184,8 @@ def make_generator(
         raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"{name}: a seed must be a non-negative int, got {seed}")
-    g = torch.Generator(device=device)
+    dev = torch.device(device)
+    g = torch.Generator(device="cpu" if dev.type == "meta" else dev)   # meta tensors draw no values
     g.manual_seed(int(seed))
     return g
 

@@ -59,3 +59,25 @@ def test_kinds_across_chapters(models):
     # plain callables carry no tag and pass
     y, _ = S.sample_dpmpp_2m(lambda z, s: models["denoiser"](z, s), x, ode.sigma_grid(3, 0.01, 10.0))
     assert y.shape == x.shape
+
+
+def test_samplers_keep_no_autograd_graph_and_draw_noise_on_the_device_of_x(models):
+    """Samplers run without autograd (no graph kept across steps), and an int seed makes the
+    generator on x's device (the meta device creates no data: any CPU-only tensor would fail)."""
+    x = models["gm"].noised(1, 10.0).sample(3, 0).requires_grad_(True)
+    grid = ode.sigma_grid(4, 0.01, 10.0)
+    for run in (lambda: S.sample_dpmpp_2m(models["denoiser"], x, grid),
+                lambda: S.sample_euler_ancestral(models["denoiser"], x, grid, generator=0),
+                lambda: S.sample_dpmpp_2m_sde(models["denoiser"], x, grid, generator=0)):
+        y, _ = run()
+        assert not y.requires_grad and y.grad_fn is None
+    xm = torch.empty(3, 2, device="meta")
+    den_meta = lambda z, s: z * 0.5                          # noqa: E731
+    for run in (lambda: S.sample_euler_ancestral(den_meta, xm, grid, generator=0),
+                lambda: S.sample_dpmpp_2m_sde(den_meta, xm, grid, generator=0),
+                lambda: S.sample_heun_churn(den_meta, xm, grid, generator=0, s_churn=1.0),
+                lambda: S.sample_dpmpp_2m(den_meta, xm, grid),
+                lambda: S.sample_unipc(den_meta, xm, grid),
+                lambda: S.sample_lms(den_meta, xm, grid)):
+        y, _ = run()
+        assert y.device.type == "meta"
