@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from companion.experiments import _provenance, registry, result_path  # noqa: E402
+from companion.experiments import _code_state, _provenance, registry, result_path  # noqa: E402
 from companion.experiments import ch5_samplers as C  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     exp = registry("ch5")[("ch5", "sampler_benchmark")]
     cfg = json.loads(json.dumps(exp.config))
-    t0 = time.perf_counter()
+    t0, state = time.perf_counter(), _code_state()
     K = load_kdiffusion_sampling()
     with ProcessPoolExecutor(max_workers=int(cfg.get("workers", 1)), mp_context=mp.get_context("spawn")) as pool:
         per_law = dict(zip(cfg["laws"], pool.map(_law, [(cfg, name) for name in cfg["laws"]]), strict=True))
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     record = {
         "chapter": exp.chapter, "name": exp.name, "description": exp.description, "command": exp.command,
         "config": exp.config, "results": json.loads(json.dumps(res)),
-        "provenance": _provenance(time.perf_counter() - t0, int(cfg["threads"])),
+        "provenance": _provenance(time.perf_counter() - t0, int(cfg["threads"]), state),
     }
     path = result_path("ch5", "sampler_benchmark")
     path.parent.mkdir(parents=True, exist_ok=True)
