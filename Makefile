@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 
 .PHONY: setup browser book check-html test unit notebooks lint clean results
 
-setup: $(VENV)/.installed _mathjax/mathjax/tex-mml-chtml.js browser
+setup: $(VENV)/.installed _mathjax/mathjax/VERSION browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-_mathjax/mathjax/tex-mml-chtml.js: tools/get_mathjax.sh
+_mathjax/mathjax/VERSION: tools/get_mathjax.sh
 	bash tools/get_mathjax.sh
 
 # Headless Chromium for tools/check_html.py: installed from Debian's packages when we are root

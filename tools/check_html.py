@@ -139,15 +139,31 @@ _MEASURE_JS = r"""
     const pre = document.createElement("pre");
     pre.id = "__check__"; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
   }
-  function go() {
-    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-      MathJax.startup.promise.then(function () { setTimeout(measure, 200); });
-    } else { setTimeout(go, 100); }
-  }
-  window.addEventListener("load", function () { __DARK__ go(); });
+  __WHEN_TYPESET__
+  window.addEventListener("load", function () { __DARK__ whenTypeset(measure); });
 })();
 </script>
 """
+
+# ``whenTypeset(callback)``: calls back once MathJax has typeset every math element of the page (or
+# made no progress for 3 s), after 300 ms more for the layout to settle. Not MathJax.startup.promise:
+# MathJax 4's also waits for its speech worker, which never finishes under headless Chromium's
+# virtual time (--virtual-time-budget), while the typeset math is long in place.
+WHEN_TYPESET_JS = r"""
+  function whenTypeset(callback) {
+    if (!document.querySelector('script[src*="mathjax"]')) { setTimeout(callback, 300); return; }
+    var last = -1, still = 0;
+    (function poll() {
+      var els = document.querySelectorAll("div.math, span.math"), done = 0;
+      els.forEach(function (e) { if (e.querySelector("mjx-container")) done++; });
+      var ready = window.MathJax && MathJax.startup && MathJax.startup.document;
+      still = (done === last) ? still + 1 : 0; last = done;
+      if (ready && (done === els.length || still > 30)) { setTimeout(callback, 300); return; }
+      setTimeout(poll, 100);
+    })();
+  }
+"""
+_MEASURE_JS = _MEASURE_JS.replace("__WHEN_TYPESET__", WHEN_TYPESET_JS.strip())
 
 
 def equation_labels() -> set[str]:
