@@ -23,14 +23,18 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 _mathjax/mathjax/VERSION: tools/get_mathjax.sh
 	bash tools/get_mathjax.sh
 
-# Headless Chromium for tools/check_html.py: installed from Debian's packages when we are root
-# (CI, containers); elsewhere install it yourself. Without it the check fails, unless SKIP_BROWSER=1.
+# The headless browser of tools/build_pdf.py and tools/check_html.py: $(CHROMIUM), a path or a command
+# on PATH, Chromium or Google Chrome (the GitHub workflows pass the hosted image's Chrome). Left at its
+# default, Debian's chromium is installed when we are root (containers); elsewhere install a browser
+# or set CHROMIUM. Without one the check fails, unless SKIP_BROWSER=1.
 # `make test` needs neither npm nor a browser.
+CHROMIUM ?= chromium
+export CHROMIUM
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	@command -v "$(CHROMIUM)" >/dev/null 2>&1 || { \
+	  if [ "$(CHROMIUM)" = chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: chromium not found: install it, or set SKIP_BROWSER=1 to skip the browser checks of the built book"; fi; }
+	  else echo "note: no browser '$(CHROMIUM)': set CHROMIUM to a Chromium or Google Chrome binary, or SKIP_BROWSER=1 to skip the browser checks of the built book"; fi; }
 
 book: setup
 	rm -rf _build

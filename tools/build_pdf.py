@@ -1,6 +1,7 @@
 """Build the whole-book PDF from the built HTML, offline.
 
 Every page of the table of contents, in order, is printed by the local headless Chromium
+(``$CHROMIUM``, see ``tools/browser.py``)
 (after MathJax has typeset it; the theme's print stylesheet drops the sidebars), then the
 pages are joined into one PDF with a bookmark per page:
 
@@ -11,7 +12,6 @@ Run by ``make book`` after the HTML build; the intro page and the download menu 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+from browser import BrowserMissing, chromium
 from pypdf import PdfReader, PdfWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,9 +56,10 @@ def page_title(html_path: Path) -> str:
 
 def main(argv: list[str]) -> int:
     html_root = Path(argv[1] if len(argv) > 1 else "_build/html").resolve()
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if chrome is None:
-        print("no Chromium: the PDF needs the local headless browser (Debian package 'chromium')")
+    try:
+        chrome = chromium()
+    except BrowserMissing as e:
+        print(f"the PDF needs a headless browser: {e}")
         return 1
     t0 = time.perf_counter()
     writer = PdfWriter()

@@ -15,8 +15,9 @@ For every page of the book (``_build/html``):
   size, scaled as the page shows the image) is at least 9 px. Screenshots of three chapters at
   both widths and in dark mode are saved under ``_build/screenshots/``.
 
-The browser checks need Chromium; without it the check fails, unless ``SKIP_BROWSER=1`` says
-explicitly to skip them.
+The browser checks need headless Chromium or Chrome, named by ``$CHROMIUM`` (default ``chromium``;
+see ``tools/browser.py``); without it the check fails, unless ``SKIP_BROWSER=1`` says explicitly to
+skip them.
 
 Usage: ``python tools/check_html.py [_build/html] [page filter ...]``; exits 1 and lists every problem if any.
 """
@@ -27,13 +28,14 @@ import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from browser import BrowserMissing, chromium
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -223,15 +225,21 @@ def _min_legend_pt() -> float:
 
 
 def _chrome() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    try:
+        return chromium()
+    except BrowserMissing as e:
+        print(e)
+        return None
 
 
 def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: Path | None = None,
-             scroll_to: str | None = None, _retry: bool = False) -> dict:
-    """Open a copy of ``page`` with the measuring script at ``width`` px; return its JSON."""
+             scroll_to: str | None = None, script: str = _MEASURE_JS, height: int = 1000,
+             _retry: bool = False) -> dict:
+    """Open a copy of ``page`` with a measuring script (it writes JSON into ``<pre id="__check__">``)
+    in a ``width`` x ``height`` window; return the DOM and that JSON."""
     text = page.read_text(encoding="utf-8", errors="replace")
-    js = _MEASURE_JS.replace("__DARK__", "document.documentElement.dataset.theme = 'dark'; "
-                             "document.documentElement.dataset.mode = 'dark';" if dark else "")
+    js = script.replace("__DARK__", "document.documentElement.dataset.theme = 'dark'; "
+                        "document.documentElement.dataset.mode = 'dark';" if dark else "")
     if scroll_to:  # show one section at the top of the screenshot
         js += ("<script>window.addEventListener('load', function () { var e = document.getElementById('"
                + scroll_to + "'); if (!e) return; Array.from(e.parentNode.children).forEach(function (c) {"
@@ -242,7 +250,7 @@ def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: P
         with tempfile.TemporaryDirectory() as profile:
             args = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
                     f"--virtual-time-budget={90000 if _retry else 30000}",
-                    f"--window-size={width},1000"]
+                    f"--window-size={width},{height}"]
             dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
                                  timeout=180).stdout
             if shot is not None:
@@ -253,7 +261,8 @@ def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: P
     m = re.search(r'<pre id="__check__">([\s\S]*?)</pre>', dom)
     data = json.loads(html.unescape(m.group(1))) if m else None
     if data is None and not _retry:  # a loaded machine can run out of the virtual time budget: once more
-        return _measure(chrome, page, width, dark=dark, shot=shot, scroll_to=scroll_to, _retry=True)
+        return _measure(chrome, page, width, dark=dark, shot=shot, scroll_to=scroll_to, script=script,
+                        height=height, _retry=True)
     return {"dom": dom, "data": data}
 
 
@@ -261,7 +270,7 @@ def browser_problems(root: Path, shots: Path) -> tuple[list[str], dict]:
     chrome = _chrome()
     stats: dict = {"overflow_390": 0, "equations": 0, "clipped_1366": 0, "small_text": 0, "uncaptioned": 0}
     if chrome is None:
-        msg = "headless Chromium not found (install Debian's 'chromium'); browser checks not run"
+        msg = "headless browser not found (see $CHROMIUM above); browser checks not run"
         if os.environ.get("SKIP_BROWSER") == "1":
             print("WARNING:", msg, "(SKIP_BROWSER=1)")
             return [], stats
