@@ -138,8 +138,7 @@ _MEASURE_JS = r"""
                      nw: img.naturalWidth, alt: img.getAttribute("alt") || "",
                      caption: !!(fig && fig.querySelector("figcaption"))});
     });
-    const pre = document.createElement("pre");
-    pre.id = "__check__"; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+    report(out);
   }
   __WHEN_TYPESET__
   window.addEventListener("load", function () { __DARK__ whenTypeset(measure); });
@@ -151,7 +150,14 @@ _MEASURE_JS = r"""
 # made no progress for 3 s), after 300 ms more for the layout to settle. Not MathJax.startup.promise:
 # MathJax 4's also waits for its speech worker, which never finishes under headless Chromium's
 # virtual time (--virtual-time-budget), while the typeset math is long in place.
+# ``report(out)``: writes the measurements as JSON into <pre id="__check__"> (and hands them to the
+# page's parent when the page is measured inside a narrow frame, see _measure).
 WHEN_TYPESET_JS = r"""
+  function report(out) {
+    var s = JSON.stringify(out), pre = document.createElement("pre");
+    pre.id = "__check__"; pre.textContent = s; document.body.appendChild(pre);
+    if (window.parent !== window) window.parent.postMessage({__check__: s}, "*");
+  }
   function whenTypeset(callback) {
     if (!document.querySelector('script[src*="mathjax"]')) { setTimeout(callback, 300); return; }
     var last = -1, still = 0;
@@ -232,6 +238,18 @@ def _chrome() -> str | None:
         return None
 
 
+MIN_WINDOW = 500  # px: headless Chromium's narrowest window
+_FRAME_HTML = """<!DOCTYPE html><html><head><meta charset="utf-8">
+<style>html, body { margin: 0; } iframe { border: 0; display: block; width: __W__px; height: __H__px; }</style>
+</head><body><iframe src="__SRC__"></iframe><script>
+window.addEventListener("message", function (e) {
+  if (!e.data || !e.data.__check__) return;
+  var pre = document.createElement("pre"); pre.id = "__check__"; pre.textContent = e.data.__check__;
+  document.body.appendChild(pre);
+});
+</script></body></html>"""
+
+
 def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: Path | None = None,
              scroll_to: str | None = None, script: str = _MEASURE_JS, height: int = 1000,
              _retry: bool = False) -> dict:
@@ -246,19 +264,31 @@ def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: P
                " if (c !== e && c.tagName !== 'H1') c.style.display = 'none'; }); window.scrollTo(0, 0); });</script>")
     probe = page.with_name(f".check-{width}{'-dark' if dark else ''}-{page.name}")
     probe.write_text(text.replace("</body>", js + "</body>"), encoding="utf-8")
+    # Headless Chromium's window is never narrower than 500 px (a 390 px window lays the page out at
+    # 500 px and crops it): narrower widths are measured in a frame of exactly that width.
+    frame = probe.with_name(f".check-frame-{width}-{page.name}") if width < MIN_WINDOW else None
     try:
+        def open_at(h: int) -> Path:
+            if frame is None:
+                return probe
+            frame.write_text(_FRAME_HTML.replace("__SRC__", probe.name).replace("__W__", str(width))
+                             .replace("__H__", str(h)), encoding="utf-8")
+            return frame
+
         with tempfile.TemporaryDirectory() as profile:
             args = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                    f"--virtual-time-budget={90000 if _retry else 30000}",
-                    f"--window-size={width},{height}"]
-            dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                                 timeout=180).stdout
+                    f"--virtual-time-budget={90000 if _retry else 30000}"]
+            win = max(width, MIN_WINDOW)
+            dom = subprocess.run([*args, f"--window-size={win},{height}", "--dump-dom", open_at(height).as_uri()],
+                                 capture_output=True, text=True, timeout=180).stdout
             if shot is not None:
-                subprocess.run([*args[:-1], f"--window-size={width},2200", f"--screenshot={shot}", probe.as_uri()],
+                subprocess.run([*args, f"--window-size={win},2200", f"--screenshot={shot}", open_at(2200).as_uri()],
                                capture_output=True, timeout=180)
     finally:
         probe.unlink(missing_ok=True)
-    m = re.search(r'<pre id="__check__">([\s\S]*?)</pre>', dom)
+        if frame is not None:
+            frame.unlink(missing_ok=True)
+    m = re.search(r'<pre id="__check__"[^>]*>([\s\S]*?)</pre>', dom)
     data = json.loads(html.unescape(m.group(1))) if m else None
     if data is None and not _retry:  # a loaded machine can run out of the virtual time budget: once more
         return _measure(chrome, page, width, dark=dark, shot=shot, scroll_to=scroll_to, script=script,
