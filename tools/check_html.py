@@ -4,6 +4,7 @@ For every page of the book (``_build/html``):
 
 * static checks: no error/traceback output cell, every internal link and anchor resolves,
   every chapter page (``notebooks/*``) has at least one figure;
+* chapter N's equations, figures, tables and exercises are numbered N.1, N.2, ... in page order;
 * no raw equation label reaches a reader: not in the visible text of a page, not in an image's
   alt text, not in a string that a notebook's code draws into a figure;
 * browser checks (headless Chromium): after MathJax ran, the page holds typeset math
@@ -84,6 +85,30 @@ def book_pages(root: Path) -> list[Path]:
     pages = sorted(p for p in pages if p.name not in ("genindex.html", "search.html", "index.html")
                    or p.parent != root)
     return [p for p in pages if not ONLY or any(o in str(p.relative_to(root)) for o in ONLY)]
+
+
+def numbering_problems(root: Path) -> list[str]:
+    """Chapter N's equations, figures, tables and exercises are numbered N.1, N.2, ... in page order
+    (book/ext/chapter_numbers.py), with N read from the page's "Chapter N" title."""
+    problems = []
+    for page in book_pages(root):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        m = re.search(r"<h1>\s*Chapter (\d+)\b", text)
+        if not m:
+            continue
+        n = m.group(1)
+        kinds = {"equation": re.findall(r'<span class="eqno">\(([\d.]+)\)', text)}
+        for kind, num in re.findall(r'<span class="caption-number">(\w+) ([\d.]+) ?</span>', text):
+            kinds.setdefault(kind.lower(), []).append(num)
+        for kind, nums in kinds.items():
+            want = [f"{n}.{k}" for k in range(1, len(nums) + 1)]
+            if kind in ("exercise", "figure", "table", "listing"):
+                nums = list(dict.fromkeys(nums))  # a number may repeat (a solution names its exercise)
+                want = want[:len(nums)]
+            if nums != want:
+                problems.append(f"{page.relative_to(root)}: {kind} numbers {nums[:6]}... are not "
+                                f"{want[:3]}... (chapter {n}, numbered in page order)")
+    return problems
 
 
 def static_problems(root: Path) -> list[str]:
@@ -386,7 +411,7 @@ def main(argv: list[str]) -> int:
         return 1
     pages = book_pages(root)
     browser, stats = browser_problems(root, root.parent / "screenshots")
-    problems = static_problems(root) + raw_label_problems(root) + browser
+    problems = static_problems(root) + numbering_problems(root) + raw_label_problems(root) + browser
     for p in problems:
         print("PROBLEM:", p)
     print(f"display equations: {stats['equations']}, clipped at 1366 px: {stats['clipped_1366']}, "
