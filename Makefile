@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup browser book check-html test unit notebooks lint clean results
+.PHONY: setup browser book check-html measure test unit notebooks lint clean results
 
 setup: $(VENV)/.installed _mathjax/mathjax/VERSION browser
 
@@ -44,6 +44,11 @@ book: setup
 
 check-html:
 	$(BIN)/python tools/check_html.py _build/html
+
+# How each chapter reads in the built book (screens, visible code lines, check paragraphs,
+# equations at 390 px): the goal table of DESIGN.md
+measure:
+	$(BIN)/python tools/measure_pages.py _build/html
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
