@@ -24,9 +24,16 @@ from pypdf import PdfReader, PdfWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 PDF_NAME = "generative-models-derived.pdf"
+# MathJax breaks a display equation for the width of its column on screen, when it typesets the page,
+# and printing does not redo it. At a 680 px window the theme's column is 648 px wide; the printed
+# column (US Letter, Chromium's default margins) is about 670 px: every equation broken for the
+# screen fits the paper. (At Chromium's default 800 px window the column is 736 px, and equations
+# broken for it ran past the printed column, with scrollbars.)
+SCREEN_WIDTH = 680
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-pdf-header-footer", "--virtual-time-budget=30000", "--run-all-compositor-stages-before-draw"]
+         "--no-pdf-header-footer", "--virtual-time-budget=30000", "--run-all-compositor-stages-before-draw",
+         f"--window-size={SCREEN_WIDTH},1000"]
 
 
 def toc_files() -> list[str]:
