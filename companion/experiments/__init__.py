@@ -138,7 +138,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-#: the code that produces the numbers: a result file records the commit of these paths
+#: The code that produces the numbers (a result file records the commit of these paths).
 CODE_PATHS = ("companion", "tools")
 
 
