@@ -94,3 +94,12 @@ def test_run_experiment_refuses_a_dirty_tree(monkeypatch):
     (chapter, name), _ = next(iter(sorted(E.registry().items())))
     with pytest.raises(RuntimeError, match="uncommitted edits"):
         E.run_experiment(chapter, name)
+
+
+def test_same_platform_compares_torch_and_cpu():
+    import torch
+
+    record = {"provenance": {"versions": {"torch": torch.__version__}, "cpu": E._cpu_name()}}
+    assert E.same_platform(record)
+    assert not E.same_platform({"provenance": {"versions": {"torch": "0.0"}, "cpu": E._cpu_name()}})
+    assert not E.same_platform({"provenance": {"versions": {"torch": torch.__version__}, "cpu": "another CPU"}})
