@@ -146,8 +146,10 @@ def score_model(model: torch.nn.Module, x_train: torch.Tensor, x_test: torch.Ten
     :func:`~companion.sample_quality.pooled_report` against ``floor_fd`` (the floor at the pooled
     size) gives ``fd``, ``ratio``, ``fd_per_seed``, ``fd_seed_sd``, ``class_p`` and
     ``memorisation``; :func:`~companion.sample_quality.bootstrap_fd` (``n_boot`` replicates, seed
-    ``boot_seed``) gives the 95 % interval ``fd_lo``, ``fd_hi`` and the standard deviation
-    ``fd_boot_sd``; ``is`` is the inception-style score of the pool. The same FD, interval and
+    ``boot_seed``) gives the standard deviation ``fd_boot_sd`` and the 95 % interval ``fd_lo``,
+    ``fd_hi`` = ``fd`` ∓ 1.96 ``fd_boot_sd`` (a normal interval: the replicates themselves sit above
+    ``fd``, because resampling with replacement repeats samples and FD grows as the number of
+    distinct samples falls); ``is`` is the inception-style score of the pool. The same FD, interval and
     score with codes from :class:`~companion.eae.ExPostGMM` (``gmm_components`` components, EM seed
     0, draws from the same seeds): ``fd_gmm``, ``fd_gmm_lo``, ``fd_gmm_hi``, ``is_gmm``. Then the
     held-out reconstruction error ``sse`` and the Gaussianity gaps of :func:`gap_scores`. A dict
@@ -159,9 +161,8 @@ def score_model(model: torch.nn.Module, x_train: torch.Tensor, x_test: torch.Ten
 
     def fd_with_interval(pool: list[torch.Tensor], key: str) -> dict[str, float]:
         f = Q.digit_features(torch.cat(pool))
-        boot = Q.bootstrap_fd(f, fr, n_boot=n_boot, generator=boot_seed)
-        lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=boot.dtype)).tolist()
-        return {key: Q.fd_features(f, fr), f"{key}_lo": lo, f"{key}_hi": hi, f"{key}_boot_sd": float(boot.std())}
+        fd, sd = Q.fd_features(f, fr), float(Q.bootstrap_fd(f, fr, n_boot=n_boot, generator=boot_seed).std())
+        return {key: fd, f"{key}_lo": fd - 1.96 * sd, f"{key}_hi": fd + 1.96 * sd, f"{key}_boot_sd": sd}
 
     pool = prior_samples(model, sample_seeds, n_per_seed)
     rep = Q.pooled_report(pool, train=x_train, test=x_test, floor_fd=floor_fd)
