@@ -8,13 +8,14 @@ message names the offending argument and says what was expected.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import io
 import os
 import random
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -195,6 +196,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - notebooks may use the legacy global API
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """Run a block with ``torch.set_num_threads(n)`` and restore the previous count afterwards
+    (also on an error). A model trained with 2 threads sums its floats in another order than with
+    1, so to repeat a recorded training run to the last digit, use the thread count it recorded::
+
+        with torch_threads(2):
+            model = train(...)
+    """
+    n = check_int("n", n, minimum=1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
 
 
 class progress(tqdm):  # noqa: N801 - used like tqdm itself

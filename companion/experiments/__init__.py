@@ -37,6 +37,7 @@ __all__ = [
     "run_experiment",
     "load_result",
     "provenance_line",
+    "same_platform",
     "save_weights",
     "map_seeds",
     "load_weights",
@@ -342,3 +343,15 @@ def provenance_line(record: dict[str, Any]) -> str:
         f"({p['device'].upper()}, {threads} torch thread{'s' if threads != 1 else ''}), "
         f"torch {p['versions']['torch']}, commit {commit}, {p['date']}.*"
     )
+
+
+def same_platform(record: dict[str, Any]) -> bool:
+    """Whether this process runs the torch version and the CPU model that wrote ``record``.
+
+    With the recorded thread count as well (:func:`companion.utils.torch_threads`), a deterministic
+    experiment then repeats its float operations in the same order and reproduces the file to the
+    last digit; elsewhere a trained model may differ by as much as one from another seed."""
+    import torch
+
+    p = record["provenance"]
+    return p.get("versions", {}).get("torch") == torch.__version__ and p.get("cpu") == _cpu_name()
