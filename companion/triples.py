@@ -40,6 +40,7 @@ default: the template corpus's ``PREDICATES``); a predicate outside it raises ``
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import random
@@ -71,6 +72,7 @@ __all__ = [
     "generate_records",
     "write_dataset",
     "run_files",
+    "LOAD_COUNTS",
     "main",
     "Vocab",
     "build_vocab",
@@ -125,24 +127,38 @@ _SEPARATORS = [[","], [";"], ["and"], [",", "while"]]
 class Sentence:
     """One corpus sentence: its ``tokens``, its gold ``triples`` and whether it is ``nested``.
 
-    Sentences read from files also keep their ``text`` and the character ``offsets`` of each
-    token, so that a predicted span can be cut from the original string (:meth:`span_text`)."""
+    Sentences read from files (:func:`parse_record`) also keep their ``text``, the character
+    ``offsets`` of each token, so that a predicted span can be cut from the original string
+    (:meth:`span_text`), ``entity_spans``, the occurrence (inclusive token span) of each entity
+    that the labels use (without it, an entity is labelled at its first occurrence), and
+    ``dropped``: the record's triples that the sentence cannot label, each with its reason
+    (``"missing_entity"``: an entity is not in the text as whole tokens; ``"unknown_predicate"``:
+    the predicate is not in the schema). Dropped triples are still gold triples: :attr:`gold`
+    holds them and :func:`evaluate` counts them as misses."""
 
     tokens: list[str]
     triples: list[Triple] = field(default_factory=list)
     nested: bool = False
     text: str | None = None
     offsets: list[tuple[int, int]] | None = None
+    entity_spans: dict[tuple[str, ...], tuple[int, int]] | None = None
+    dropped: list[tuple[Triple, str]] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
         """Overlap type, see :func:`overlap_type`."""
         return overlap_type(self.triples)
 
+    @property
+    def gold(self) -> set[Triple]:
+        """Every gold triple of the sentence: the labelled ``triples`` and the ``dropped`` ones."""
+        return set(self.triples) | {t for t, _ in self.dropped}
+
     def span_text(self, words: tuple[str, ...]) -> str:
-        """The original characters of the first occurrence of ``words`` (tokens joined by spaces
-        when the sentence has no ``text``)."""
-        sp = find_span(self.tokens, words)
+        """The original characters of ``words`` at the occurrence its labels use (its first
+        occurrence for an entity the labels do not know); tokens joined by spaces when the
+        sentence has no ``text`` or does not hold ``words``."""
+        sp = (self.entity_spans or {}).get(tuple(words)) or find_span(self.tokens, words)
         if self.text is None or self.offsets is None or sp is None:
             return " ".join(words)
         return self.text[self.offsets[sp[0]][0]:self.offsets[sp[1]][1]]
@@ -404,17 +420,35 @@ def tokenize(text: str, *, offsets: bool = False):
 @dataclass(frozen=True)
 class Schema:
     """The predicates of a corpus, in the order of the object head's columns, with the subject and
-    object types the schema file gives (empty strings when it gives none)."""
+    object types the schema file gives (empty strings when it gives none).
+
+    ``slots`` lists the *slot predicates* of n-ary objects (DuIE 2.0), one
+    ``(name, predicate, key)`` per slot: the slot ``key`` of ``predicate``'s objects is the
+    predicate ``name`` (``f"{predicate}_{key}"`` in a schema from :func:`load_schema`), whose
+    triples go from the object's value to the slot's value (see :func:`parse_record`)."""
 
     predicates: tuple[str, ...]
     subject_types: tuple[str, ...] = ()
     object_types: tuple[str, ...] = ()
+    slots: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self):
-        _check_predicates(self.predicates)
+        preds = _check_predicates(self.predicates)
+        if not isinstance(self.slots, tuple) or not all(
+                isinstance(t, tuple) and len(t) == 3 and all(isinstance(x, str) and x for x in t) for t in self.slots):
+            raise TypeError("slots must be a tuple of (name, predicate, key) tuples of non-empty str")
+        for name, base, key in self.slots:
+            if name not in preds or base not in preds:
+                raise ValueError(f"slot {(name, base, key)}: both {name!r} and {base!r} must be predicates of the schema")
+        if len({(b, k) for _, b, k in self.slots}) < len(self.slots) or len({n for n, _, _ in self.slots}) < len(self.slots):
+            raise ValueError("slots must name each (predicate, key) once, with distinct names")
 
     def __len__(self) -> int:
         return len(self.predicates)
+
+    def slot_predicate(self, predicate: str, key: str) -> str | None:
+        """The slot predicate of slot ``key`` of ``predicate``'s objects (``None`` if the schema has none)."""
+        return next((n for n, b, k in self.slots if b == predicate and k == key), None)
 
 
 def _check_predicates(predicates) -> tuple[str, ...]:
@@ -427,8 +461,8 @@ def _check_predicates(predicates) -> tuple[str, ...]:
         raise ValueError("predicates is empty: a schema needs at least one predicate")
     if not all(isinstance(p, str) and p for p in predicates):
         raise TypeError("predicates must be non-empty strings")
-    dup = sorted({p for p in predicates if list(predicates).count(p) > 1})
-    if dup:
+    if len(set(predicates)) < len(predicates):
+        dup = sorted({p for p in predicates if list(predicates).count(p) > 1})
         raise ValueError(f"predicates must be distinct, repeated: {dup[:5]}")
     return tuple(predicates)
 
@@ -444,33 +478,74 @@ def _type_name(v) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _json_error(path: Path, line: int, col: int, msg: str) -> ValueError:
+    """The error of a malformed JSON line, as ``file:line:column: ...``."""
+    return ValueError(f"{path}:{line}:{col}: not valid JSON: {msg} (line {line}, column {col})")
+
+
+def _json_lines(path: Path):
+    """``(line number, object)`` of every non-blank line of a JSON-lines file read as UTF-8 (a
+    byte-order mark at its start is skipped). Lines are split at ``\\n`` only, as JSON counts
+    them; a line that is not UTF-8 or not JSON raises ``ValueError`` naming its line and column."""
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                col = len(raw[:e.start].decode("utf-8", errors="replace")) + 1
+                raise ValueError(f"{path}:{i}:{col}: not UTF-8 text ({e.reason}, byte {e.start + 1} of the line)") from None
+            line = line.rstrip("\r\n")  # a line end would put the error of a cut-off line at "column 1" of the next
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _json_error(path, i, e.pos + 1, e.msg) from None
+
+
 def load_schema(path: str | Path) -> Schema:
     """Read a schema file: JSON lines ``{"predicate": ..., "subject_type": ..., "object_type": ...}``
-    (the ``all_50_schemas`` file of LIC2019), or one JSON list of such objects or of predicate
-    names. Predicates keep the file's order. Raises ``ValueError`` naming the line of a malformed
-    entry, a missing ``predicate`` or a repeated one."""
+    (the ``all_50_schemas`` file of LIC2019, the ``schema.json`` of DuIE 2.0), or one JSON list of
+    such objects or of predicate names; UTF-8, with or without a byte-order mark.
+
+    Predicates keep the file's order. A DuIE 2.0 entry whose ``object_type`` is a dict with keys
+    besides ``"@value"`` (an n-ary object, e.g. ``{"@value": "人物", "inWork": "影视作品"}`` for
+    ``配音``) is followed by one *slot predicate* per other key, named ``f"{predicate}_{key}"``
+    (``配音_inWork``), whose subject type is the object's ``"@value"`` type and whose object type is
+    the slot's (:attr:`Schema.slots`; :func:`parse_record` explains the triples). Raises
+    ``ValueError`` naming the line (and column) of a malformed entry, a missing ``predicate`` or a
+    repeated one, including a slot name that collides with a predicate."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     stripped = text.strip()
     if not stripped:
         raise ValueError(f"{path}: the schema file is empty")
     if stripped.startswith("["):
         try:
-            items = json.loads(stripped)
+            items = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a valid JSON list ({e.msg} at line {e.lineno})") from None
+            raise _json_error(path, e.lineno, e.colno, e.msg) from None
         entries = [(i + 1, it) for i, it in enumerate(items)]
         where = "entry"
     else:
         entries = []
-        for i, line in enumerate(text.splitlines(), 1):
+        for i, line in enumerate(text.split("\n"), 1):
+            line = line.rstrip("\r")
             if line.strip():
                 try:
                     entries.append((i, json.loads(line)))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+                    raise _json_error(path, i, e.pos + 1, e.msg) from None
         where = "line"
-    preds, subj, obj = [], [], []
+    preds, subj, obj, slots = [], [], [], []
+
+    def add(name: str, s_type: str, o_type: str, i: int) -> None:
+        if name in preds:
+            raise ValueError(f"{path}: {where} {i}: predicate {name!r} is listed twice")
+        preds.append(name)
+        subj.append(s_type)
+        obj.append(o_type)
+
     for i, it in entries:
         if isinstance(it, str):
             it = {"predicate": it}
@@ -479,32 +554,173 @@ def load_schema(path: str | Path) -> Schema:
         p = it.get("predicate")
         if not isinstance(p, str) or not p.strip():
             raise ValueError(f"{path}: {where} {i}: missing or empty 'predicate' (keys: {sorted(it)})")
-        if p in preds:
-            raise ValueError(f"{path}: {where} {i}: predicate {p!r} is listed twice")
-        preds.append(p)
-        subj.append(_type_name(it.get("subject_type", "")))
-        obj.append(_type_name(it.get("object_type", "")))
-    return Schema(tuple(preds), tuple(subj), tuple(obj))
+        o_type = it.get("object_type", "")
+        add(p, _type_name(it.get("subject_type", "")), _type_name(o_type), i)
+        if isinstance(o_type, dict):
+            for key, t in o_type.items():
+                if key != "@value":
+                    add(f"{p}_{key}", _type_name(o_type), _type_name(t), i)
+                    slots.append((f"{p}_{key}", p, key))
+    return Schema(tuple(preds), tuple(subj), tuple(obj), tuple(slots))
 
 
 def _entity(v, field_name: str, where: str) -> str:
-    if isinstance(v, dict) and "@value" in v:  # DuIE 2.0 objects: {"@value": "..."}
-        v = v["@value"]
     if not isinstance(v, str) or not v.strip():
         raise ValueError(f"{where}: {field_name} must be a non-empty string, got {v!r}")
     return v
 
 
-def parse_record(record: dict, predicates=PREDICATES, *, where: str = "record",
-                 skip_missing: bool = False) -> tuple[Sentence, int]:
-    """One ``{"text": ..., "spo_list": [{"subject", "predicate", "object"}, ...]}`` record as a
-    tokenized :class:`Sentence` (:func:`tokenize`; the entities are tokenized the same way and
-    located at their first occurrence in the text). Repeated triples are kept once.
+def _object(v, where: str) -> tuple[str, dict[str, str]]:
+    """An object's value and its slots: a string, or DuIE 2.0's ``{"@value": v, key: value, ...}``."""
+    if isinstance(v, dict):
+        if "@value" not in v:
+            raise ValueError(f"{where}: an object given as a dict needs an '@value' (keys: {sorted(v)})")
+        slots = {k: _entity(x, f"object[{k!r}]", where) for k, x in v.items() if k != "@value"}
+        return _entity(v["@value"], "object['@value']", where), slots
+    return _entity(v, "object", where), {}
 
-    Returns the sentence and the number of triples dropped because an entity is not in the text as
-    whole tokens. Such a triple raises ``ValueError`` (naming ``where``, the entity and the
-    triple) unless ``skip_missing``; a predicate not in ``predicates`` always raises."""
-    preds = _predicate_index(_check_predicates(predicates))
+
+#: What :func:`parse_record` and :func:`load_jsonl` count (the keys of their ``stats``).
+LOAD_COUNTS: tuple[str, ...] = (
+    "records", "triples_read", "kept", "duplicates", "dropped_missing_entity", "dropped_unknown_predicate",
+    "nary_objects", "slot_triples", "nary_ambiguous", "overlap_sentences", "overlap_search_gave_up",
+    "undecodable_triples", "undecodable_sentences",
+)
+_SEARCH_BUDGET = 20_000  # nodes of the occurrence search before it settles for the fewest overlaps
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _choose_spans(tokens: list[str], entities: list[tuple[str, ...]]
+                  ) -> tuple[dict[tuple[str, ...], tuple[int, int]], str]:
+    """One occurrence per entity (each must occur), such that no two entities overlap.
+
+    Depth-first search over the occurrences, entities with the fewest occurrences first,
+    occurrences left to right; the first overlap-free choice found is returned with status
+    ``"free"``. If there is none (``"overlap"``), or the search gives up after
+    ``_SEARCH_BUDGET`` nodes (``"gave_up"``), each entity in the same order takes the occurrence
+    that overlaps the fewest already chosen (the leftmost among ties)."""
+    occ = {e: list(_iter_spans(tokens, e)) for e in entities}
+    order = sorted(occ, key=lambda e: (len(occ[e]), occ[e][0]))
+    chosen: dict[tuple[str, ...], tuple[int, int]] = {}
+    budget = [_SEARCH_BUDGET]
+
+    def search(k: int) -> bool:
+        if k == len(order):
+            return True
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        for sp in occ[order[k]]:
+            if not any(_overlap(sp, c) for c in chosen.values()):
+                chosen[order[k]] = sp
+                if search(k + 1):
+                    return True
+                del chosen[order[k]]
+        return False
+
+    if search(0):
+        return chosen, "free"
+    status = "gave_up" if budget[0] < 0 else "overlap"
+    chosen = {}
+    for e in order:
+        chosen[e] = min(occ[e], key=lambda sp: (sum(_overlap(sp, c) for c in chosen.values()), sp))
+    return chosen, status
+
+
+def _nearest_end(starts, ends) -> list[tuple[int, int]]:
+    """The nearest-end rule of :func:`decode_spans` on sets of 0/1 label positions."""
+    ends = sorted(set(ends))
+    out = []
+    for i in sorted(set(starts)):
+        j = bisect.bisect_left(ends, i)
+        if j < len(ends):
+            out.append((i, ends[j]))
+    return out
+
+
+def _decoded_rows(rows) -> set[tuple[tuple[int, int], int, tuple[int, int]]]:
+    """What decoding the gold labels of ``rows`` ((subject span, column, object span) each) gives
+    back, without building the dense labels (the oracle :func:`decode_gold`, on spans)."""
+    out = set()
+    for sub in _nearest_end([ss[0] for ss, _, _ in rows], [ss[1] for ss, _, _ in rows]):
+        cols: dict[int, tuple[list[int], list[int]]] = {}
+        for ss, p, os_ in rows:
+            if ss == sub:
+                cols.setdefault(p, ([], []))
+                cols[p][0].append(os_[0])
+                cols[p][1].append(os_[1])
+        for p, (st, en) in cols.items():
+            out.update((sub, p, o) for o in _nearest_end(st, en))
+    return out
+
+
+def _nary_misfolds(objects: list[tuple[str, str, str, frozenset]]) -> int:
+    """How many n-ary objects folding the slot triples back (:func:`to_record`) gets wrong, missed
+    or invented, for the ``(subject, predicate, value, slots)`` objects of one record: within a
+    ``(predicate, value)`` that has slots, every subject gets every combination of slot values."""
+    groups: dict[tuple[str, str], set] = {}
+    for s, p, v, slots in objects:
+        groups.setdefault((p, v), set()).add((s, slots))
+    wrong = 0
+    for objs in groups.values():
+        values: dict[str, set[str]] = {}
+        for _, slots in objs:
+            for k, x in slots:
+                values.setdefault(k, set()).add(x)
+        if not values:
+            continue
+        keys = list(values)
+        folded = {(s, frozenset(zip(keys, combo, strict=True)))
+                  for s in {s for s, _ in objs} for combo in itertools.product(*(values[k] for k in keys))}
+        wrong += len(folded ^ objs)
+    return wrong
+
+
+def _check_stats(stats) -> dict | None:
+    if stats is not None and not isinstance(stats, dict):
+        raise TypeError(f"stats must be a dict (counts are added to it) or None, got {type(stats).__name__}")
+    return stats
+
+
+def parse_record(record: dict, predicates=PREDICATES, *, where: str = "record",
+                 skip_missing: bool = False, stats: dict | None = None) -> tuple[Sentence, int]:
+    """One ``{"text": ..., "spo_list": [{"subject", "predicate", "object"}, ...]}`` record as a
+    tokenized :class:`Sentence` (:func:`tokenize`; the entities are tokenized the same way).
+    Repeated triples are kept once.
+
+    **N-ary objects** (DuIE 2.0): an object ``{"@value": v, "inWork": w}`` of predicate ``配音``
+    with subject ``s`` gives the triple ``(s, 配音, v)`` and, for each other key, a *slot triple*
+    from the object's value to the slot's value under the schema's slot predicate
+    (:meth:`Schema.slot_predicate`, named ``配音_inWork`` by :func:`load_schema`):
+    ``(v, 配音_inWork, w)``. Hanging the slot on the value keeps apart the objects of one subject
+    that differ only in their slots, e.g. box office in two areas; :func:`to_record` folds the
+    slot triples back into n-ary objects. With ``predicates`` a plain list of names the slot
+    predicate is looked up as ``f"{predicate}_{key}"``.
+
+    **Occurrences.** An entity that occurs several times in the text is labelled at one
+    occurrence, chosen so that no two entities of the sentence overlap (:attr:`Sentence.entity_spans`);
+    so ``红楼梦`` is not labelled inside ``红楼梦魇`` when it also stands on its own. Where no
+    such choice exists, the fewest overlaps are kept and the sentence is counted; the gold triples
+    that decoding the labels (:func:`decode_spans`'s nearest-end rule) does not give back are
+    counted too: they stay gold triples, but the labels cannot teach them.
+
+    An entity that is not in the text as whole tokens, or a predicate not in ``predicates``,
+    raises ``ValueError`` (naming ``where``, the entity or predicate and the triple), unless
+    ``skip_missing``: the triple then goes to :attr:`Sentence.dropped` (still a gold triple for
+    :func:`evaluate`, so it counts as a miss). Returns the sentence and the number of triples
+    dropped. With ``stats`` (a dict), adds to it the counts named in ``LOAD_COUNTS``:
+    ``triples_read`` (n-ary objects expanded) = ``kept`` + ``duplicates`` +
+    ``dropped_missing_entity`` + ``dropped_unknown_predicate``; ``nary_objects``,
+    ``slot_triples``; ``nary_ambiguous`` (n-ary objects that folding the slot triples back gets
+    wrong, missed or invented: objects that share predicate and value but not their slots, e.g.
+    two awards of one name on two dates for two works); ``overlap_sentences``
+    (of which ``overlap_search_gave_up``); ``undecodable_triples`` and ``undecodable_sentences``."""
+    pred_names = _check_predicates(predicates)
+    preds = _predicate_index(pred_names)
+    stats = _check_stats(stats)
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     text = record.get("text")
@@ -516,32 +732,73 @@ def parse_record(record: dict, predicates=PREDICATES, *, where: str = "record",
     spo = record.get("spo_list", None)
     if not isinstance(spo, list):
         raise ValueError(f"{where}: 'spo_list' is missing or not a list")
-    triples: list[Triple] = []
-    dropped = 0
+    count = dict.fromkeys(LOAD_COUNTS, 0)
+    count["records"] = 1
+    expanded: list[tuple[str, str, str, str]] = []  # subject, predicate, object, where
+    objects: list[tuple[str, str, str, frozenset]] = []  # subject, predicate, value, slots
     for k, t in enumerate(spo):
         w = f"{where}, spo_list[{k}]"
         if not isinstance(t, dict) or not all(key in t for key in ("subject", "predicate", "object")):
             raise ValueError(f"{w}: expected an object with 'subject', 'predicate' and 'object', got {t!r}")
-        subj, obj = _entity(t["subject"], "subject", w), _entity(t["object"], "object", w)
+        subj = t["subject"]
+        if isinstance(subj, dict) and set(subj) == {"@value"}:
+            subj = subj["@value"]
+        subj = _entity(subj, "subject", w)
+        obj, slots = _object(t["object"], w)
         p = t["predicate"]
-        if not isinstance(p, str) or p not in preds:
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"{w}: predicate must be a non-empty string, got {p!r}")
+        expanded.append((subj, p, obj, w))
+        objects.append((subj, p, obj, frozenset(slots.items())))
+        if slots:
+            count["nary_objects"] += 1
+            count["slot_triples"] += len(slots)
+        for key, value in slots.items():
+            name = predicates.slot_predicate(p, key) if isinstance(predicates, Schema) else None
+            expanded.append((obj, name or f"{p}_{key}", value, f"{w}, object[{key!r}]"))
+    count["nary_ambiguous"] = _nary_misfolds(objects)
+    count["triples_read"] = len(expanded)
+    triples: list[Triple] = []
+    dropped: list[tuple[Triple, str]] = []
+    seen: set[Triple] = set()
+    for subj, p, obj, w in expanded:
+        tri = (tuple(tokenize(subj)), p, tuple(tokenize(obj)))
+        if tri in seen:
+            count["duplicates"] += 1
+            continue
+        seen.add(tri)
+        if p not in preds:
+            if skip_missing:
+                dropped.append((tri, "unknown_predicate"))
+                continue
             raise ValueError(f"{w}: unknown predicate {p!r} (the schema has {len(preds)}: "
                              f"{', '.join(list(preds)[:8])}{', ...' if len(preds) > 8 else ''})")
-        st, ot = tuple(tokenize(subj)), tuple(tokenize(obj))
-        missing = [(name, e) for name, e, toks in (("subject", subj, st), ("object", obj, ot))
-                   if not toks or find_span(tokens, toks) is None]
+        missing = [(name, e) for name, e, toks in (("subject", subj, tri[0]), ("object", obj, tri[2]))
+                   if find_span(tokens, toks) is None]
         if missing:
             if skip_missing:
-                dropped += 1
+                dropped.append((tri, "missing_entity"))
                 continue
             name, e = missing[0]
             raise ValueError(f"{w}: {name} {e!r} is not in the text as whole tokens "
                              f"(text {text[:60]!r}{'...' if len(text) > 60 else ''})")
-        tri = (st, p, ot)
-        if tri not in triples:
-            triples.append(tri)
-    nested = any(_inside(find_span(tokens, a), find_span(tokens, b)) for a, _, b in triples)
-    return Sentence(tokens, triples, nested, text=text, offsets=offs), dropped
+        triples.append(tri)
+    count["kept"] = len(triples)
+    count["dropped_missing_entity"] = sum(r == "missing_entity" for _, r in dropped)
+    count["dropped_unknown_predicate"] = sum(r == "unknown_predicate" for _, r in dropped)
+    ents = list(dict.fromkeys(e for a, _, b in triples for e in (a, b)))
+    spans, status = _choose_spans(tokens, ents) if ents else ({}, "free")
+    count["overlap_sentences"] = status != "free"
+    count["overlap_search_gave_up"] = status == "gave_up"
+    rows = [(spans[a], preds[p], spans[b]) for a, p, b in triples]
+    decoded = {_to_triple(tokens, s, pred_names[p], o) for s, p, o in _decoded_rows(rows)}
+    count["undecodable_triples"] = sum(t not in decoded for t in triples)
+    count["undecodable_sentences"] = count["undecodable_triples"] > 0
+    if stats is not None:
+        for key, v in count.items():
+            stats[key] = stats.get(key, 0) + int(v)
+    nested = any(_inside(a, b) for a, _, b in rows)
+    return Sentence(tokens, triples, nested, text=text, offsets=offs, entity_spans=spans, dropped=dropped), len(dropped)
 
 
 def _inside(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
@@ -552,38 +809,60 @@ def _inside(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
 
 
 def load_jsonl(path: str | Path, predicates=PREDICATES, *, skip_missing: bool = False,
-               return_dropped: bool = False):
-    """Read a JSON-lines corpus (one :func:`parse_record` record per non-blank line).
+               return_dropped: bool = False, return_stats: bool = False):
+    """Read a JSON-lines corpus (one :func:`parse_record` record per non-blank line), UTF-8 with or
+    without a byte-order mark.
 
-    Malformed lines raise ``ValueError`` with the file, the line number and what is wrong; so do
-    unknown predicates and, unless ``skip_missing``, entities that are not in their text. With
-    ``return_dropped`` also returns how many triples ``skip_missing`` dropped."""
+    Malformed lines raise ``ValueError`` with ``file:line:column`` and what is wrong; so do, unless
+    ``skip_missing``, unknown predicates and entities that are not in their text (with
+    ``skip_missing`` these triples are dropped from the labels, kept as gold triples in
+    :attr:`Sentence.dropped` and counted). With ``return_dropped`` also returns how many triples
+    were dropped; with ``return_stats`` also the counts of :func:`parse_record` summed over the
+    file (a dict with the keys ``LOAD_COUNTS``), in that order after the sentences."""
     path = Path(path)
     _check_predicates(predicates)
     out: list[Sentence] = []
-    dropped = 0
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno})") from None
-            sent, d = parse_record(record, predicates, where=f"{path}:{i}", skip_missing=skip_missing)
-            out.append(sent)
-            dropped += d
+    stats = dict.fromkeys(LOAD_COUNTS, 0)
+    for i, record in _json_lines(path):
+        sent, _ = parse_record(record, predicates, where=f"{path}:{i}", skip_missing=skip_missing, stats=stats)
+        out.append(sent)
     if not out:
         raise ValueError(f"{path}: no records (the file is empty)")
-    return (out, dropped) if return_dropped else out
+    dropped = stats["dropped_missing_entity"] + stats["dropped_unknown_predicate"]
+    extra = ([dropped] if return_dropped else []) + ([stats] if return_stats else [])
+    return (out, *extra) if extra else out
 
 
-def to_record(sent: Sentence) -> dict:
-    """A :class:`Sentence` as a JSON-lines record (tokens joined by spaces when it has no text)."""
+def to_record(sent: Sentence, predicates=None) -> dict:
+    """A :class:`Sentence` as a JSON-lines record (tokens joined by spaces when it has no text;
+    each entity cut from the text at the occurrence its labels use). Dropped triples are left out.
+
+    With a :class:`Schema` that has slots (DuIE 2.0), slot triples are folded back into n-ary
+    objects, the inverse of :func:`parse_record`: the triple ``(s, p, v)`` and the slot triples
+    ``(v, p_key, w)`` give ``{"subject": s, "predicate": p, "object": {"@value": v, key: w}}``.
+    If one slot has several values for ``(p, v)``, one object per combination is written; a
+    slot triple whose ``(p, v)`` has no main triple is written as a plain triple."""
     _check_sentence(sent)
+    if predicates is not None:
+        _check_predicates(predicates)
+    slots = {n: (b, k) for n, b, k in predicates.slots} if isinstance(predicates, Schema) else {}
     text = sent.text if sent.text is not None else " ".join(sent.tokens)
-    return {"text": text, "spo_list": [{"subject": sent.span_text(s), "predicate": p, "object": sent.span_text(o)}
-                                       for s, p, o in sent.triples]}
+    cut = sent.span_text
+    main = [t for t in sent.triples if t[1] not in slots]
+    side = [t for t in sent.triples if t[1] in slots]
+    used: set[Triple] = set()
+    spo = []
+    for s, p, o in main:
+        values: dict[str, list[str]] = {}
+        for t in side:
+            if t[0] == o and slots[t[1]][0] == p:
+                values.setdefault(slots[t[1]][1], []).append(cut(t[2]))
+                used.add(t)
+        for combo in itertools.product(*values.values()):
+            obj = {"@value": cut(o), **dict(zip(values, combo, strict=True))} if values else cut(o)
+            spo.append({"subject": cut(s), "predicate": p, "object": obj})
+    spo += [{"subject": cut(s), "predicate": p, "object": cut(o)} for s, p, o in side if (s, p, o) not in used]
+    return {"text": text, "spo_list": spo}
 
 
 # a small Chinese corpus in the DuIE format (generated, so that the real-data path can be tested)
@@ -756,8 +1035,12 @@ class Vocab:
 
     @classmethod
     def from_file(cls, path: str | Path, unk: str = "[UNK]") -> Vocab:
-        """One token per line (line ``i`` is id ``i``), e.g. the ``vocab.txt`` of a BERT checkpoint."""
-        return cls(Path(path).read_text(encoding="utf-8").splitlines(), unk=unk)
+        """One token per line (line ``i`` is id ``i``), e.g. the ``vocab.txt`` of a BERT checkpoint;
+        UTF-8 with or without a byte-order mark, lines split at ``\n`` only."""
+        lines = Path(path).read_text(encoding="utf-8-sig").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return cls([w.removesuffix("\r") for w in lines], unk=unk)
 
 
 def build_vocab(corpora: list[list[Sentence]] | list[Sentence], min_count: int = 1) -> Vocab:
@@ -784,11 +1067,20 @@ def find_span(tokens: list[str], words: tuple[str, ...]) -> tuple[int, int] | No
             raise TypeError(f"{name} must be a list or tuple of str, got {type(seq).__name__}")
     if not words:
         raise ValueError("words must be non-empty")
-    m = len(words)
-    for i in range(len(tokens) - m + 1):
-        if tuple(tokens[i:i + m]) == tuple(words):
-            return (i, i + m - 1)
-    return None
+    return next(_iter_spans(tokens, words), None)
+
+
+def _iter_spans(tokens: list[str], words: tuple[str, ...]):
+    """Inclusive spans of the occurrences of ``words`` (non-empty) in ``tokens``, left to right."""
+    tokens, words = list(tokens), list(words)
+    m, i = len(words), -1
+    while True:
+        try:
+            i = tokens.index(words[0], i + 1)
+        except ValueError:
+            return
+        if tokens[i:i + m] == words:
+            yield (i, i + m - 1)
 
 
 def encode_sentence(tokens: list[str], vocab: Vocab, max_len: int, *, strict: bool = False,
@@ -818,12 +1110,21 @@ def encode_sentence(tokens: list[str], vocab: Vocab, max_len: int, *, strict: bo
 
 
 def _spans(sent: Sentence, predicates=PREDICATES) -> list[tuple[tuple[int, int], int, tuple[int, int]]]:
-    """(subject span, predicate column, object span) of every triple; ``ValueError`` for an entity
-    that is not in the sentence or a predicate that is not in ``predicates``."""
-    index = _predicate_index(_check_predicates(predicates))
+    """(subject span, predicate column, object span) of every triple, each entity at the
+    occurrence of ``sent.entity_spans`` or else its first one; ``ValueError`` for an entity that
+    is not in the sentence (or not at its given span) or a predicate that is not in ``predicates``."""
+    return _span_rows(sent, _predicate_index(_check_predicates(predicates)))
+
+
+def _span_rows(sent: Sentence, index: dict[str, int]) -> list[tuple[tuple[int, int], int, tuple[int, int]]]:
+    """:func:`_spans` with the predicate columns ``index`` already built."""
+    where = sent.entity_spans or {}
+    for e, (a, b) in where.items():
+        if tuple(sent.tokens[a:b + 1]) != e or a < 0:
+            raise ValueError(f"entity_spans puts {e} at {(a, b)}, where the sentence has {tuple(sent.tokens[a:b + 1])}")
     out = []
     for s, p, o in sent.triples:
-        ss, os_ = find_span(sent.tokens, s), find_span(sent.tokens, o)
+        ss, os_ = (where.get(e) or next(_iter_spans(sent.tokens, e), None) if e else None for e in (s, o))
         if ss is None or os_ is None:
             raise ValueError(f"triple {(s, p, o)} is not in the sentence")
         if p not in index:
@@ -1285,7 +1586,8 @@ def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start
 def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
     """Corpus-level exact-match precision, recall and F1 (equation :eq:`spo-f1`):
     :math:`P=|R\\cap G|/|R|`, :math:`R=|R\\cap G|/|G|`, :math:`F_1=2|R\\cap G|/(|R|+|G|)`
-    with counts summed over sentences (0 when a denominator is 0)."""
+    with counts summed over sentences (0 when a denominator is 0); also the counts ``hits``,
+    ``predicted`` and ``gold``, and ``n`` the number of sentences."""
     for name, v in (("pred", pred), ("gold", gold)):
         if not isinstance(v, (list, tuple)):
             raise TypeError(f"{name} must be a list of sets of triples, got {type(v).__name__}")
@@ -1295,7 +1597,8 @@ def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
     n_p = sum(len(set(p)) for p in pred)
     n_g = sum(len(set(g)) for g in gold)
     return {"precision": hit / n_p if n_p else 0.0, "recall": hit / n_g if n_g else 0.0,
-            "f1": 2 * hit / (n_p + n_g) if n_p + n_g else 0.0, "n": len(gold)}
+            "f1": 2 * hit / (n_p + n_g) if n_p + n_g else 0.0, "n": len(gold),
+            "hits": hit, "predicted": n_p, "gold": n_g}
 
 
 def entities(corpus: list[Sentence]) -> set[tuple[str, ...]]:
@@ -1311,9 +1614,13 @@ def evaluate(pred: list[set[Triple]], corpus: list[Sentence], train: list[Senten
     With the training corpus ``train``, also ``"new_entities"``: :func:`prf` restricted to the
     triples (gold and predicted) whose subject and object are both absent from the training
     triples (:func:`entities`), and ``"new_entity"``: those with at least one such entity. These
-    entries count triples in ``"n"`` (the others count sentences)."""
+    entries count triples in ``"n"`` (the others count sentences).
+
+    The gold triples of a sentence are :attr:`Sentence.gold`: its labelled triples and those the
+    loader dropped (an entity not in the text, a predicate not in the schema), which no
+    prediction can match, so they count as misses."""
     _check_corpus(corpus)
-    gold = [set(s.triples) for s in corpus]
+    gold = [s.gold for s in corpus]
     res = {"all": prf(pred, gold)}
     for t in (*TYPES, "nested"):
         keep = [i for i, s in enumerate(corpus) if (s.nested if t == "nested" else s.kind == t)]

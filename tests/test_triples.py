@@ -1,7 +1,9 @@
 """Tests of companion.triples (chapter 8): decoder, oracles, corpus statistics, loss, F1."""
 
+import itertools
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -362,8 +364,8 @@ def test_load_schema_formats_and_errors(tmp_path):
         '{"predicate": "出生地", "subject_type": "人物", "object_type": {"@value": "地点"}}']))
     assert s.predicates == ("作者", "出生地") and s.object_types == ("人物", "地点") and len(s) == 2
     assert tr.load_schema(_write(tmp_path / "l.json", ['["author", "spouse"]'])).predicates == ("author", "spouse")
-    with pytest.raises(ValueError, match=r"s2.json:2: not valid JSON"):
-        tr.load_schema(_write(tmp_path / "s2.json", ['{"predicate": "a"}', '{"predicate": ']))
+    with pytest.raises(ValueError, match=r"s2.json:2:15: not valid JSON"):
+        tr.load_schema(_write(tmp_path / "s2.json", ['{"predicate": "a"}', '{"predicate": ']))  # cut off: column 15
     with pytest.raises(ValueError, match=r"line 1: missing or empty 'predicate'"):
         tr.load_schema(_write(tmp_path / "s3.json", ['{"name": "a"}']))
     with pytest.raises(ValueError, match="listed twice"):
@@ -391,7 +393,7 @@ def test_load_jsonl_chinese_record(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ('{"text": "a b", "spo_list": [', "bad.jsonl:2: not valid JSON"),
+    ('{"text": "a b", "spo_list": [', "bad.jsonl:2:30: not valid JSON"),  # cut off after 29 characters
     ('["a b"]', "bad.jsonl:2: expected a JSON object"),
     ('{"spo_list": []}', "bad.jsonl:2: 'text' is missing"),
     ('{"text": "  ", "spo_list": []}', "bad.jsonl:2: 'text' is empty"),
@@ -580,3 +582,193 @@ def test_seeding_leaves_global_rng_untouched():
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     assert torch.equal(tr.TripleModel(20, d=8, heads=2, seed=g1).subject_head.weight,
                        tr.TripleModel(20, d=8, heads=2, seed=g2).subject_head.weight)
+
+
+# --- real data: no triple lost without a count ----------------------------------------------------
+
+ZH_PREDS = ("作者", "位于", "姓名", "同学")
+
+
+def _jsonl(path, records, bom=False):
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    path.write_text(text, encoding="utf-8-sig" if bom else "utf-8")
+    return path
+
+
+def _rec(text, *spo):
+    return {"text": text, "spo_list": [{"subject": s, "predicate": p, "object": o} for s, p, o in spo]}
+
+
+def test_dropped_dev_triples_count_as_misses(tmp_path):
+    # 6 gold triples; with skip_missing two cannot be labelled: 杨绛 is not in its text, 出版社 is not a predicate
+    records = [_rec("《围城》的作者是钱钟书", ("围城", "作者", "钱钟书"), ("围城", "作者", "杨绛"), ("围城", "出版社", "钱钟书")),
+               _rec("李雷和韩梅是同学", ("李雷", "同学", "韩梅"), ("韩梅", "同学", "李雷")),
+               _rec("《青春》的作者是李雷", ("青春", "作者", "李雷"))]
+    corpus, dropped, stats = tr.load_jsonl(_jsonl(tmp_path / "dev.jsonl", records), ZH_PREDS, skip_missing=True,
+                                           return_dropped=True, return_stats=True)
+    assert dropped == 2 and stats["dropped_missing_entity"] == 1 and stats["dropped_unknown_predicate"] == 1
+    assert [r for _, r in corpus[0].dropped] == ["missing_entity", "unknown_predicate"]
+    # a model that finds every labelled triple and nothing else: recall 4 / 6, not 4 / 4
+    perfect = [set(s.triples) for s in corpus]
+    r = tr.evaluate(perfect, corpus)["all"]
+    assert (r["hits"], r["predicted"], r["gold"]) == (4, 4, 6)
+    assert math.isclose(r["recall"], 4 / 6) and r["precision"] == 1.0 and math.isclose(r["f1"], 2 * 4 / (4 + 6))
+
+
+def test_unknown_predicates_are_skipped_and_counted_with_skip_missing(tmp_path):
+    path = _jsonl(tmp_path / "u.jsonl", [_rec("李雷和韩梅是同学", ("李雷", "同学", "韩梅"), ("李雷", "朋友", "韩梅"),
+                                              ("李雷", "朋友", "韩梅"))])
+    with pytest.raises(ValueError, match="unknown predicate '朋友'"):
+        tr.load_jsonl(path, ZH_PREDS)
+    (s,), stats = tr.load_jsonl(path, ZH_PREDS, skip_missing=True, return_stats=True)
+    assert s.triples == [(("李", "雷"), "同学", ("韩", "梅"))]
+    assert s.dropped == [((("李", "雷"), "朋友", ("韩", "梅")), "unknown_predicate")]
+    assert (stats["triples_read"], stats["kept"], stats["duplicates"], stats["dropped_unknown_predicate"]) == (3, 1, 1, 1)
+
+
+DUIE2_SCHEMA = [
+    {"predicate": "作者", "subject_type": "图书作品", "object_type": {"@value": "人物"}},
+    {"predicate": "配音", "subject_type": "娱乐人物", "object_type": {"@value": "人物", "inWork": "影视作品"}},
+    {"predicate": "获奖", "subject_type": "娱乐人物", "object_type": {"@value": "奖项", "onDate": "Date", "inWork": "作品"}},
+    {"predicate": "位于", "subject_type": "地点", "object_type": {"@value": "地点"}},
+    {"predicate": "姓名", "subject_type": "职位", "object_type": {"@value": "人物"}},
+    {"predicate": "同学", "subject_type": "人物", "object_type": {"@value": "人物"}},
+]
+
+
+def _nary(subject, predicate, value, **slots):
+    return {"subject": subject, "predicate": predicate, "object": {"@value": value, **slots},
+            "subject_type": "人物", "object_type": {"@value": "人物", **dict.fromkeys(slots, "x")}}
+
+
+def _toks(text):
+    return tuple(tr.tokenize(text))
+
+
+def test_nary_objects_keep_their_slots(tmp_path):
+    schema = tr.load_schema(_jsonl(tmp_path / "schema.json", DUIE2_SCHEMA, bom=True))
+    assert schema.predicates == ("作者", "配音", "配音_inWork", "获奖", "获奖_onDate", "获奖_inWork", "位于", "姓名", "同学")
+    assert schema.slots == (("配音_inWork", "配音", "inWork"), ("获奖_onDate", "获奖", "onDate"),
+                            ("获奖_inWork", "获奖", "inWork"))
+    assert schema.subject_types[2] == "人物" and schema.object_types[2] == "影视作品"
+    # two objects that differ only in their slot: both survive, as three triples
+    text = "石班瑜为周星驰在《功夫》和《少林足球》中配音"
+    rec = {"text": text, "spo_list": [_nary("石班瑜", "配音", "周星驰", inWork="功夫"),
+                                      _nary("石班瑜", "配音", "周星驰", inWork="少林足球")]}
+    stats = {}
+    s, dropped = tr.parse_record(rec, schema, stats=stats)
+    assert dropped == 0 and set(s.triples) == {(_toks("石班瑜"), "配音", _toks("周星驰")),
+                                               (_toks("周星驰"), "配音_inWork", _toks("功夫")),
+                                               (_toks("周星驰"), "配音_inWork", _toks("少林足球"))}
+    assert (stats["triples_read"], stats["kept"], stats["duplicates"]) == (4, 3, 1)
+    assert (stats["nary_objects"], stats["slot_triples"], stats["nary_ambiguous"]) == (2, 2, 0)
+    assert tr.decode_gold(s, schema) == set(s.triples)
+
+    def objects(spo):
+        return sorted((t["subject"], t["predicate"], json.dumps(t["object"], ensure_ascii=False, sort_keys=True))
+                      for t in spo)
+
+    assert objects(tr.to_record(s, schema)["spo_list"]) == objects(rec["spo_list"])  # folded back: the same objects
+    # two awards of one name, each with a date and a work: the triples cannot tell which date goes with which work
+    text = "2001年李雷凭《青春》获金马奖，2005年凭《岁月》再获金马奖"
+    rec = {"text": text, "spo_list": [_nary("李雷", "获奖", "金马奖", onDate="2001年", inWork="青春"),
+                                      _nary("李雷", "获奖", "金马奖", onDate="2005年", inWork="岁月")]}
+    stats = {}
+    s, _ = tr.parse_record(rec, schema, stats=stats)
+    assert len(s.triples) == 5 and stats["nary_ambiguous"] == 2  # folding back gives 2 x 2 objects, 2 invented
+    assert len(tr.to_record(s, schema)["spo_list"]) == 4
+    # a schema without the slot predicate: an error, or a counted drop
+    with pytest.raises(ValueError, match="unknown predicate '配音_inWork'"):
+        tr.parse_record({"text": "石班瑜为周星驰在《功夫》中配音", "spo_list": [_nary("石班瑜", "配音", "周星驰", inWork="功夫")]},
+                        ("配音",))
+    stats = {}
+    s, dropped = tr.parse_record({"text": "石班瑜为周星驰在《功夫》中配音",
+                                  "spo_list": [_nary("石班瑜", "配音", "周星驰", inWork="功夫")]},
+                                 ("配音",), skip_missing=True, stats=stats)
+    assert dropped == 1 and len(s.triples) == 1 and stats["dropped_unknown_predicate"] == 1
+
+
+def test_entities_are_labelled_where_they_overlap_no_other():
+    # 红楼梦 first occurs inside 红楼梦魇, then on its own: labelled on its own, every triple decodes
+    stats = {}
+    s, _ = tr.parse_record(_rec("红楼梦魇是张爱玲的作品，红楼梦的作者是曹雪芹", ("红楼梦魇", "作者", "张爱玲"),
+                                ("红楼梦", "作者", "曹雪芹")), ZH_PREDS, stats=stats)
+    assert s.entity_spans[_toks("红楼梦")] == (12, 14) and s.entity_spans[_toks("红楼梦魇")] == (0, 3)
+    assert tr.decode_gold(s, ZH_PREDS) == set(s.triples) and len(s.triples) == 2
+    assert (stats["overlap_sentences"], stats["undecodable_triples"]) == (0, 0)
+    assert s.span_text(_toks("红楼梦")) == "红楼梦" and tr.subject_labels(s, predicates=ZH_PREDS)[12, 0] == 1
+    # crossing subjects 南京市长 [3, 6] and 长江大桥 [6, 9] occur once: starts {3, 6}, ends {6, 9}, so start 6
+    # takes end 6 and (长江大桥, 位于, 南京) cannot be decoded from the labels; both are counted
+    stats = {}
+    s, _ = tr.parse_record(_rec("我们在南京市长江大桥上见到了王强", ("南京市长", "姓名", "王强"),
+                                ("长江大桥", "位于", "南京")), ZH_PREDS, stats=stats)
+    assert (stats["overlap_sentences"], stats["undecodable_triples"], stats["undecodable_sentences"]) == (1, 1, 1)
+    assert set(s.triples) - tr.decode_gold(s, ZH_PREDS) == {(_toks("长江大桥"), "位于", _toks("南京"))}
+
+
+def _brute_force_overlap_free(tokens, ents):
+    occ = [[(i, i + len(e) - 1) for i in range(len(tokens) - len(e) + 1) if tuple(tokens[i:i + len(e)]) == e]
+           for e in ents]
+    return any(all(a[1] < b[0] or b[1] < a[0] for a, b in itertools.combinations(choice, 2))
+               for choice in itertools.product(*occ))
+
+
+def test_occurrence_choice_and_decoding_count_against_brute_force_and_dense_oracle():
+    """Random sentences over 4 letters with random entities: a sentence is counted as overlapping
+    exactly when no choice of occurrences avoids overlaps (brute force), the chosen occurrences
+    overlap nowhere otherwise, and the undecodable count is what decode_gold (dense labels) loses."""
+    rng = random.Random(0)
+    preds = ("p", "q")
+    n_overlap = n_lost = 0
+    for _ in range(400):
+        toks = [rng.choice("abcd") for _ in range(rng.randint(4, 12))]
+        spo = []
+        for _ in range(rng.randint(1, 4)):
+            (a, b), (c, d) = (sorted(rng.sample(range(len(toks)), 2)) for _ in range(2))
+            spo.append((" ".join(toks[a:min(b, a + 2) + 1]), rng.choice(preds), " ".join(toks[c:min(d, c + 2) + 1])))
+        stats = {}
+        s, _ = tr.parse_record(_rec(" ".join(toks), *spo), preds, stats=stats)
+        ents = list(dict.fromkeys(e for x, _, y in s.triples for e in (x, y)))
+        free = _brute_force_overlap_free(toks, ents)
+        assert stats["overlap_sentences"] == (not free)
+        if free:
+            spans = [s.entity_spans[e] for e in ents]
+            assert all(a[1] < b[0] or b[1] < a[0] for a, b in itertools.combinations(spans, 2))
+        lost = len(set(s.triples) - tr.decode_gold(s, preds))
+        assert stats["undecodable_triples"] == lost
+        n_overlap += not free
+        n_lost += lost
+    assert n_overlap > 20 and n_lost > 20  # both cases occur often enough to be tested
+
+
+def test_files_with_a_byte_order_mark_load(tmp_path):
+    recs = [_rec("《青春》的作者是李雷", ("青春", "作者", "李雷"))]
+    plain = tr.load_jsonl(_jsonl(tmp_path / "a.jsonl", recs), ZH_PREDS)
+    bom = tr.load_jsonl(_jsonl(tmp_path / "b.jsonl", recs, bom=True), ZH_PREDS)
+    assert (tmp_path / "b.jsonl").read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert [s.tokens for s in bom] == [s.tokens for s in plain] and [s.triples for s in bom] == [s.triples for s in plain]
+    assert tr.load_schema(_jsonl(tmp_path / "s.json", DUIE2_SCHEMA[:1], bom=True)).predicates == ("作者",)
+    (tmp_path / "v.txt").write_text("[PAD]\n[UNK]\n李\n", encoding="utf-8-sig")
+    assert tr.Vocab.from_file(tmp_path / "v.txt").itos == ["[PAD]", "[UNK]", "李"]
+
+
+def test_malformed_json_reports_its_line_and_column(tmp_path):
+    ok = json.dumps(_rec("李雷和韩梅是同学", ("李雷", "同学", "韩梅")), ensure_ascii=False)
+    cut = ok[:ok.index("[") + 1]  # a line cut off after '"spo_list": [': the error is just past its end
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([ok, "", ok, cut, ok]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"bad.jsonl:4:{len(cut) + 1}: not valid JSON: .*\(line 4, column {len(cut) + 1}\)"):
+        tr.load_jsonl(path, ZH_PREDS)
+    mid = ok.replace('"predicate"', ', "predicate"', 1)  # a doubled comma inside the line
+    path.write_text(ok + "\n" + mid + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"bad.jsonl:2:{mid.index(', ,') + 3}: not valid JSON"):
+        tr.load_jsonl(path, ZH_PREDS)
+    # a schema list after blank lines: its own line numbers, not those of the stripped text
+    lines = ["", "", '["作者",', ' "位于" "姓名"]']
+    (tmp_path / "s.json").write_text("\n".join(lines), encoding="utf-8")
+    col = lines[3].index('"姓名') + 1
+    with pytest.raises(ValueError, match=rf"s.json:4:{col}: not valid JSON"):
+        tr.load_schema(tmp_path / "s.json")
+    (tmp_path / "v.jsonl").write_bytes(ok.encode() + b"\n" + b'{"text": "\xff"}\n')
+    with pytest.raises(ValueError, match="v.jsonl:2:11: not UTF-8"):
+        tr.load_jsonl(tmp_path / "v.jsonl", ZH_PREDS)
