@@ -17,8 +17,12 @@ Public surface:
 * real data: :func:`tokenize` (one token per CJK character, one per word otherwise),
   :class:`Schema`, :func:`load_schema`, :func:`parse_record`, :func:`load_jsonl` (the JSON-lines
   format of DuIE / LIC2019), :func:`generate_records` and :func:`write_dataset` (a small generated
-  corpus in that exact format, with Chinese sentences), :func:`run_files` and the command line
-  ``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json``;
+  corpus in that exact format, with Chinese sentences), :func:`to_record` (the inverse, n-ary
+  objects folded back), :func:`run_files` (which counts every triple it cannot label or reach),
+  :func:`window_starts` and :func:`window_coverage` (long text read in windows),
+  :func:`load_extractor` and :func:`predict_texts` (a saved model on new text), and the command
+  line ``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json``
+  (and ``predict --model DIR --input FILE.jsonl``);
 * tokens: :class:`Vocab`, :func:`build_vocab` (training split only; unknown tokens map to
   ``[UNK]``), :func:`encode_sentence`, :func:`find_span`;
 * labels and their oracles: :func:`subject_labels`, :func:`object_labels`,
@@ -45,7 +49,10 @@ import itertools
 import json
 import random
 import re
+import sys
 import time
+import warnings
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +80,11 @@ __all__ = [
     "write_dataset",
     "run_files",
     "LOAD_COUNTS",
+    "MAX_LEN",
+    "window_starts",
+    "window_coverage",
+    "load_extractor",
+    "predict_texts",
     "main",
     "Vocab",
     "build_vocab",
@@ -1436,59 +1448,122 @@ def pn_bce(logits: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class TripleData:
-    """A corpus encoded for training: padded ids, masks, subject labels and, per sentence, the gold
-    starts/ends and the object labels of each gold subject.
+    """A corpus encoded for training, stored sparsely: the token ids of every sentence and the
+    (subject span, predicate column, object span) of every gold triple. The dense labels of a batch
+    are built when it is drawn, padded to the longest sentence *of the batch*: memory is
+    O(tokens + triples) for the corpus and O(batch × length × P) for a batch, whatever the
+    longest sentence of the corpus (:attr:`nbytes` is what it stores).
 
     Calling it as ``data(batch_size, generator)`` draws a batch and one subject per sentence
     (a random gold start, then a random gold end at or after it — not always a gold subject, which
     gives free negative samples), the sampler :func:`companion.train.fit` expects. A sentence with
     no triple contributes the one-token span at position 0 with all-zero object labels.
     ``predicates`` is the schema (object-head columns), by default the template corpus's.
+
+    ``max_len`` is the model's position table. A longer sentence raises ``ValueError``, unless
+    ``truncate``: it is then cut to its first ``max_len`` tokens, its triples with a token past the
+    cut leave the labels, and a warning says what that cost. :attr:`stats` counts ``sentences``,
+    ``triples`` (labelled), ``truncated_sentences`` and ``truncated_triples``.
     """
 
-    def __init__(self, corpus: list[Sentence], vocab: Vocab, max_len: int = 64, predicates=PREDICATES):
+    def __init__(self, corpus: list[Sentence], vocab: Vocab, max_len: int = 64, predicates=PREDICATES, *,
+                 truncate: bool = False):
         _check_corpus(corpus)
         _check_vocab(vocab)
         max_len = check_int("max_len", max_len, minimum=1)
+        if not isinstance(truncate, bool):
+            raise TypeError(f"truncate must be a bool, got {type(truncate).__name__}")
         self.predicates = _check_predicates(predicates)
         self.corpus, self.vocab, self.max_len = corpus, vocab, max_len
-        T = max(len(s.tokens) for s in corpus)
-        if T > max_len:
-            raise ValueError(f"corpus has a sentence of {T} tokens, more than max_len={max_len}")
-        n = len(corpus)
-        self.T = T
-        self.ids = torch.zeros(n, T, dtype=torch.long)
-        self.mask = torch.zeros(n, T, dtype=torch.bool)
-        self.ys = torch.zeros(n, T, 2)
-        self.starts: list[list[int]] = []
-        self.ends: list[list[int]] = []
-        self.yo: list[dict[tuple[int, int], torch.Tensor]] = []
+        ids, offsets, rows, row_offsets = array("i"), array("q", [0]), array("i"), array("q", [0])
+        self.stats = {"sentences": len(corpus), "triples": 0, "truncated_sentences": 0, "truncated_triples": 0}
+        index, stoi, unk = _predicate_index(self.predicates), vocab.stoi, vocab.unk_id
         for i, s in enumerate(corpus):
-            L = len(s.tokens)
-            self.ids[i, :L] = encode_sentence(s.tokens, vocab, max_len)
-            self.mask[i, :L] = True
-            self.ys[i] = subject_labels(s, T, self.predicates)
-            subs = sorted({ss for ss, _, _ in _spans(s, self.predicates)})
-            self.starts.append(sorted({a for a, _ in subs}) or [0])
-            self.ends.append(sorted({b for _, b in subs}) or [0])
-            self.yo.append({ss: object_labels(s, ss, T, self.predicates) for ss in subs})
-        self.zero = torch.zeros(T, len(self.predicates), 2)
+            if not s.tokens:
+                raise ValueError(f"sentence {i} of the corpus is empty")
+            if len(s.tokens) > max_len:
+                if not truncate:
+                    raise ValueError(f"corpus sentence {i} has {len(s.tokens)} tokens, more than max_len={max_len} "
+                                     "(pass truncate=True to cut it)")
+                self.stats["truncated_sentences"] += 1
+            ids.extend([stoi.get(w, unk) for w in s.tokens[:max_len]])
+            offsets.append(len(ids))
+            spans = sorted(set(_span_rows(s, index)))
+            kept = [(ss, p, os_) for ss, p, os_ in spans if max(ss[1], os_[1]) < max_len]
+            self.stats["truncated_triples"] += len(spans) - len(kept)
+            for (a, b), p, (c, d) in kept:
+                rows.extend((a, b, p, c, d))
+            row_offsets.append(len(rows) // 5)
+        self.stats["triples"] = len(rows) // 5
+        self._ids = torch.frombuffer(ids, dtype=torch.int32)
+        self._offsets = torch.frombuffer(offsets, dtype=torch.int64)
+        self._rows = torch.frombuffer(rows, dtype=torch.int32).view(-1, 5) if rows else torch.zeros(0, 5, dtype=torch.int32)
+        self._row_offsets = torch.frombuffer(row_offsets, dtype=torch.int64)
+        self._buffers = (ids, offsets, rows, row_offsets)  # the memory the tensors above share
+        if self.stats["truncated_sentences"]:
+            warnings.warn(f"{self.stats['truncated_sentences']} training sentences are longer than max_len={max_len} and "
+                          f"were truncated; {self.stats['truncated_triples']} of their triples lie past the cut and are "
+                          "not in the labels", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.corpus)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored encoding (token ids, label spans and their offsets)."""
+        return sum(t.numel() * t.element_size() for t in (self._ids, self._offsets, self._rows, self._row_offsets))
+
+    def subject_sets(self, i: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        """Gold subject starts, ends (``[0]`` each for a sentence without triples) and gold subject
+        spans of sentence ``i``: what the sampler draws from."""
+        i = check_int("i", i, minimum=0)
+        if i >= len(self):
+            raise ValueError(f"i must be < {len(self)}, got {i}")
+        subs = sorted({(a, b) for a, b, *_ in self._rows[self._row_offsets[i]:self._row_offsets[i + 1]].tolist()})
+        return sorted({a for a, _ in subs}) or [0], sorted({b for _, b in subs}) or [0], subs
+
+    def batch(self, indices: list[int], start: list[int], end: list[int]) -> dict[str, torch.Tensor]:
+        """Sentences ``indices`` with one subject span ``(start[k], end[k])`` each, as padded tensors:
+        ``ids``, ``mask`` (B, T), subject labels ``ys`` (B, T, 2), object labels ``yo`` (B, T, P, 2)
+        (all zero for a subject that is not gold), ``start``, ``end`` and ``index`` (B,), with T the
+        longest of these sentences."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        st, en = torch.as_tensor(start, dtype=torch.long), torch.as_tensor(end, dtype=torch.long)
+        if idx.ndim != 1 or idx.numel() == 0 or st.shape != idx.shape or en.shape != idx.shape:
+            raise ValueError("indices, start and end must be non-empty lists of the same length")
+        if idx.min() < 0 or idx.max() >= len(self):
+            raise ValueError(f"indices must lie in [0, {len(self)})")
+        lengths = self._offsets[idx + 1] - self._offsets[idx]
+        if (st < 0).any() or (en < st).any() or (en >= lengths).any():
+            raise ValueError("subject spans must satisfy 0 <= start <= end < the sentence's length")
+        B, T, P = len(idx), int(lengths.max()), len(self.predicates)
+        ids = torch.zeros(B, T, dtype=torch.long)
+        for k, i in enumerate(idx.tolist()):
+            ids[k, : lengths[k]] = self._ids[self._offsets[i]:self._offsets[i + 1]]
+        mask = torch.arange(T) < lengths[:, None]
+        counts = self._row_offsets[idx + 1] - self._row_offsets[idx]
+        rows = torch.cat([self._rows[self._row_offsets[i]:self._row_offsets[i + 1]] for i in idx.tolist()]).long()
+        k = torch.repeat_interleave(torch.arange(B), counts)
+        ys = torch.zeros(B, T, 2)
+        ys[k, rows[:, 0], 0] = 1.0
+        ys[k, rows[:, 1], 1] = 1.0
+        hit = (rows[:, 0] == st[k]) & (rows[:, 1] == en[k])
+        yo = torch.zeros(B, T, P, 2)
+        yo[k[hit], rows[hit, 3], rows[hit, 2], 0] = 1.0
+        yo[k[hit], rows[hit, 4], rows[hit, 2], 1] = 1.0
+        return {"ids": ids, "mask": mask, "ys": ys, "start": st, "end": en, "yo": yo, "index": idx}
+
     def __call__(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, len(self), (batch_size,), generator=generator).tolist()
-        st, en, yo = [], [], []
+        st, en = [], []
         for i in idx:
-            a = self.starts[i][int(torch.randint(0, len(self.starts[i]), (1,), generator=generator))]
-            ends = [b for b in self.ends[i] if b >= a]
+            starts, ends, _ = self.subject_sets(i)
+            a = starts[int(torch.randint(0, len(starts), (1,), generator=generator))]
+            ends = [b for b in ends if b >= a]
             b = ends[int(torch.randint(0, len(ends), (1,), generator=generator))]
             st.append(a)
             en.append(b)
-            yo.append(self.yo[i].get((a, b), self.zero))
-        return {"ids": self.ids[idx], "mask": self.mask[idx], "ys": self.ys[idx],
-                "start": torch.tensor(st), "end": torch.tensor(en), "yo": torch.stack(yo)}
+        return self.batch(idx, st, en)
 
 
 def triple_loss(model: TripleModel, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
@@ -1532,13 +1607,58 @@ def train_extractor(data: TripleData, *, seed: int | torch.Generator = 0, steps:
                    ema_decay=ema_decay, grad_clip=None, cosine=cosine, progress=progress, desc="triples")
 
 
+def window_starts(length: int, max_len: int, stride: int) -> list[int]:
+    """First token of each window of ``max_len`` tokens that reads a sentence of ``length``
+    tokens: ``0, stride, 2 stride, ...``, the last window ending at the sentence's end (one window
+    ``[0]`` when the sentence fits). Every stretch of at most ``max_len - stride + 1`` tokens
+    lies inside a window."""
+    length = check_int("length", length, minimum=1)
+    max_len = check_int("max_len", max_len, minimum=1)
+    stride = check_int("stride", stride, minimum=1)
+    if stride > max_len:
+        raise ValueError(f"stride ({stride}) must be <= max_len ({max_len}), or text between windows is never read")
+    if length <= max_len:
+        return [0]
+    starts = list(range(0, length - max_len + 1, stride))
+    if starts[-1] + max_len < length:
+        starts.append(length - max_len)
+    return starts
+
+
+def window_coverage(corpus: list[Sentence], max_len: int, stride: int) -> dict[str, int]:
+    """How much of ``corpus`` windows of ``max_len`` tokens every ``stride`` tokens
+    (:func:`window_starts`, as :func:`extract` reads long sentences) can reach: ``sentences``,
+    ``windowed_sentences`` (longer than ``max_len``), ``triples`` (labelled) and
+    ``triples_outside_windows``, those whose subject and object (at the occurrences the labels
+    use) lie in no single window, which a model can only find through another occurrence."""
+    _check_corpus(corpus)
+    out = {"sentences": len(corpus), "windowed_sentences": 0, "triples": 0, "triples_outside_windows": 0}
+    for s in corpus:
+        starts = window_starts(len(s.tokens), max_len, stride)
+        out["windowed_sentences"] += len(starts) > 1
+        where = s.entity_spans or {}
+        for tri in s.triples:
+            ss, os_ = (where.get(e) or find_span(s.tokens, e) for e in (tri[0], tri[2]))
+            if ss is None or os_ is None:
+                raise ValueError(f"triple {tri} is not in its sentence")
+            lo, hi = min(ss[0], os_[0]), max(ss[1], os_[1])
+            out["triples"] += 1
+            out["triples_outside_windows"] += not any(w <= lo and hi < w + max_len for w in starts)
+    return out
+
+
 @torch.no_grad()
 def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start: float = 0.6,
-            t_end: float = 0.5, batch_size: int = 256, predicates=PREDICATES) -> list[set[Triple]]:
+            t_end: float = 0.5, batch_size: int = 256, predicates=PREDICATES, stride: int | None = None
+            ) -> list[set[Triple]]:
     """Predicted triple sets of every sentence (equation :eq:`spo-decode`): subjects first, then one
-    batched object pass per subject. Unknown tokens map to ``[UNK]``; sentences longer than the
-    model's position table raise ``ValueError``. ``predicates`` names the object head's columns
-    (the schema the model was trained with)."""
+    batched object pass per subject. Unknown tokens map to ``[UNK]``. ``predicates`` names the
+    object head's columns (the schema the model was trained with).
+
+    A sentence longer than the model's position table ``model.max_len`` raises ``ValueError``
+    unless ``stride`` is given: it is then read in windows of ``max_len`` tokens starting every
+    ``stride`` tokens (:func:`window_starts`), and its triples are the union of the windows'
+    (a triple is found only where its subject and object share a window: :func:`window_coverage`)."""
     needed = ("encode", "subject_logits", "object_logits", "n_subject", "n_object", "n_predicates", "max_len")
     if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
         raise TypeError(f"model must be a TripleModel (or a module with its interface), got {type(model).__name__}")
@@ -1550,36 +1670,47 @@ def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start
     predicates = _check_predicates(predicates)
     if len(predicates) != model.n_predicates:
         raise ValueError(f"the model has {model.n_predicates} predicate columns, predicates lists {len(predicates)}")
+    if stride is not None:
+        stride = check_int("stride", stride, minimum=1)
+        if stride > model.max_len:
+            raise ValueError(f"stride ({stride}) must be <= the model's max_len ({model.max_len})")
+    pieces: list[tuple[int, list[str]]] = []  # (sentence, tokens of one window)
+    for n, s in enumerate(corpus):
+        if len(s.tokens) > model.max_len and stride is None:
+            raise ValueError(f"sentence {n} has {len(s.tokens)} tokens, more than the model's max_len={model.max_len} "
+                             "positions (pass stride= to read it in windows)")
+        if not s.tokens:
+            raise ValueError(f"sentence {n} is empty")
+        for w in window_starts(len(s.tokens), model.max_len, stride or model.max_len):
+            pieces.append((n, s.tokens[w:w + model.max_len]))
     model.eval()
-    out: list[set[Triple]] = []
-    for b0 in range(0, len(corpus), batch_size):
-        chunk = corpus[b0:b0 + batch_size]
-        T = max(len(s.tokens) for s in chunk)
+    out: list[set[Triple]] = [set() for _ in corpus]
+    for b0 in range(0, len(pieces), batch_size):
+        chunk = [toks for _, toks in pieces[b0:b0 + batch_size]]
+        T = max(len(toks) for toks in chunk)
         ids = torch.zeros(len(chunk), T, dtype=torch.long)
         mask = torch.zeros(len(chunk), T, dtype=torch.bool)
-        for i, s in enumerate(chunk):
-            ids[i, : len(s.tokens)] = encode_sentence(s.tokens, vocab, model.max_len)
-            mask[i, : len(s.tokens)] = True
+        for i, toks in enumerate(chunk):
+            ids[i, : len(toks)] = encode_sentence(toks, vocab, model.max_len)
+            mask[i, : len(toks)] = True
         h = model.encode(ids, mask)
         ps = torch.sigmoid(model.subject_logits(h)) ** model.n_subject
         rows, subs = [], []
-        for i, s in enumerate(chunk):
-            L = len(s.tokens)
+        for i, toks in enumerate(chunk):
+            L = len(toks)
             for sp in decode_spans(ps[i, :L, 0], ps[i, :L, 1], t_start, t_end):
                 rows.append(i)
                 subs.append(sp)
-        preds: list[set[Triple]] = [set() for _ in chunk]
         if rows:
             r = torch.tensor(rows)
             st = torch.tensor([a for a, _ in subs])
             en = torch.tensor([b for _, b in subs])
             po = torch.sigmoid(model.object_logits(h[r], st, en)) ** model.n_object
             for k, (i, sp) in enumerate(zip(rows, subs, strict=True)):
-                L = len(chunk[i].tokens)
+                toks, L = chunk[i], len(chunk[i])
                 for p in range(model.n_predicates):
                     for o in decode_spans(po[k, :L, p, 0], po[k, :L, p, 1], t_start, t_end):
-                        preds[i].add(_to_triple(chunk[i].tokens, sp, predicates[p], o))
-        out += preds
+                        out[pieces[b0 + i][0]].add(_to_triple(toks, sp, predicates[p], o))
     return out
 
 
@@ -1640,63 +1771,187 @@ def evaluate(pred: list[set[Triple]], corpus: list[Sentence], train: list[Senten
 # one command: train and evaluate on the user's files
 
 
+#: :func:`run_files`' default cap of the position table, in tokens.
+MAX_LEN = 512
+
+
+def _save_extractor(path: Path, model: TripleModel, vocab: Vocab, schema: Schema, options: dict, stride: int) -> None:
+    torch.save({"format": 2, "state_dict": model.state_dict(), "options": options, "vocab": vocab.itos,
+                "unk": vocab.unk, "predicates": list(schema.predicates),
+                "schema": {"subject_types": list(schema.subject_types), "object_types": list(schema.object_types),
+                           "slots": [list(t) for t in schema.slots]},
+                "stride": stride, "external_encoder": bool(model.external)}, path)
+
+
+def load_extractor(path: str | Path) -> tuple[TripleModel, Vocab, Schema, int]:
+    """A model saved by :func:`run_files` (``model.pt`` in the directory ``path``, or the file
+    itself): the :class:`TripleModel` with its weights, in eval mode (its ``max_len`` is the
+    position table it was trained with), its vocabulary, its :class:`Schema` (with the slot
+    predicates of n-ary objects) and the window stride its dev set was read with.
+
+    A model trained with an external ``encoder`` cannot be rebuilt from the file: that raises
+    ``ValueError`` (build the model yourself and load ``torch.load(path)["state_dict"]``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no saved model (run_files or `triples_cli train --out DIR` writes DIR/model.pt)")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or not {"state_dict", "options", "vocab", "predicates"} <= set(ck):
+        raise ValueError(f"{path}: not a model saved by run_files (expected the keys state_dict, options, vocab, predicates)")
+    if ck.get("external_encoder"):
+        raise ValueError(f"{path}: the model was trained with an external encoder, which the file cannot rebuild; build "
+                         "TripleModel(..., encoder=...) yourself and load the file's 'state_dict'")
+    vocab = Vocab(list(ck["vocab"]), unk=ck.get("unk", "[UNK]"))
+    sch = ck.get("schema", {})
+    schema = Schema(tuple(ck["predicates"]), tuple(sch.get("subject_types", ())), tuple(sch.get("object_types", ())),
+                    tuple(tuple(t) for t in sch.get("slots", ())))
+    model = TripleModel(len(vocab), len(schema), **ck["options"])
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    return model, vocab, schema, int(ck.get("stride") or max(1, model.max_len // 2))
+
+
+def predict_texts(model: TripleModel, vocab: Vocab, schema: Schema, texts: list[str], *, stride: int | None = None,
+                  t_start: float = 0.6, t_end: float = 0.5, batch_size: int = 256) -> list[dict]:
+    """The triples of new ``texts`` as JSON-lines records ``{"text", "spo_list"}``, one per text, in
+    the input format (:func:`to_record`: entities cut from the text, slot triples folded back into
+    n-ary objects). Each text is tokenized (:func:`tokenize`) and read by :func:`extract`; a text
+    longer than ``model.max_len`` tokens is read in windows every ``stride`` tokens (default
+    ``max_len // 2``). A text without tokens gets an empty ``spo_list``."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be a list of str")
+    if not isinstance(schema, Schema):
+        raise TypeError(f"schema must be a Schema, got {type(schema).__name__}")
+    stride = max(1, model.max_len // 2) if stride is None else stride
+    sents = []
+    for t in texts:
+        toks, offs = tokenize(t, offsets=True)
+        sents.append(Sentence(toks, text=t, offsets=offs))
+    full = [s for s in sents if s.tokens]
+    preds = iter(extract(model, full, vocab, t_start=t_start, t_end=t_end, batch_size=batch_size, predicates=schema,
+                         stride=stride) if full else [])
+    return [to_record(Sentence(s.tokens, sorted(next(preds)) if s.tokens else [], text=s.text, offsets=s.offsets), schema)
+            for s in sents]
+
+
 def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: str | Path | None = None,
               steps: int = 2000, batch_size: int = 32, lr: float = 3e-3, ema_decay: float | None = 0.999,
               seed: int = 0, skip_missing: bool = False, min_count: int = 1, max_len: int | None = None,
-              progress: bool = False, encoder: nn.Module | None = None, vocab: Vocab | None = None,
-              **model_kw) -> dict:
+              stride: int | None = None, progress: bool = False, encoder: nn.Module | None = None,
+              vocab: Vocab | None = None, **model_kw) -> dict:
     """Train the chapter's extractor on a JSON-lines training file and score it on a dev file.
 
     The predicates come from the ``schema`` file (:func:`load_schema`), the vocabulary from the
     training file only (:func:`build_vocab`; dev tokens it lacks map to ``[UNK]``), or is
-    ``vocab`` (e.g. ``Vocab.from_file`` of a BERT ``vocab.txt``, with ``encoder=``). The position
-    table covers the longest sentence of both files unless ``max_len`` is given. The model is
+    ``vocab`` (e.g. ``Vocab.from_file`` of a BERT ``vocab.txt``, with ``encoder=``). The model is
     :func:`train_extractor` with the given options; dev triples are scored with :func:`evaluate`
     (with the training set, so ``"new_entities"`` is included) for the final weights
     (``"model"``) and for their moving average (``"ema"``, when ``ema_decay`` is set).
 
-    With ``out``, writes ``scores.json``, ``dev_predictions.jsonl`` (the dev texts with the triples
-    of the averaged model, cut from the original strings) and ``model.pt`` (weights, options,
-    vocabulary and predicates). Returns a dict with ``scores``, ``seconds``, corpus sizes and,
-    under ``"run"``, the :class:`companion.train.FitResult`."""
+    **Length.** ``max_len`` is the model's position table: by default the longest training
+    sentence, at most ``MAX_LEN`` (512) tokens. Longer training sentences are truncated
+    (:class:`TripleData` with ``truncate=True``: a warning, and the triples past the cut are
+    counted). Longer dev sentences are read in windows of ``max_len`` tokens every ``stride``
+    tokens (default ``max_len // 2``, :func:`extract`); the dev triples that lie in no window
+    (:func:`window_coverage`) are counted, with a warning, and stay gold triples.
+
+    **Accounting.** No triple is lost without a count. ``result["accounting"]`` holds, for
+    ``"train"`` and ``"dev"``, the loader's counts (:func:`load_jsonl`: triples read, labelled,
+    repeated, dropped by ``skip_missing`` for a missing entity or an unknown predicate, n-ary
+    objects, sentences whose entities must overlap, gold triples the labels cannot decode), the
+    truncation counts (train), the window counts and ``gold_triples`` (dev: labelled + dropped,
+    the recall denominator: dropped dev triples count as misses in every score).
+
+    With ``out``, writes ``scores.json`` (the result without the run), ``dev_predictions.jsonl``
+    (:func:`predict_texts` of the averaged model on the dev texts) and ``model.pt`` (weights,
+    options, vocabulary, schema and stride, read back by :func:`load_extractor`). Returns a dict
+    with ``scores``, ``accounting``, ``seconds``, corpus sizes and, under ``"run"``, the
+    :class:`companion.train.FitResult`."""
     sch = load_schema(schema)
-    train_c, drop_tr = load_jsonl(train, sch, skip_missing=skip_missing, return_dropped=True)
-    dev_c, drop_dev = load_jsonl(dev, sch, skip_missing=skip_missing, return_dropped=True)
+    train_c, drop_tr, load_tr = load_jsonl(train, sch, skip_missing=skip_missing, return_dropped=True, return_stats=True)
+    dev_c, drop_dev, load_dev = load_jsonl(dev, sch, skip_missing=skip_missing, return_dropped=True, return_stats=True)
     if vocab is None:
         vocab = build_vocab(train_c, min_count=min_count)
     _check_vocab(vocab)
-    longest = max(len(s.tokens) for s in (*train_c, *dev_c))
-    max_len = longest if max_len is None else check_int("max_len", max_len, minimum=1)
-    data = TripleData(train_c, vocab, max_len=max_len, predicates=sch)
+    longest = max(len(s.tokens) for s in train_c)
+    max_len = min(longest, MAX_LEN) if max_len is None else check_int("max_len", max_len, minimum=1)
+    stride = max(1, max_len // 2) if stride is None else check_int("stride", stride, minimum=1)
+    if stride > max_len:
+        raise ValueError(f"stride ({stride}) must be <= max_len ({max_len})")
+    data = TripleData(train_c, vocab, max_len=max_len, predicates=sch, truncate=True)
+    cover = window_coverage(dev_c, max_len, stride)
+    if cover["triples_outside_windows"]:
+        warnings.warn(f"{cover['windowed_sentences']} dev sentences are longer than max_len={max_len} and are read in "
+                      f"windows; {cover['triples_outside_windows']} of their triples lie in no window of {max_len} tokens "
+                      "(they stay gold triples and count as misses unless found elsewhere)", stacklevel=2)
     t0 = time.perf_counter()
     run = train_extractor(data, seed=seed, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                           progress=progress, encoder=encoder, **model_kw)
     seconds = time.perf_counter() - t0
     models = {"model": run.model} if ema_decay is None else {"model": run.model, "ema": run.ema}
-    preds = {k: extract(m, dev_c, vocab, predicates=sch) for k, m in models.items()}
+    preds = {k: extract(m, dev_c, vocab, predicates=sch, stride=stride) for k, m in models.items()}
     scores = {k: evaluate(p, dev_c, train=train_c) for k, p in preds.items()}
     unk = sum(vocab.stoi.get(w) is None for s in dev_c for w in s.tokens) / sum(len(s.tokens) for s in dev_c)
+    accounting = {
+        "train": dict(load_tr, truncated_sentences=data.stats["truncated_sentences"],
+                      truncated_triples=data.stats["truncated_triples"]),
+        "dev": dict(load_dev, windowed_sentences=cover["windowed_sentences"],
+                    triples_outside_windows=cover["triples_outside_windows"],
+                    gold_triples=sum(len(s.gold) for s in dev_c)),
+    }
     result = {"scores": scores, "seconds": seconds, "n_train": len(train_c), "n_dev": len(dev_c),
               "predicates": len(sch), "vocab": len(vocab), "dev_unk_rate": unk, "max_len": max_len,
-              "dropped_triples": {"train": drop_tr, "dev": drop_dev}, "run": run}
+              "longest_train": longest, "stride": stride, "dropped_triples": {"train": drop_tr, "dev": drop_dev},
+              "accounting": accounting, "run": run}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "scores.json").write_text(json.dumps({k: v for k, v in result.items() if k != "run"}, indent=1,
                                                     ensure_ascii=False), encoding="utf-8")
-        best = preds["ema" if "ema" in preds else "model"]
-        _write_jsonl([{"text": s.text, "spo_list": [{"subject": s.span_text(a), "predicate": p, "object": s.span_text(b)}
-                                                    for a, p, b in sorted(pr)]} for s, pr in zip(dev_c, best, strict=True)],
+        best = models["ema" if "ema" in models else "model"]
+        _write_jsonl(predict_texts(best, vocab, sch, [s.text for s in dev_c], stride=stride),
                      out / "dev_predictions.jsonl")
-        torch.save({"state_dict": models["ema" if "ema" in models else "model"].state_dict(),
-                    "options": dict(model_kw, max_len=max_len), "vocab": vocab.itos, "unk": vocab.unk,
-                    "predicates": list(sch.predicates)}, out / "model.pt")
+        _save_extractor(out / "model.pt", best, vocab, sch, dict(model_kw, max_len=max_len), stride)
     return result
+
+
+_ACCOUNTING_ROWS = [
+    ("records", "records"),
+    ("triples read (n-ary objects expanded)", "triples_read"),
+    ("  labelled", "kept"),
+    ("  repeated in their record (kept once)", "duplicates"),
+    ("  dropped: entity not in the text", "dropped_missing_entity"),
+    ("  dropped: predicate not in the schema", "dropped_unknown_predicate"),
+    ("n-ary objects", "nary_objects"),
+    ("  their slot triples", "slot_triples"),
+    ("  that folding slots back gets wrong", "nary_ambiguous"),
+    ("sentences whose entities must overlap", "overlap_sentences"),
+    ("gold triples the labels cannot decode", "undecodable_triples"),
+    ("sentences truncated to max_len", "truncated_sentences"),
+    ("  triples past the cut (not labelled)", "truncated_triples"),
+    ("sentences read in windows", "windowed_sentences"),
+    ("  triples in no window", "triples_outside_windows"),
+    ("gold triples scored (labelled + dropped)", "gold_triples"),
+]
+
+
+def _accounting_table(acc: dict[str, dict[str, int]]) -> str:
+    """The accounting of :func:`run_files` as a text table (``-`` where a count does not apply)."""
+    lines = [f"{'':44s}{'train':>8s}{'dev':>8s}"]
+    for label, key in _ACCOUNTING_ROWS:
+        cells = [str(acc[split][key]) if key in acc[split] else "-" for split in ("train", "dev")]
+        lines.append(f"{label:44s}{cells[0]:>8s}{cells[1]:>8s}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]``
-    trains and scores the extractor (:func:`run_files`) and prints precision, recall and F1;
+    trains and scores the extractor (:func:`run_files`) and prints the accounting of every triple
+    and precision, recall and F1; ``python -m companion.triples_cli predict --model DIR
+    [--input FILE.jsonl] [--output FILE.jsonl]`` loads a saved model (:func:`load_extractor`) and
+    writes the triples of new text as JSON lines (:func:`predict_texts`; the input is JSON lines
+    with a ``"text"`` field, or plain text on standard input, one text per line);
     ``python -m companion.triples_cli demo DIR`` writes the generated Chinese corpus
     (:func:`write_dataset`) to ``DIR`` to try it on."""
     ap = argparse.ArgumentParser(prog="python -m companion.triples_cli",
@@ -1714,11 +1969,21 @@ def main(argv: list[str] | None = None) -> dict:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--d", type=int, default=64, help="model width")
     tr.add_argument("--layers", type=int, default=2)
-    tr.add_argument("--max-len", type=int, default=None, help="position table (default: longest sentence)")
+    tr.add_argument("--max-len", type=int, default=None,
+                    help=f"position table in tokens (default: the longest training sentence, at most {MAX_LEN}); "
+                         "longer training sentences are truncated, longer dev sentences read in windows (counted)")
+    tr.add_argument("--stride", type=int, default=None, help="step between dev windows (default: max_len // 2)")
     tr.add_argument("--min-count", type=int, default=1, help="keep training tokens seen at least this often")
     tr.add_argument("--skip-missing", action="store_true",
-                    help="drop triples whose entity is not in the text (default: stop with an error)")
+                    help="drop (and count) triples whose entity is not in the text or whose predicate is not in the "
+                         "schema; dropped dev triples count as misses (default: stop with an error)")
     tr.add_argument("--progress", action="store_true")
+    pr = sub.add_parser("predict", help="write the triples of new text with a saved model")
+    pr.add_argument("--model", required=True, help="directory with model.pt (train --out DIR), or the file")
+    pr.add_argument("--input", default=None,
+                    help="JSON lines with a 'text' field (default: plain text on standard input, one text per line)")
+    pr.add_argument("--output", default=None, help="JSON-lines file to write (default: standard output)")
+    pr.add_argument("--stride", type=int, default=None, help="step between windows of long texts (default: as saved)")
     de = sub.add_parser("demo", help="write the generated Chinese corpus (train, dev, schema) to a directory")
     de.add_argument("directory")
     de.add_argument("--n-train", type=int, default=2000)
@@ -1729,17 +1994,36 @@ def main(argv: list[str] | None = None) -> dict:
         paths = write_dataset(a.directory, a.n_train, a.n_dev, seed=a.seed)
         print("\n".join(f"{k}: {v}" for k, v in paths.items()))
         return {"paths": paths}
+    if a.command == "predict":
+        model, vocab, sch, stride = load_extractor(a.model)
+        if a.input is None:
+            texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        else:
+            texts = []
+            for i, rec in _json_lines(Path(a.input)):
+                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                    raise ValueError(f"{a.input}:{i}: expected a JSON object with a 'text' string")
+                texts.append(rec["text"])
+        records = predict_texts(model, vocab, sch, texts, stride=a.stride or stride)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        if a.output is None:
+            sys.stdout.write(lines)
+        else:
+            Path(a.output).write_text(lines, encoding="utf-8")
+        print(f"{len(records)} texts, {sum(len(r['spo_list']) for r in records)} triples"
+              + (f" written to {a.output}" if a.output else ""), file=sys.stderr)
+        return {"records": records}
     res = run_files(a.train, a.dev, a.schema, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                     ema_decay=a.ema or None, seed=a.seed, skip_missing=a.skip_missing, min_count=a.min_count,
-                    max_len=a.max_len, progress=a.progress, d=a.d, layers=a.layers)
+                    max_len=a.max_len, stride=a.stride, progress=a.progress, d=a.d, layers=a.layers)
     print(f"{res['n_train']} training and {res['n_dev']} dev sentences, {res['predicates']} predicates, "
-          f"vocabulary {res['vocab']} (dev tokens unknown: {res['dev_unk_rate']:.1%}); trained in {res['seconds']:.0f} s")
-    if any(res["dropped_triples"].values()):
-        print(f"dropped triples whose entity is not in the text: {res['dropped_triples']}")
+          f"vocabulary {res['vocab']} (dev tokens unknown: {res['dev_unk_rate']:.1%}), position table {res['max_len']} "
+          f"tokens (longest training sentence {res['longest_train']}); trained in {res['seconds']:.0f} s")
+    print(_accounting_table(res["accounting"]))
     for name, sc in res["scores"].items():
         for key in ("all", "new_entities"):
             r = sc[key]
-            print(f"{name:5s} {key:12s} precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}"
+            print(f"{name:5s} {key:12s} precision {r['precision']:.4f}  recall {r['recall']:.4f} "
+                  f"({r['hits']}/{r['gold']})  F1 {r['f1']:.4f}"
                   f"  ({r['n']} {'sentences' if key == 'all' else 'gold triples'})")
     return res
-
