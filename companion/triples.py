@@ -1519,7 +1519,11 @@ class TripleData:
         i = check_int("i", i, minimum=0)
         if i >= len(self):
             raise ValueError(f"i must be < {len(self)}, got {i}")
-        subs = sorted({(a, b) for a, b, *_ in self._rows[self._row_offsets[i]:self._row_offsets[i + 1]].tolist()})
+        return self._subject_sets(i)
+
+    def _subject_sets(self, i: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        r0, r1 = self._buffers[3][i], self._buffers[3][i + 1]  # row offsets as Python ints
+        subs = sorted({(a, b) for a, b, *_ in self._rows[r0:r1].tolist()})
         return sorted({a for a, _ in subs}) or [0], sorted({b for _, b in subs}) or [0], subs
 
     def batch(self, indices: list[int], start: list[int], end: list[int]) -> dict[str, torch.Tensor]:
@@ -1533,17 +1537,16 @@ class TripleData:
             raise ValueError("indices, start and end must be non-empty lists of the same length")
         if idx.min() < 0 or idx.max() >= len(self):
             raise ValueError(f"indices must lie in [0, {len(self)})")
-        lengths = self._offsets[idx + 1] - self._offsets[idx]
+        off, roff, ix = self._buffers[1], self._buffers[3], idx.tolist()  # offsets as Python ints
+        lengths = torch.tensor([off[i + 1] - off[i] for i in ix])
         if (st < 0).any() or (en < st).any() or (en >= lengths).any():
             raise ValueError("subject spans must satisfy 0 <= start <= end < the sentence's length")
-        B, T, P = len(idx), int(lengths.max()), len(self.predicates)
-        ids = torch.zeros(B, T, dtype=torch.long)
-        for k, i in enumerate(idx.tolist()):
-            ids[k, : lengths[k]] = self._ids[self._offsets[i]:self._offsets[i + 1]]
+        B, P = len(ix), len(self.predicates)
+        ids = nn.utils.rnn.pad_sequence([self._ids[off[i]:off[i + 1]] for i in ix], batch_first=True).long()
+        T = ids.shape[1]
         mask = torch.arange(T) < lengths[:, None]
-        counts = self._row_offsets[idx + 1] - self._row_offsets[idx]
-        rows = torch.cat([self._rows[self._row_offsets[i]:self._row_offsets[i + 1]] for i in idx.tolist()]).long()
-        k = torch.repeat_interleave(torch.arange(B), counts)
+        rows = torch.cat([self._rows[roff[i]:roff[i + 1]] for i in ix]).long()
+        k = torch.repeat_interleave(torch.arange(B), torch.tensor([roff[i + 1] - roff[i] for i in ix]))
         ys = torch.zeros(B, T, 2)
         ys[k, rows[:, 0], 0] = 1.0
         ys[k, rows[:, 1], 1] = 1.0
@@ -1557,7 +1560,7 @@ class TripleData:
         idx = torch.randint(0, len(self), (batch_size,), generator=generator).tolist()
         st, en = [], []
         for i in idx:
-            starts, ends, _ = self.subject_sets(i)
+            starts, ends, _ = self._subject_sets(i)
             a = starts[int(torch.randint(0, len(starts), (1,), generator=generator))]
             ends = [b for b in ends if b >= a]
             b = ends[int(torch.randint(0, len(ends), (1,), generator=generator))]
@@ -1831,8 +1834,13 @@ def predict_texts(model: TripleModel, vocab: Vocab, schema: Schema, texts: list[
     full = [s for s in sents if s.tokens]
     preds = iter(extract(model, full, vocab, t_start=t_start, t_end=t_end, batch_size=batch_size, predicates=schema,
                          stride=stride) if full else [])
-    return [to_record(Sentence(s.tokens, sorted(next(preds)) if s.tokens else [], text=s.text, offsets=s.offsets), schema)
-            for s in sents]
+    return _records(sents, [next(preds) if s.tokens else set() for s in sents], schema)
+
+
+def _records(sents: list[Sentence], preds: list[set[Triple]], schema: Schema) -> list[dict]:
+    """Predicted triples as records of the input format (:func:`to_record`), entities cut from the texts."""
+    return [to_record(Sentence(s.tokens, sorted(p), text=s.text, offsets=s.offsets), schema)
+            for s, p in zip(sents, preds, strict=True)]
 
 
 def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: str | Path | None = None,
@@ -1864,7 +1872,8 @@ def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: st
     the recall denominator: dropped dev triples count as misses in every score).
 
     With ``out``, writes ``scores.json`` (the result without the run), ``dev_predictions.jsonl``
-    (:func:`predict_texts` of the averaged model on the dev texts) and ``model.pt`` (weights,
+    (the averaged model's triples of the dev texts, as :func:`predict_texts` writes them) and
+    ``model.pt`` (weights,
     options, vocabulary, schema and stride, read back by :func:`load_extractor`). Returns a dict
     with ``scores``, ``accounting``, ``seconds``, corpus sizes and, under ``"run"``, the
     :class:`companion.train.FitResult`."""
@@ -1909,10 +1918,9 @@ def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: st
         out.mkdir(parents=True, exist_ok=True)
         (out / "scores.json").write_text(json.dumps({k: v for k, v in result.items() if k != "run"}, indent=1,
                                                     ensure_ascii=False), encoding="utf-8")
-        best = models["ema" if "ema" in models else "model"]
-        _write_jsonl(predict_texts(best, vocab, sch, [s.text for s in dev_c], stride=stride),
-                     out / "dev_predictions.jsonl")
-        _save_extractor(out / "model.pt", best, vocab, sch, dict(model_kw, max_len=max_len), stride)
+        best = "ema" if "ema" in models else "model"
+        _write_jsonl(_records(dev_c, preds[best], sch), out / "dev_predictions.jsonl")  # as predict_texts writes them
+        _save_extractor(out / "model.pt", models[best], vocab, sch, dict(model_kw, max_len=max_len), stride)
     return result
 
 
