@@ -38,8 +38,8 @@ ARMS: list[tuple[str, str, int, bool, bool]] = [
     ("std-12 + DeepNorm", "std", 12, False, True),
 ]
 
-#: the notebook's short run: the chapter's setting with a 150-step budget, model seed 0
-SMALL = dict(length=16, lr=2e-3, steps=150, warmup=50)
+#: the notebook's short run: the first 100 steps of ``comparison``'s model seed 0 (the arms without warmup)
+SMALL = dict(length=16, lr=2e-3, steps=100, warmup=50)
 
 COMPARISON = dict(length=16, lr=2e-3, steps=600, warmup=50, seeds=[0, 1, 2], thresholds=[1.0, 0.1],
                   window=20, block=10, workers=2, threads=1)
