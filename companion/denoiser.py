@@ -1,12 +1,13 @@
-r"""The learned image denoiser of chapters 1–4, and the wrappers that give each chapter its form.
+r"""The learned image denoiser of chapter 5, and the wrappers that give each chapter's sampler its form.
 
-One network is trained, as chapter 3's preconditioned denoiser
+One network is trained, as chapter 5's preconditioned denoiser
 :math:`\hat x_0(x,\sigma)=c_{\rm skip}x+c_{\rm out}F(c_{\rm in}x,c_{\rm noise})`
 (equation :eq:`ode-precond`, :class:`companion.ode.ScoreNet` around a :class:`companion.nets.UNet`),
 on :math:`x=x_0+\sigma\varepsilon`. Every other parameterisation is a change of variables:
 
 * chapter 3's score is Tweedie's :math:`(\hat x_0-x)/\sigma^2` (``ScoreNet.__call__``);
-* chapter 3's fast samplers take the denoiser itself (:func:`denoiser_fn`);
+* chapter 2's score of a VP SDE is :func:`vp_score` (equation :eq:`sde-score-from-denoiser`);
+* chapter 5's fast samplers take the denoiser itself (:func:`denoiser_fn`);
 * chapter 1's noise predictor for the chain :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` is
   :math:`\hat\varepsilon=(x_t-\bar\alpha_t\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t))/\bar\beta_t`
   (:func:`eps_model`, equation :eq:`ddpm-eps-from-denoiser`).
@@ -27,7 +28,7 @@ from .nets import UNet
 from .ode import ScoreNet, csm_loss
 from .schedules import DiscreteSchedule
 from .train import FitResult, fit
-from .utils import check_batch, check_int
+from .utils import check_batch, check_int, mark_kind
 
 __all__ = [
     "DIGITS_CONFIG",
@@ -48,8 +49,8 @@ __all__ = [
 
 #: The recipe of the digits denoiser (network, optimiser, noise-level law of the training loss).
 DIGITS_CONFIG: dict[str, Any] = dict(
-    ch=32, mult=[1, 2], blocks=1, max_freq=16.0, dropout=0.1,
-    steps=4000, batch_size=128, lr=3e-3, warmup=100, ema_decay=0.9995, p_mean=-1.2, p_std=1.2,
+    ch=32, mult=[1, 2], blocks=1, max_freq=16.0, dropout=0.3,
+    steps=4000, batch_size=128, lr=3e-3, warmup=100, ema_decay=0.9999, p_mean=-0.8, p_std=1.4,
 )
 
 
@@ -101,7 +102,7 @@ def denoiser_fn(model: ScoreNet):
     def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
         return model.denoise(x, sigma)
 
-    return denoise
+    return mark_kind(denoise, "denoiser")
 
 
 def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
@@ -131,7 +132,7 @@ def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
         x = img / a
         return ((x - model.denoise(x, s)) / s).reshape(x_t.shape)
 
-    return eps
+    return mark_kind(eps, "eps")
 
 
 def vp_score(model: ScoreNet, sde):
@@ -158,7 +159,7 @@ def vp_score(model: ScoreNet, sde):
             raise ValueError(f"beta_bar(t) must be > 0 (t > 0), got t={t}")
         return (a * model.denoise(x / a, b / a) - x) / b**2
 
-    return score
+    return mark_kind(score, "sde-score")
 
 
 def _image_shape(model: ScoreNet) -> tuple[int, int, int] | None:

@@ -129,3 +129,44 @@ def digits_claims(cfg: dict) -> dict:
     outs = map_seeds(_claims_one_seed, [(s, cfg) for s in cfg["train_seeds"]], workers=cfg["workers"],
                      threads=cfg["threads"])
     return {"seeds": {str(s): o for s, o in zip(cfg["train_seeds"], outs, strict=True)}}
+
+
+NOISE = dict(train_seed=0, sample_seeds=list(range(2000, 2024)), n_per_seed=449, pool=3,
+             runs=[["DPM-Solver++(2M) 20", "DPM-Solver++(2M)", 20], ["DPM-Solver++(2M) SDE 20", "DPM-Solver++(2M) SDE", 20]],
+             floor_subsets=24, n_boot=400, threads=2)
+
+
+@experiment("ch5", "fd_noise", config=NOISE,
+            description="how noisy is the FD of a learned model: 24 sample seeds of 449 digits for two samplers, "
+                        "pools of 3, random floors, and the paired bootstrap against the spread between pools")
+def fd_noise(cfg: dict) -> dict:
+    import torch
+
+    from .. import sample_quality as Q
+    from ..data import digits
+    from ..denoiser import generate, load_digits_denoiser
+
+    model = load_digits_denoiser(cfg["train_seed"])
+    xtr, xte = digits("train")[0], digits("test")[0]
+    fr = Q.digit_features(xte)
+    feats: dict[str, list] = {}
+    out: dict[str, Any] = {"per_seed": {}, "pooled": {}}
+    for label, sampler, nfe in cfg["runs"]:
+        feats[label] = [Q.digit_features(generate(model, sampler, nfe, cfg["n_per_seed"], s).clamp(-1, 1))
+                        for s in cfg["sample_seeds"]]
+        out["per_seed"][label] = [Q.fd_features(f, fr) for f in feats[label]]
+        k = cfg["pool"]
+        out["pooled"][label] = [Q.fd_features(torch.cat(feats[label][i:i + k]), fr)
+                                for i in range(0, len(feats[label]) - k + 1, k)]
+    n_pool = cfg["n_per_seed"] * cfg["pool"]
+    out["floor_per_seed_size"] = [Q.floor(cfg["n_per_seed"], generator=s, n_boot=10)["fd"]
+                                  for s in range(cfg["floor_subsets"])]
+    out["floor_pooled_size"] = Q.floor(min(n_pool, xtr.shape[0]), n_boot=10)["fd"]
+    (a, _, _), (b, _, _) = cfg["runs"]
+    diffs = [x - y for x, y in zip(out["pooled"][a], out["pooled"][b], strict=True)]
+    boot = [Q.paired_bootstrap_fd(torch.cat(feats[a][i:i + k]), torch.cat(feats[b][i:i + k]), fr,
+                                  n_boot=cfg["n_boot"], generator=i)["se"]
+            for i in range(0, len(feats[a]) - k + 1, k)]
+    out["pooled_differences"] = diffs
+    out["bootstrap_se"] = boot
+    return out

@@ -6,7 +6,8 @@ known to high accuracy (DOP853 from the same starts): the exact ODEs of ``lab_1d
 calls, on every grid k-diffusion ships (Karras ρ = 7; exponential, i.e. uniform in log σ, which
 for this parameterisation *is* uniform log-SNR; polyexponential ρ = 2) and on a grid optimised
 for that sampler (:func:`companion.samplers.optimize_grid`) on *training* starts and judged on
-*held-out* starts, with the time the optimisation took. The companion's exponential samplers
+*held-out* starts, with the time the optimisation took (on the digits, the most accurate samplers
+of each library only: a network call costs more than a mixture's). The companion's exponential samplers
 with the data's mean and variance as reference Gaussian ("with data moments", equation
 ``fast-coords``) are a separate column: they use information about the data that k-diffusion's
 samplers do not. On the digits, the best configuration of each library is also judged by the
@@ -35,8 +36,8 @@ from . import experiment, repo_root
 
 CONFIG: dict[str, Any] = dict(
     laws=["lab_1d", "lab_2d", "digits"],
-    n_test={"lab_1d": 2000, "lab_2d": 2000, "digits": 64},
-    n_train={"lab_1d": 500, "lab_2d": 500, "digits": 32},
+    n_test={"lab_1d": 2000, "lab_2d": 2000, "digits": 64}, workers=3,
+    n_train={"lab_1d": 300, "lab_2d": 300, "digits": 32},
     seed_test=0, seed_train=1, sigma_min=2e-3, sigma_max=80.0, nfe=[10, 20, 40],
     ref_rtol={"lab_1d": 1e-12, "lab_2d": 1e-12, "digits": 1e-8},
     grids={"karras": 7.0, "exponential": None, "polyexponential": 2.0},
@@ -44,7 +45,9 @@ CONFIG: dict[str, Any] = dict(
                "UniPC-2", "UniPC-3"],
     with_moments=["DPM-Solver++(2M)", "DPM-Solver++(3M)", "UniPC-3"],
     kdiffusion=["euler", "heun", "dpm_2", "lms", "dpmpp_2m", "dpmpp_3m_sde(eta=0)"],
-    knots=8, maxiter={"lab_1d": 300, "lab_2d": 300, "digits": 120},
+    knots=8, maxiter={"lab_1d": 2000, "lab_2d": 2000, "digits": 600},
+    # samplers whose grid is optimised on the digits (a learned model is costlier to call)
+    optimise_digits=["LMS-4", "DPM-Solver++(2M)", "DPM-Solver++(3M)", "UniPC-3", "lms", "dpmpp_2m", "dpmpp_3m_sde(eta=0)"],
     fd_seeds=[200, 201, 202], fd_n=449, fd_ref_rtol=1e-6,
     threads=1,
 )
@@ -217,6 +220,9 @@ def sampler_rows(cfg: dict, name: str, lab: dict, family: str, table: dict[str, 
                 if counted.nfe != nfe:
                     raise AssertionError(f"{sname}: {counted.nfe} model calls, expected {nfe}")
                 row["grids"][kind] = S.pathwise_error(y, ref)
+            rows[f"{family}: {sname} @{nfe}"] = row
+            if name == "digits" and sname not in cfg["optimise_digits"]:
+                continue
             start = min((k for k in cfg["grids"] if warp_of(cfg, k) is not None), key=lambda k: row["grids"][k])
             t0 = time.perf_counter()
             grid, info = S.optimize_grid(lambda d, xx, g, run=run: (run(d, xx, g), {}), den, xt, reft, steps,
@@ -227,7 +233,6 @@ def sampler_rows(cfg: dict, name: str, lab: dict, family: str, table: dict[str, 
             row["optimise_start"] = start
             row["grids"]["optimised"] = S.pathwise_error(run(den, x, grid), ref)
             row["optimised_grid"] = [float(s) for s in grid]
-            rows[f"{family}: {sname} @{nfe}"] = row
     return rows
 
 
@@ -261,7 +266,7 @@ def summary(cfg: dict, results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pooled_fd(cfg: dict, lab: dict, runs: dict[str, tuple[Runner, torch.Tensor]]) -> dict[str, Any]:
+def pooled_fd(cfg: dict, runs: dict[str, tuple[Runner, torch.Tensor]]) -> dict[str, Any]:
     """Pooled FD (3 sample seeds) of chosen (sampler, grid) runs on the digits, in float32, and of
     the learned ODE's own end points (DOP853 at ``fd_ref_rtol``) from the same starts."""
     from .. import sample_quality as Q
@@ -287,35 +292,45 @@ def pooled_fd(cfg: dict, lab: dict, runs: dict[str, tuple[Runner, torch.Tensor]]
     return out
 
 
-def benchmark(cfg: dict, K=None) -> dict[str, Any]:
-    """The whole comparison; ``K`` is k-diffusion's ``sampling`` module (``None``: companion only)."""
+def law_rows(cfg: dict, name: str, K=None) -> dict[str, Any]:
+    """Every sampler's rows on one ODE (:func:`sampler_rows` for each family)."""
     torch.set_num_threads(int(cfg.get("threads", 1)))
-    results: dict[str, Any] = {}
-    labs: dict[str, dict] = {}
-    for name in cfg["laws"]:
-        lab = labs[name] = setup(cfg, name)
-        rows = sampler_rows(cfg, name, lab, "companion", companion_samplers(lab), cfg["companion"])
-        rows.update(sampler_rows(cfg, name, lab, "companion with data moments", companion_samplers(lab, True),
-                                 cfg["with_moments"]))
-        if K is not None:
-            rows.update(sampler_rows(cfg, name, lab, "k-diffusion", kdiffusion_samplers(K), cfg["kdiffusion"]))
-        results[name] = rows
-    out: dict[str, Any] = {"rows": results,
-                           "reference_nfe": {n: lab["ref_nfe_test"] for n, lab in labs.items()}}
+    lab = setup(cfg, name)
+    rows = sampler_rows(cfg, name, lab, "companion", companion_samplers(lab), cfg["companion"])
+    rows.update(sampler_rows(cfg, name, lab, "companion with data moments", companion_samplers(lab, True),
+                             cfg["with_moments"]))
     if K is not None:
-        out["summary"] = summary(cfg, results)
-        if "digits" in labs:
-            runs = {}
-            tables = {"companion": companion_samplers(labs["digits"]), "k-diffusion": kdiffusion_samplers(K)}
-            for nfe, s in out["summary"]["digits"].items():
-                for fam, key in (("companion", "companion"), ("k-diffusion", "kdiffusion")):
-                    sname, gname, _ = s[key]
-                    row = results["digits"][f"{fam}: {sname} @{nfe}"]
-                    grid = (torch.tensor(row["optimised_grid"], dtype=torch.float64) if gname == "optimised"
-                            else shipped_grid(cfg, gname, len(row["optimised_grid"]) - 1))
-                    runs[f"{fam}: {sname}, {gname} grid @{nfe}"] = (tables[fam][sname][0], grid)
-            out["digits_fd"] = pooled_fd(cfg, labs["digits"], runs)
+        rows.update(sampler_rows(cfg, name, lab, "k-diffusion", kdiffusion_samplers(K), cfg["kdiffusion"]))
+    return {"rows": rows, "reference_nfe": lab["ref_nfe_test"]}
+
+
+def finish(cfg: dict, per_law: dict[str, dict], K=None) -> dict[str, Any]:
+    """Assemble the per-ODE rows, the summary, and the pooled FD of each library's best digits runs."""
+    results = {name: r["rows"] for name, r in per_law.items()}
+    out: dict[str, Any] = {"rows": results, "reference_nfe": {n: r["reference_nfe"] for n, r in per_law.items()}}
+    if K is None:
+        return out
+    out["summary"] = summary(cfg, results)
+    if "digits" in results:
+        lab = {"ref_mean": digits_moments()[0], "ref_std": digits_moments()[1]}
+        tables = {"companion": companion_samplers(lab), "k-diffusion": kdiffusion_samplers(K)}
+        runs = {}
+        for nfe, s in out["summary"]["digits"].items():
+            for fam, key in (("companion", "companion"), ("k-diffusion", "kdiffusion")):
+                sname, gname, _ = s[key]
+                row = results["digits"][f"{fam}: {sname} @{nfe}"]
+                steps = _steps(int(nfe), tables[fam][sname][1])
+                grid = (torch.tensor(row["optimised_grid"], dtype=torch.float64) if gname == "optimised"
+                        else shipped_grid(cfg, gname, steps))
+                runs[f"{fam}: {sname}, {gname} grid @{nfe}"] = (tables[fam][sname][0], grid)
+        out["digits_fd"] = pooled_fd(cfg, runs)
     return out
+
+
+def benchmark(cfg: dict, K=None) -> dict[str, Any]:
+    """The whole comparison in one process; ``K`` is k-diffusion's ``sampling`` module (``None``:
+    companion only). ``tools/compare_kdiffusion.py`` runs the ODEs in parallel processes instead."""
+    return finish(cfg, {name: law_rows(cfg, name, K) for name in cfg["laws"]}, K)
 
 
 def kdiffusion_python() -> str:
