@@ -10,9 +10,9 @@ TORCH_INDEX ?=
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup browser book check-html test unit notebooks lint clean results
+.PHONY: setup browser book check-html measure test unit notebooks lint clean results
 
-setup: $(VENV)/.installed _mathjax/mathjax/tex-mml-chtml.js browser
+setup: $(VENV)/.installed _mathjax/mathjax/VERSION browser
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +20,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-_mathjax/mathjax/tex-mml-chtml.js: tools/get_mathjax.sh
+_mathjax/mathjax/VERSION: tools/get_mathjax.sh
 	bash tools/get_mathjax.sh
 
-# Headless Chromium for tools/check_html.py: installed from Debian's packages when we are root
-# (CI, containers); elsewhere install it yourself. Without it the check fails, unless SKIP_BROWSER=1.
+# The headless browser of tools/build_pdf.py and tools/check_html.py: $(CHROMIUM), a path or a command
+# on PATH, Chromium or Google Chrome (the GitHub workflows pass the hosted image's Chrome). Left at its
+# default, Debian's chromium is installed when we are root (containers); elsewhere install a browser
+# or set CHROMIUM. Without one the check fails, unless SKIP_BROWSER=1.
 # `make test` needs neither npm nor a browser.
+CHROMIUM ?= chromium
+export CHROMIUM
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	@command -v "$(CHROMIUM)" >/dev/null 2>&1 || { \
+	  if [ "$(CHROMIUM)" = chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: chromium not found: install it, or set SKIP_BROWSER=1 to skip the browser checks of the built book"; fi; }
+	  else echo "note: no browser '$(CHROMIUM)': set CHROMIUM to a Chromium or Google Chrome binary, or SKIP_BROWSER=1 to skip the browser checks of the built book"; fi; }
 
 book: setup
 	rm -rf _build
@@ -40,6 +44,11 @@ book: setup
 
 check-html:
 	$(BIN)/python tools/check_html.py _build/html
+
+# How each chapter reads in the built book (screens, visible code lines, check paragraphs,
+# equations at 390 px): the goal table of DESIGN.md
+measure:
+	$(BIN)/python tools/measure_pages.py _build/html
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

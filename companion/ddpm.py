@@ -30,7 +30,17 @@ from collections.abc import Callable
 import torch
 
 from .schedules import DiscreteSchedule
-from .utils import MAX_STEPS, append_dims, check_batch, check_int, check_positive, check_tensor, make_generator
+from .utils import (
+    MAX_STEPS,
+    append_dims,
+    check_batch,
+    check_int,
+    check_kind,
+    check_positive,
+    check_tensor,
+    make_generator,
+    mark_kind,
+)
 
 __all__ = [
     "q_sample",
@@ -448,7 +458,7 @@ def exact_eps_model(mixture, schedule: DiscreteSchedule) -> EpsModel:
             raise ValueError(f"t_label must be <= {schedule.T}, got {t}")
         return mixture.eps_prediction(x, ab[t].item(), bb[t].item())
 
-    return eps
+    return mark_kind(eps, "eps")
 
 
 # ======================================================================== sampling loop
@@ -486,8 +496,7 @@ def sample(
     """
     schedule = _check_schedule(schedule)
     x = check_batch("x_T", x_T)
-    if not callable(model):
-        raise TypeError("model must be callable (x, t_label) -> eps")
+    check_kind(model, "eps", "model")
     eta = check_positive("eta", eta, allow_zero=True)
     if isinstance(variance, torch.Tensor):
         variance = check_tensor("variance", variance, ndim=1)
@@ -711,8 +720,7 @@ def sample_ddim_variance(
     """
     schedule = _check_schedule(schedule)
     x = check_batch("x_T", x_T)
-    if not callable(model):
-        raise TypeError("model must be callable (x, t_label) -> eps")
+    check_kind(model, "eps", "model")
     variances = check_tensor("variances", variances, ndim=1)
     if variances.shape != (schedule.T + 1,):
         raise ValueError(f"variances must have shape ({schedule.T + 1},), got {tuple(variances.shape)}")

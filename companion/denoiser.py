@@ -28,7 +28,7 @@ from .nets import UNet
 from .ode import ScoreNet, csm_loss
 from .schedules import DiscreteSchedule
 from .train import FitResult, fit
-from .utils import check_batch, check_int
+from .utils import check_batch, check_int, mark_kind
 
 __all__ = [
     "DIGITS_CONFIG",
@@ -102,7 +102,7 @@ def denoiser_fn(model: ScoreNet):
     def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
         return model.denoise(x, sigma)
 
-    return denoise
+    return mark_kind(denoise, "denoiser")
 
 
 def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
@@ -132,7 +132,7 @@ def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
         x = img / a
         return ((x - model.denoise(x, s)) / s).reshape(x_t.shape)
 
-    return eps
+    return mark_kind(eps, "eps")
 
 
 def vp_score(model: ScoreNet, sde):
@@ -159,7 +159,7 @@ def vp_score(model: ScoreNet, sde):
             raise ValueError(f"beta_bar(t) must be > 0 (t > 0), got t={t}")
         return (a * model.denoise(x / a, b / a) - x) / b**2
 
-    return score
+    return mark_kind(score, "sde-score")
 
 
 def _image_shape(model: ScoreNet) -> tuple[int, int, int] | None:

@@ -21,7 +21,9 @@ Public surface:
   (how far one Adam step moves the last hidden states: the depth estimate).
 * :func:`reversal_batch`, :func:`reversal_loss`, :func:`reversal_accuracy`,
   :func:`train_reversal` — the trainability experiment; :func:`reversal_arm` — one arm of it
-  (build a stack from a seed and train it), shared by the chapter and its full runs.
+  (build a stack from a seed and train it), shared by the chapter and its full runs;
+  :func:`steps_to_threshold` — how many steps a run needs to bring its running-mean loss under
+  a threshold (the speed measure of the experiment).
 
 Conventions: sequences are ``(B, n, d)`` tensors; ``mask`` is a boolean ``(B, n)`` tensor that is
 ``True`` on *valid* tokens (the opposite of PyTorch's ``key_padding_mask``).
@@ -58,6 +60,7 @@ __all__ = [
     "reversal_accuracy",
     "train_reversal",
     "reversal_arm",
+    "steps_to_threshold",
 ]
 
 
@@ -582,3 +585,26 @@ def reversal_arm(
     name = f"{kind}-{layers}" + (f", warmup {warmup}" if warmup else "") + (", DeepNorm" if deepnorm else "")
     return train_reversal(model, steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed + 1,
                           progress=progress, desc=f"{name}, seed {seed}")
+
+
+def steps_to_threshold(losses, threshold: float, window: int = 20) -> int | None:
+    r"""Number of training steps after which the mean of the last ``window`` losses first falls
+    below ``threshold``: the smallest :math:`t\ge` ``window`` with
+    :math:`\frac1w\sum_{k=t-w}^{t-1}\ell_k<` ``threshold``, or ``None`` if the run never gets there.
+
+    ``losses`` is a loss history (one value per step, as in :func:`train_reversal`). On the
+    reversal task every batch is fresh, so each training loss is an unbiased draw of the
+    population loss and the running mean is an honest estimate of it.
+    """
+    threshold = check_positive("threshold", threshold)
+    window = check_int("window", window, minimum=1)
+    x = np.asarray(losses, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"losses must be a 1-D sequence, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("losses contain NaN or infinite values")
+    if len(x) < window:
+        return None
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    hits = np.nonzero((c[window:] - c[:-window]) / window < threshold)[0]
+    return int(hits[0]) + window if len(hits) else None

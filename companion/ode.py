@@ -48,9 +48,11 @@ from .utils import (
     append_dims,
     check_batch,
     check_int,
+    check_kind,
     check_positive,
     check_tensor,
     make_generator,
+    mark_kind,
     require_generator,
 )
 
@@ -91,8 +93,9 @@ def _check_callable(name: str, fn) -> None:
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
-def _score(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _score(score_fn: ScoreFn, x: torch.Tensor, sigma: float, kind: str = "score") -> torch.Tensor:
     """Call ``score_fn`` and check that it returns a finite tensor of ``x``'s shape."""
+    check_kind(score_fn, kind, "score_fn")
     s = score_fn(x, sigma)
     if not isinstance(s, torch.Tensor):
         raise TypeError(f"score_fn must return a torch.Tensor, got {type(s).__name__}")
@@ -140,7 +143,7 @@ def gmm_score_fn(gm: GaussianMixture) -> ScoreFn:
         sigma = check_positive("sigma", sigma, allow_zero=True)
         return gm.score_at(x, 1.0, sigma)  # the laboratory's fast path (eigendecomposition cached)
 
-    return score_fn
+    return mark_kind(score_fn, "score")
 
 
 def heat_log_density(gm: GaussianMixture, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
@@ -390,7 +393,7 @@ def pf_ode_drift(schedule: ContinuousSchedule, score_fn_t: Callable[[torch.Tenso
     x = check_batch("x", x, min_ndim=2)
     f = float(schedule.f(t))
     g2 = float(schedule.g2(t))
-    return f * x - 0.5 * g2 * _score(score_fn_t, x, t)
+    return f * x - 0.5 * g2 * _score(score_fn_t, x, t, kind="sde-score")
 
 
 def vp_to_heat(schedule: ContinuousSchedule, x: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
@@ -748,6 +751,9 @@ class ScoreNet(nn.Module):
     ``(n, ...), (n,) -> (n, ...)`` module (e.g. :class:`companion.nets.TimeMLP`).
     Calling ``ScoreNet(x, sigma)`` returns the score, so it plugs into every solver here.
     """
+
+    #: a ScoreNet's call returns the score (the samplers' kind checks, :func:`companion.utils.check_kind`)
+    model_kind = "score"
 
     def __init__(self, net: nn.Module, sigma_data: float = 1.0):
         super().__init__()

@@ -43,12 +43,13 @@ import torch
 
 from .gmm import GaussianMixture
 from .ode import ScoreFn, _check_sigma_range, _check_sigmas, gmm_score_fn
-from .utils import MAX_STEPS, check_batch, check_int, check_positive, require_generator
+from .utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, make_generator, mark_kind
 
 __all__ = [
     "Denoiser",
     "gmm_denoiser",
     "denoiser_from_score",
+    "score_from_denoiser",
     "fast_coordinates",
     "sample_multistep",
     "sample_dpmpp_2m",
@@ -87,20 +88,34 @@ def denoiser_from_score(score_fn: ScoreFn) -> Denoiser:
     if not callable(score_fn):
         raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
 
+    check_kind(score_fn, "score", "score_fn")
+
     def denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
             raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
         return x + sigma**2 * score_fn(x, sigma)
 
-    return denoiser
+    return mark_kind(denoiser, "denoiser")
+
+
+def score_from_denoiser(denoiser: Denoiser) -> ScoreFn:
+    r"""Turn a denoiser into the score :math:`s(x,\sigma)=(\hat x_0(x,\sigma)-x)/\sigma^2` (Tweedie's
+    formula), for the solvers of :mod:`companion.ode`, which take a score."""
+    check_kind(denoiser, "denoiser", "denoiser")
+
+    def score(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
+            raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
+        return (denoiser(x, sigma) - x) / sigma**2
+
+    return mark_kind(score, "score")
 
 
 class _Counted:
     """Call the denoiser, check its output, count the calls (the honest NFE)."""
 
     def __init__(self, denoiser: Denoiser):
-        if not callable(denoiser):
-            raise TypeError(f"denoiser must be callable, got {type(denoiser).__name__}")
+        check_kind(denoiser, "denoiser", "denoiser")
         self.fn, self.nfe = denoiser, 0
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -108,7 +123,7 @@ class _Counted:
         self.nfe += 1
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             raise ValueError(f"denoiser must return a tensor of x's shape {tuple(x.shape)}")
-        if not bool(torch.isfinite(out).all()):
+        if out.device.type != "meta" and not bool(torch.isfinite(out).all()):
             raise ValueError(f"denoiser returned NaN or infinite values at sigma={sigma:.6g}")
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
@@ -261,6 +276,7 @@ def _auto_lower_order_final(lower_order_final: bool | None, n_steps: int) -> boo
 LOWER_ORDER_FINAL_BELOW = 15
 
 
+@torch.no_grad()
 def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 2,
                      corrector: bool = False, ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                      lower_order_final: bool | None = None,
@@ -319,6 +335,7 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
     return x, {"nfe": model.nfe, "denoised": denoised}
 
 
+@torch.no_grad()
 def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                     ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0,
                     lower_order_final: bool | None = None,
@@ -395,6 +412,7 @@ def sample_unipc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, o
                             ref_std=ref_std, lower_order_final=lower_order_final, callback=callback)
 
 
+@torch.no_grad()
 def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, order: int = 4,
                callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
     r"""Linear multistep (Adams–Bashforth) in :math:`\sigma` on :math:`d=(x-\hat x_0)/\sigma`
@@ -423,6 +441,7 @@ def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, ord
 
 
 # ============================================================================ adaptive
+@torch.no_grad()
 def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, sigma_min: float, *,
                         rtol: float = 0.05, atol: float = 0.0078, method: str = "multistep",
                         ref_mean: float | torch.Tensor = 0.0, ref_std: float = 0.0, h_init: float = 0.05,
@@ -534,12 +553,13 @@ def _noise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def _check_stochastic(x, sigmas, generator, callback, **scalars):
     x = check_batch("x", x, min_ndim=2)
     sig = _check_sigmas(sigmas)
-    g = require_generator(generator)
+    g = make_generator(generator, x.device, name="generator")  # on x's device: noise never crosses devices
     _check_callback(callback)
     vals = {k: check_positive(k, v, allow_zero=True) for k, v in scalars.items()}
     return x, sig, g, vals
 
 
+@torch.no_grad()
 def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                            generator: torch.Generator | int, eta: float = 1.0, s_noise: float = 1.0,
                            callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
@@ -562,6 +582,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
     return x, {"nfe": model.nfe, "denoised": denoised}
 
 
+@torch.no_grad()
 def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                         generator: torch.Generator | int, eta: float = 1.0, s_noise: float = 1.0,
                         lower_order_final: bool | None = None,
@@ -599,6 +620,7 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
     return x, {"nfe": model.nfe, "denoised": denoised}
 
 
+@torch.no_grad()
 def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
                       generator: torch.Generator | int | None = None, s_churn: float = 0.0,
                       s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0,
@@ -621,7 +643,7 @@ def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
         raise TypeError(f"s_tmax must be a real number (math.inf allowed), got {type(s_tmax).__name__}")
     if math.isnan(s_tmax) or s_tmax < s_tmin:
         raise ValueError(f"s_tmax must be >= s_tmin ({s_tmin}), got {s_tmax}")
-    g = require_generator(generator) if s_churn > 0 else None
+    g = make_generator(generator, x.device, name="generator") if s_churn > 0 else None
     n_steps = len(sig) - 1
     denoised = x
     for i in range(n_steps):

@@ -43,7 +43,17 @@ from scipy.linalg import solve_banded
 
 from .gmm import GaussianMixture
 from .schedules import ContinuousSchedule, VESchedule, VPSchedule
-from .utils import MAX_STEPS, append_dims, check_batch, check_int, check_positive, check_tensor, require_generator
+from .utils import (
+    MAX_STEPS,
+    append_dims,
+    check_batch,
+    check_int,
+    check_kind,
+    check_positive,
+    check_tensor,
+    mark_kind,
+    require_generator,
+)
 
 __all__ = [
     "SDE",
@@ -72,6 +82,12 @@ ScoreFn = Callable[[torch.Tensor, "float | torch.Tensor"], torch.Tensor]
 # ============================================================================ helpers
 def _check_nu(nu) -> float:
     return check_positive("nu", nu, allow_zero=True)
+
+
+def _score_call(score_fn, x: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
+    """``score_fn(x, t)``, after refusing a model of another kind (a denoiser, a score in sigma)."""
+    check_kind(score_fn, "sde-score", "score_fn")
+    return _check_score_output(score_fn(x, t), like)
 
 
 def _check_score_output(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -279,7 +295,7 @@ class SDE:
                                     self._coef(self.beta_bar, t, x[:, :1])[:, 0])
             return self.marginal_law(gmm, t).score(x)
 
-        return score_fn
+        return mark_kind(score_fn, "sde-score")
 
     # ---- Fokker–Planck
     def fokker_planck(self, p0: torch.Tensor, x: torch.Tensor, times: torch.Tensor, *, steps: int,
@@ -426,7 +442,7 @@ def forward_family_sample(
     for t, t_next in zip(ts[:-1].tolist(), ts[1:].tolist(), strict=True):
         dt = t_next - t
         _, _, f, g2 = sde._scalars(t)
-        s = _check_score_output(score_fn(x, t), x)
+        s = _score_call(score_fn, x, t, like=x)
         x = x + (f * x - 0.5 * (1 - nu**2) * g2 * s) * dt
         if nu > 0:
             x = x + nu * math.sqrt(max(g2, 0.0) * dt) * torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
@@ -467,7 +483,7 @@ def reverse_step(
     if not t > t_next:
         raise ValueError(f"t must be > t_next (time runs backwards), got t={t}, t_next={t_next}")
     ab, bb, f, g2 = sde._scalars(t)
-    s = _check_score_output(score_fn(x, t), x)
+    s = _score_call(score_fn, x, t, like=x)
     dt = t - t_next
     x0_hat = (x + bb**2 * s) / ab
     x_next = x - (f * x - 0.5 * (1 + nu**2) * g2 * s) * dt
@@ -560,7 +576,7 @@ def pc_sample(
         t, tn = ts[i].item(), ts[i + 1].item()
         _, _, f, _ = sde._scalars(t)
         for _ in range(n_corrector):
-            s = _check_score_output(score_fn(x, t), x)
+            s = _score_call(score_fn, x, t, like=x)
             z = torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
             s_norm = s.flatten(1).norm(dim=1).mean().item()
             z_norm = z.flatten(1).norm(dim=1).mean().item()
@@ -586,7 +602,7 @@ def pf_ode_drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: float) -> torc
     sde = _check_sde(sde)
     x = check_batch("x", x)
     _, _, f, g2 = sde._scalars(t)
-    return f * x - 0.5 * g2 * _check_score_output(score_fn(x, t), x)
+    return f * x - 0.5 * g2 * _score_call(score_fn, x, t, like=x)
 
 
 def ddim_ode_drift(sde: SDE, eps_fn: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
@@ -630,7 +646,7 @@ def score_from_eps(sde: SDE, eps_model: Callable) -> ScoreFn:
     def score_fn(x: torch.Tensor, t) -> torch.Tensor:
         return -eps_model(x, t) / sde._coef(sde.beta_bar, t, x)
 
-    return score_fn
+    return mark_kind(score_fn, "sde-score")
 
 
 def dsm_loss(
@@ -667,7 +683,7 @@ def dsm_loss(
     bb = sde._coef(sde.beta_bar, t, x0)
     if (bb <= 0).any():
         raise ValueError("dsm_loss needs beta_bar_t > 0 (t > 0 for a VP SDE)")
-    s = _check_score_output(score_fn(x_t, t), x0)
+    s = _score_call(score_fn, x_t, t, like=x0)
     r = bb * s + noise if weighting == "beta2" else s + noise / bb
     per = (r**2).flatten(1).sum(1)
     return per.mean() if reduction == "mean" else per
@@ -716,7 +732,7 @@ def reverse_kernel_gaussian(sde: SDE, score_fn: ScoreFn, x_next: torch.Tensor, t
     dt = check_positive("dt", dt)
     s_time = sde._scalar_time("t + dt", sde._scalar_time("t", t) + dt)
     _, _, f, g2 = sde._scalars(s_time)
-    s = _check_score_output(score_fn(x_next, s_time), x_next)
+    s = _score_call(score_fn, x_next, s_time, like=x_next)
     return x_next - (f * x_next - g2 * s) * dt, g2 * dt
 
 

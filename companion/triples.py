@@ -17,8 +17,12 @@ Public surface:
 * real data: :func:`tokenize` (one token per CJK character, one per word otherwise),
   :class:`Schema`, :func:`load_schema`, :func:`parse_record`, :func:`load_jsonl` (the JSON-lines
   format of DuIE / LIC2019), :func:`generate_records` and :func:`write_dataset` (a small generated
-  corpus in that exact format, with Chinese sentences), :func:`run_files` and the command line
-  ``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json``;
+  corpus in that exact format, with Chinese sentences), :func:`to_record` (the inverse, n-ary
+  objects folded back), :func:`run_files` (which counts every triple it cannot label or reach),
+  :func:`window_starts` and :func:`window_coverage` (long text read in windows),
+  :func:`load_extractor` and :func:`predict_texts` (a saved model on new text), and the command
+  line ``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json``
+  (and ``predict --model DIR --input FILE.jsonl``);
 * tokens: :class:`Vocab`, :func:`build_vocab` (training split only; unknown tokens map to
   ``[UNK]``), :func:`encode_sentence`, :func:`find_span`;
 * labels and their oracles: :func:`subject_labels`, :func:`object_labels`,
@@ -40,11 +44,15 @@ default: the template corpus's ``PREDICATES``); a predicate outside it raises ``
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import random
 import re
+import sys
 import time
+import warnings
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +79,12 @@ __all__ = [
     "generate_records",
     "write_dataset",
     "run_files",
+    "LOAD_COUNTS",
+    "MAX_LEN",
+    "window_starts",
+    "window_coverage",
+    "load_extractor",
+    "predict_texts",
     "main",
     "Vocab",
     "build_vocab",
@@ -125,24 +139,38 @@ _SEPARATORS = [[","], [";"], ["and"], [",", "while"]]
 class Sentence:
     """One corpus sentence: its ``tokens``, its gold ``triples`` and whether it is ``nested``.
 
-    Sentences read from files also keep their ``text`` and the character ``offsets`` of each
-    token, so that a predicted span can be cut from the original string (:meth:`span_text`)."""
+    Sentences read from files (:func:`parse_record`) also keep their ``text``, the character
+    ``offsets`` of each token, so that a predicted span can be cut from the original string
+    (:meth:`span_text`), ``entity_spans``, the occurrence (inclusive token span) of each entity
+    that the labels use (without it, an entity is labelled at its first occurrence), and
+    ``dropped``: the record's triples that the sentence cannot label, each with its reason
+    (``"missing_entity"``: an entity is not in the text as whole tokens; ``"unknown_predicate"``:
+    the predicate is not in the schema). Dropped triples are still gold triples: :attr:`gold`
+    holds them and :func:`evaluate` counts them as misses."""
 
     tokens: list[str]
     triples: list[Triple] = field(default_factory=list)
     nested: bool = False
     text: str | None = None
     offsets: list[tuple[int, int]] | None = None
+    entity_spans: dict[tuple[str, ...], tuple[int, int]] | None = None
+    dropped: list[tuple[Triple, str]] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
         """Overlap type, see :func:`overlap_type`."""
         return overlap_type(self.triples)
 
+    @property
+    def gold(self) -> set[Triple]:
+        """Every gold triple of the sentence: the labelled ``triples`` and the ``dropped`` ones."""
+        return set(self.triples) | {t for t, _ in self.dropped}
+
     def span_text(self, words: tuple[str, ...]) -> str:
-        """The original characters of the first occurrence of ``words`` (tokens joined by spaces
-        when the sentence has no ``text``)."""
-        sp = find_span(self.tokens, words)
+        """The original characters of ``words`` at the occurrence its labels use (its first
+        occurrence for an entity the labels do not know); tokens joined by spaces when the
+        sentence has no ``text`` or does not hold ``words``."""
+        sp = (self.entity_spans or {}).get(tuple(words)) or find_span(self.tokens, words)
         if self.text is None or self.offsets is None or sp is None:
             return " ".join(words)
         return self.text[self.offsets[sp[0]][0]:self.offsets[sp[1]][1]]
@@ -404,17 +432,35 @@ def tokenize(text: str, *, offsets: bool = False):
 @dataclass(frozen=True)
 class Schema:
     """The predicates of a corpus, in the order of the object head's columns, with the subject and
-    object types the schema file gives (empty strings when it gives none)."""
+    object types the schema file gives (empty strings when it gives none).
+
+    ``slots`` lists the *slot predicates* of n-ary objects (DuIE 2.0), one
+    ``(name, predicate, key)`` per slot: the slot ``key`` of ``predicate``'s objects is the
+    predicate ``name`` (``f"{predicate}_{key}"`` in a schema from :func:`load_schema`), whose
+    triples go from the object's value to the slot's value (see :func:`parse_record`)."""
 
     predicates: tuple[str, ...]
     subject_types: tuple[str, ...] = ()
     object_types: tuple[str, ...] = ()
+    slots: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self):
-        _check_predicates(self.predicates)
+        preds = _check_predicates(self.predicates)
+        if not isinstance(self.slots, tuple) or not all(
+                isinstance(t, tuple) and len(t) == 3 and all(isinstance(x, str) and x for x in t) for t in self.slots):
+            raise TypeError("slots must be a tuple of (name, predicate, key) tuples of non-empty str")
+        for name, base, key in self.slots:
+            if name not in preds or base not in preds:
+                raise ValueError(f"slot {(name, base, key)}: both {name!r} and {base!r} must be predicates of the schema")
+        if len({(b, k) for _, b, k in self.slots}) < len(self.slots) or len({n for n, _, _ in self.slots}) < len(self.slots):
+            raise ValueError("slots must name each (predicate, key) once, with distinct names")
 
     def __len__(self) -> int:
         return len(self.predicates)
+
+    def slot_predicate(self, predicate: str, key: str) -> str | None:
+        """The slot predicate of slot ``key`` of ``predicate``'s objects (``None`` if the schema has none)."""
+        return next((n for n, b, k in self.slots if b == predicate and k == key), None)
 
 
 def _check_predicates(predicates) -> tuple[str, ...]:
@@ -427,8 +473,8 @@ def _check_predicates(predicates) -> tuple[str, ...]:
         raise ValueError("predicates is empty: a schema needs at least one predicate")
     if not all(isinstance(p, str) and p for p in predicates):
         raise TypeError("predicates must be non-empty strings")
-    dup = sorted({p for p in predicates if list(predicates).count(p) > 1})
-    if dup:
+    if len(set(predicates)) < len(predicates):
+        dup = sorted({p for p in predicates if list(predicates).count(p) > 1})
         raise ValueError(f"predicates must be distinct, repeated: {dup[:5]}")
     return tuple(predicates)
 
@@ -444,33 +490,74 @@ def _type_name(v) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _json_error(path: Path, line: int, col: int, msg: str) -> ValueError:
+    """The error of a malformed JSON line, as ``file:line:column: ...``."""
+    return ValueError(f"{path}:{line}:{col}: not valid JSON: {msg} (line {line}, column {col})")
+
+
+def _json_lines(path: Path):
+    """``(line number, object)`` of every non-blank line of a JSON-lines file read as UTF-8 (a
+    byte-order mark at its start is skipped). Lines are split at ``\\n`` only, as JSON counts
+    them; a line that is not UTF-8 or not JSON raises ``ValueError`` naming its line and column."""
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                col = len(raw[:e.start].decode("utf-8", errors="replace")) + 1
+                raise ValueError(f"{path}:{i}:{col}: not UTF-8 text ({e.reason}, byte {e.start + 1} of the line)") from None
+            line = line.rstrip("\r\n")  # a line end would put the error of a cut-off line at "column 1" of the next
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _json_error(path, i, e.pos + 1, e.msg) from None
+
+
 def load_schema(path: str | Path) -> Schema:
     """Read a schema file: JSON lines ``{"predicate": ..., "subject_type": ..., "object_type": ...}``
-    (the ``all_50_schemas`` file of LIC2019), or one JSON list of such objects or of predicate
-    names. Predicates keep the file's order. Raises ``ValueError`` naming the line of a malformed
-    entry, a missing ``predicate`` or a repeated one."""
+    (the ``all_50_schemas`` file of LIC2019, the ``schema.json`` of DuIE 2.0), or one JSON list of
+    such objects or of predicate names; UTF-8, with or without a byte-order mark.
+
+    Predicates keep the file's order. A DuIE 2.0 entry whose ``object_type`` is a dict with keys
+    besides ``"@value"`` (an n-ary object, e.g. ``{"@value": "人物", "inWork": "影视作品"}`` for
+    ``配音``) is followed by one *slot predicate* per other key, named ``f"{predicate}_{key}"``
+    (``配音_inWork``), whose subject type is the object's ``"@value"`` type and whose object type is
+    the slot's (:attr:`Schema.slots`; :func:`parse_record` explains the triples). Raises
+    ``ValueError`` naming the line (and column) of a malformed entry, a missing ``predicate`` or a
+    repeated one, including a slot name that collides with a predicate."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     stripped = text.strip()
     if not stripped:
         raise ValueError(f"{path}: the schema file is empty")
     if stripped.startswith("["):
         try:
-            items = json.loads(stripped)
+            items = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a valid JSON list ({e.msg} at line {e.lineno})") from None
+            raise _json_error(path, e.lineno, e.colno, e.msg) from None
         entries = [(i + 1, it) for i, it in enumerate(items)]
         where = "entry"
     else:
         entries = []
-        for i, line in enumerate(text.splitlines(), 1):
+        for i, line in enumerate(text.split("\n"), 1):
+            line = line.rstrip("\r")
             if line.strip():
                 try:
                     entries.append((i, json.loads(line)))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+                    raise _json_error(path, i, e.pos + 1, e.msg) from None
         where = "line"
-    preds, subj, obj = [], [], []
+    preds, subj, obj, slots = [], [], [], []
+
+    def add(name: str, s_type: str, o_type: str, i: int) -> None:
+        if name in preds:
+            raise ValueError(f"{path}: {where} {i}: predicate {name!r} is listed twice")
+        preds.append(name)
+        subj.append(s_type)
+        obj.append(o_type)
+
     for i, it in entries:
         if isinstance(it, str):
             it = {"predicate": it}
@@ -479,32 +566,173 @@ def load_schema(path: str | Path) -> Schema:
         p = it.get("predicate")
         if not isinstance(p, str) or not p.strip():
             raise ValueError(f"{path}: {where} {i}: missing or empty 'predicate' (keys: {sorted(it)})")
-        if p in preds:
-            raise ValueError(f"{path}: {where} {i}: predicate {p!r} is listed twice")
-        preds.append(p)
-        subj.append(_type_name(it.get("subject_type", "")))
-        obj.append(_type_name(it.get("object_type", "")))
-    return Schema(tuple(preds), tuple(subj), tuple(obj))
+        o_type = it.get("object_type", "")
+        add(p, _type_name(it.get("subject_type", "")), _type_name(o_type), i)
+        if isinstance(o_type, dict):
+            for key, t in o_type.items():
+                if key != "@value":
+                    add(f"{p}_{key}", _type_name(o_type), _type_name(t), i)
+                    slots.append((f"{p}_{key}", p, key))
+    return Schema(tuple(preds), tuple(subj), tuple(obj), tuple(slots))
 
 
 def _entity(v, field_name: str, where: str) -> str:
-    if isinstance(v, dict) and "@value" in v:  # DuIE 2.0 objects: {"@value": "..."}
-        v = v["@value"]
     if not isinstance(v, str) or not v.strip():
         raise ValueError(f"{where}: {field_name} must be a non-empty string, got {v!r}")
     return v
 
 
-def parse_record(record: dict, predicates=PREDICATES, *, where: str = "record",
-                 skip_missing: bool = False) -> tuple[Sentence, int]:
-    """One ``{"text": ..., "spo_list": [{"subject", "predicate", "object"}, ...]}`` record as a
-    tokenized :class:`Sentence` (:func:`tokenize`; the entities are tokenized the same way and
-    located at their first occurrence in the text). Repeated triples are kept once.
+def _object(v, where: str) -> tuple[str, dict[str, str]]:
+    """An object's value and its slots: a string, or DuIE 2.0's ``{"@value": v, key: value, ...}``."""
+    if isinstance(v, dict):
+        if "@value" not in v:
+            raise ValueError(f"{where}: an object given as a dict needs an '@value' (keys: {sorted(v)})")
+        slots = {k: _entity(x, f"object[{k!r}]", where) for k, x in v.items() if k != "@value"}
+        return _entity(v["@value"], "object['@value']", where), slots
+    return _entity(v, "object", where), {}
 
-    Returns the sentence and the number of triples dropped because an entity is not in the text as
-    whole tokens. Such a triple raises ``ValueError`` (naming ``where``, the entity and the
-    triple) unless ``skip_missing``; a predicate not in ``predicates`` always raises."""
-    preds = _predicate_index(_check_predicates(predicates))
+
+#: What :func:`parse_record` and :func:`load_jsonl` count (the keys of their ``stats``).
+LOAD_COUNTS: tuple[str, ...] = (
+    "records", "triples_read", "kept", "duplicates", "dropped_missing_entity", "dropped_unknown_predicate",
+    "nary_objects", "slot_triples", "nary_ambiguous", "overlap_sentences", "overlap_search_gave_up",
+    "undecodable_triples", "undecodable_sentences",
+)
+_SEARCH_BUDGET = 20_000  # nodes of the occurrence search before it settles for the fewest overlaps
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _choose_spans(tokens: list[str], entities: list[tuple[str, ...]]
+                  ) -> tuple[dict[tuple[str, ...], tuple[int, int]], str]:
+    """One occurrence per entity (each must occur), such that no two entities overlap.
+
+    Depth-first search over the occurrences, entities with the fewest occurrences first,
+    occurrences left to right; the first overlap-free choice found is returned with status
+    ``"free"``. If there is none (``"overlap"``), or the search gives up after
+    ``_SEARCH_BUDGET`` nodes (``"gave_up"``), each entity in the same order takes the occurrence
+    that overlaps the fewest already chosen (the leftmost among ties)."""
+    occ = {e: list(_iter_spans(tokens, e)) for e in entities}
+    order = sorted(occ, key=lambda e: (len(occ[e]), occ[e][0]))
+    chosen: dict[tuple[str, ...], tuple[int, int]] = {}
+    budget = [_SEARCH_BUDGET]
+
+    def search(k: int) -> bool:
+        if k == len(order):
+            return True
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        for sp in occ[order[k]]:
+            if not any(_overlap(sp, c) for c in chosen.values()):
+                chosen[order[k]] = sp
+                if search(k + 1):
+                    return True
+                del chosen[order[k]]
+        return False
+
+    if search(0):
+        return chosen, "free"
+    status = "gave_up" if budget[0] < 0 else "overlap"
+    chosen = {}
+    for e in order:
+        chosen[e] = min(occ[e], key=lambda sp: (sum(_overlap(sp, c) for c in chosen.values()), sp))
+    return chosen, status
+
+
+def _nearest_end(starts, ends) -> list[tuple[int, int]]:
+    """The nearest-end rule of :func:`decode_spans` on sets of 0/1 label positions."""
+    ends = sorted(set(ends))
+    out = []
+    for i in sorted(set(starts)):
+        j = bisect.bisect_left(ends, i)
+        if j < len(ends):
+            out.append((i, ends[j]))
+    return out
+
+
+def _decoded_rows(rows) -> set[tuple[tuple[int, int], int, tuple[int, int]]]:
+    """What decoding the gold labels of ``rows`` ((subject span, column, object span) each) gives
+    back, without building the dense labels (the oracle :func:`decode_gold`, on spans)."""
+    out = set()
+    for sub in _nearest_end([ss[0] for ss, _, _ in rows], [ss[1] for ss, _, _ in rows]):
+        cols: dict[int, tuple[list[int], list[int]]] = {}
+        for ss, p, os_ in rows:
+            if ss == sub:
+                cols.setdefault(p, ([], []))
+                cols[p][0].append(os_[0])
+                cols[p][1].append(os_[1])
+        for p, (st, en) in cols.items():
+            out.update((sub, p, o) for o in _nearest_end(st, en))
+    return out
+
+
+def _nary_misfolds(objects: list[tuple[str, str, str, frozenset]]) -> int:
+    """How many n-ary objects folding the slot triples back (:func:`to_record`) gets wrong, missed
+    or invented, for the ``(subject, predicate, value, slots)`` objects of one record: within a
+    ``(predicate, value)`` that has slots, every subject gets every combination of slot values."""
+    groups: dict[tuple[str, str], set] = {}
+    for s, p, v, slots in objects:
+        groups.setdefault((p, v), set()).add((s, slots))
+    wrong = 0
+    for objs in groups.values():
+        values: dict[str, set[str]] = {}
+        for _, slots in objs:
+            for k, x in slots:
+                values.setdefault(k, set()).add(x)
+        if not values:
+            continue
+        keys = list(values)
+        folded = {(s, frozenset(zip(keys, combo, strict=True)))
+                  for s in {s for s, _ in objs} for combo in itertools.product(*(values[k] for k in keys))}
+        wrong += len(folded ^ objs)
+    return wrong
+
+
+def _check_stats(stats) -> dict | None:
+    if stats is not None and not isinstance(stats, dict):
+        raise TypeError(f"stats must be a dict (counts are added to it) or None, got {type(stats).__name__}")
+    return stats
+
+
+def parse_record(record: dict, predicates=PREDICATES, *, where: str = "record",
+                 skip_missing: bool = False, stats: dict | None = None) -> tuple[Sentence, int]:
+    """One ``{"text": ..., "spo_list": [{"subject", "predicate", "object"}, ...]}`` record as a
+    tokenized :class:`Sentence` (:func:`tokenize`; the entities are tokenized the same way).
+    Repeated triples are kept once.
+
+    **N-ary objects** (DuIE 2.0): an object ``{"@value": v, "inWork": w}`` of predicate ``配音``
+    with subject ``s`` gives the triple ``(s, 配音, v)`` and, for each other key, a *slot triple*
+    from the object's value to the slot's value under the schema's slot predicate
+    (:meth:`Schema.slot_predicate`, named ``配音_inWork`` by :func:`load_schema`):
+    ``(v, 配音_inWork, w)``. Hanging the slot on the value keeps apart the objects of one subject
+    that differ only in their slots, e.g. box office in two areas; :func:`to_record` folds the
+    slot triples back into n-ary objects. With ``predicates`` a plain list of names the slot
+    predicate is looked up as ``f"{predicate}_{key}"``.
+
+    **Occurrences.** An entity that occurs several times in the text is labelled at one
+    occurrence, chosen so that no two entities of the sentence overlap (:attr:`Sentence.entity_spans`);
+    so ``红楼梦`` is not labelled inside ``红楼梦魇`` when it also stands on its own. Where no
+    such choice exists, the fewest overlaps are kept and the sentence is counted; the gold triples
+    that decoding the labels (:func:`decode_spans`'s nearest-end rule) does not give back are
+    counted too: they stay gold triples, but the labels cannot teach them.
+
+    An entity that is not in the text as whole tokens, or a predicate not in ``predicates``,
+    raises ``ValueError`` (naming ``where``, the entity or predicate and the triple), unless
+    ``skip_missing``: the triple then goes to :attr:`Sentence.dropped` (still a gold triple for
+    :func:`evaluate`, so it counts as a miss). Returns the sentence and the number of triples
+    dropped. With ``stats`` (a dict), adds to it the counts named in ``LOAD_COUNTS``:
+    ``triples_read`` (n-ary objects expanded) = ``kept`` + ``duplicates`` +
+    ``dropped_missing_entity`` + ``dropped_unknown_predicate``; ``nary_objects``,
+    ``slot_triples``; ``nary_ambiguous`` (n-ary objects that folding the slot triples back gets
+    wrong, missed or invented: objects that share predicate and value but not their slots, e.g.
+    two awards of one name on two dates for two works); ``overlap_sentences``
+    (of which ``overlap_search_gave_up``); ``undecodable_triples`` and ``undecodable_sentences``."""
+    pred_names = _check_predicates(predicates)
+    preds = _predicate_index(pred_names)
+    stats = _check_stats(stats)
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     text = record.get("text")
@@ -516,32 +744,73 @@ def parse_record(record: dict, predicates=PREDICATES, *, where: str = "record",
     spo = record.get("spo_list", None)
     if not isinstance(spo, list):
         raise ValueError(f"{where}: 'spo_list' is missing or not a list")
-    triples: list[Triple] = []
-    dropped = 0
+    count = dict.fromkeys(LOAD_COUNTS, 0)
+    count["records"] = 1
+    expanded: list[tuple[str, str, str, str]] = []  # subject, predicate, object, where
+    objects: list[tuple[str, str, str, frozenset]] = []  # subject, predicate, value, slots
     for k, t in enumerate(spo):
         w = f"{where}, spo_list[{k}]"
         if not isinstance(t, dict) or not all(key in t for key in ("subject", "predicate", "object")):
             raise ValueError(f"{w}: expected an object with 'subject', 'predicate' and 'object', got {t!r}")
-        subj, obj = _entity(t["subject"], "subject", w), _entity(t["object"], "object", w)
+        subj = t["subject"]
+        if isinstance(subj, dict) and set(subj) == {"@value"}:
+            subj = subj["@value"]
+        subj = _entity(subj, "subject", w)
+        obj, slots = _object(t["object"], w)
         p = t["predicate"]
-        if not isinstance(p, str) or p not in preds:
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"{w}: predicate must be a non-empty string, got {p!r}")
+        expanded.append((subj, p, obj, w))
+        objects.append((subj, p, obj, frozenset(slots.items())))
+        if slots:
+            count["nary_objects"] += 1
+            count["slot_triples"] += len(slots)
+        for key, value in slots.items():
+            name = predicates.slot_predicate(p, key) if isinstance(predicates, Schema) else None
+            expanded.append((obj, name or f"{p}_{key}", value, f"{w}, object[{key!r}]"))
+    count["nary_ambiguous"] = _nary_misfolds(objects)
+    count["triples_read"] = len(expanded)
+    triples: list[Triple] = []
+    dropped: list[tuple[Triple, str]] = []
+    seen: set[Triple] = set()
+    for subj, p, obj, w in expanded:
+        tri = (tuple(tokenize(subj)), p, tuple(tokenize(obj)))
+        if tri in seen:
+            count["duplicates"] += 1
+            continue
+        seen.add(tri)
+        if p not in preds:
+            if skip_missing:
+                dropped.append((tri, "unknown_predicate"))
+                continue
             raise ValueError(f"{w}: unknown predicate {p!r} (the schema has {len(preds)}: "
                              f"{', '.join(list(preds)[:8])}{', ...' if len(preds) > 8 else ''})")
-        st, ot = tuple(tokenize(subj)), tuple(tokenize(obj))
-        missing = [(name, e) for name, e, toks in (("subject", subj, st), ("object", obj, ot))
-                   if not toks or find_span(tokens, toks) is None]
+        missing = [(name, e) for name, e, toks in (("subject", subj, tri[0]), ("object", obj, tri[2]))
+                   if find_span(tokens, toks) is None]
         if missing:
             if skip_missing:
-                dropped += 1
+                dropped.append((tri, "missing_entity"))
                 continue
             name, e = missing[0]
             raise ValueError(f"{w}: {name} {e!r} is not in the text as whole tokens "
                              f"(text {text[:60]!r}{'...' if len(text) > 60 else ''})")
-        tri = (st, p, ot)
-        if tri not in triples:
-            triples.append(tri)
-    nested = any(_inside(find_span(tokens, a), find_span(tokens, b)) for a, _, b in triples)
-    return Sentence(tokens, triples, nested, text=text, offsets=offs), dropped
+        triples.append(tri)
+    count["kept"] = len(triples)
+    count["dropped_missing_entity"] = sum(r == "missing_entity" for _, r in dropped)
+    count["dropped_unknown_predicate"] = sum(r == "unknown_predicate" for _, r in dropped)
+    ents = list(dict.fromkeys(e for a, _, b in triples for e in (a, b)))
+    spans, status = _choose_spans(tokens, ents) if ents else ({}, "free")
+    count["overlap_sentences"] = status != "free"
+    count["overlap_search_gave_up"] = status == "gave_up"
+    rows = [(spans[a], preds[p], spans[b]) for a, p, b in triples]
+    decoded = {_to_triple(tokens, s, pred_names[p], o) for s, p, o in _decoded_rows(rows)}
+    count["undecodable_triples"] = sum(t not in decoded for t in triples)
+    count["undecodable_sentences"] = count["undecodable_triples"] > 0
+    if stats is not None:
+        for key, v in count.items():
+            stats[key] = stats.get(key, 0) + int(v)
+    nested = any(_inside(a, b) for a, _, b in rows)
+    return Sentence(tokens, triples, nested, text=text, offsets=offs, entity_spans=spans, dropped=dropped), len(dropped)
 
 
 def _inside(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
@@ -552,38 +821,60 @@ def _inside(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
 
 
 def load_jsonl(path: str | Path, predicates=PREDICATES, *, skip_missing: bool = False,
-               return_dropped: bool = False):
-    """Read a JSON-lines corpus (one :func:`parse_record` record per non-blank line).
+               return_dropped: bool = False, return_stats: bool = False):
+    """Read a JSON-lines corpus (one :func:`parse_record` record per non-blank line), UTF-8 with or
+    without a byte-order mark.
 
-    Malformed lines raise ``ValueError`` with the file, the line number and what is wrong; so do
-    unknown predicates and, unless ``skip_missing``, entities that are not in their text. With
-    ``return_dropped`` also returns how many triples ``skip_missing`` dropped."""
+    Malformed lines raise ``ValueError`` with ``file:line:column`` and what is wrong; so do, unless
+    ``skip_missing``, unknown predicates and entities that are not in their text (with
+    ``skip_missing`` these triples are dropped from the labels, kept as gold triples in
+    :attr:`Sentence.dropped` and counted). With ``return_dropped`` also returns how many triples
+    were dropped; with ``return_stats`` also the counts of :func:`parse_record` summed over the
+    file (a dict with the keys ``LOAD_COUNTS``), in that order after the sentences."""
     path = Path(path)
     _check_predicates(predicates)
     out: list[Sentence] = []
-    dropped = 0
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg} at column {e.colno})") from None
-            sent, d = parse_record(record, predicates, where=f"{path}:{i}", skip_missing=skip_missing)
-            out.append(sent)
-            dropped += d
+    stats = dict.fromkeys(LOAD_COUNTS, 0)
+    for i, record in _json_lines(path):
+        sent, _ = parse_record(record, predicates, where=f"{path}:{i}", skip_missing=skip_missing, stats=stats)
+        out.append(sent)
     if not out:
         raise ValueError(f"{path}: no records (the file is empty)")
-    return (out, dropped) if return_dropped else out
+    dropped = stats["dropped_missing_entity"] + stats["dropped_unknown_predicate"]
+    extra = ([dropped] if return_dropped else []) + ([stats] if return_stats else [])
+    return (out, *extra) if extra else out
 
 
-def to_record(sent: Sentence) -> dict:
-    """A :class:`Sentence` as a JSON-lines record (tokens joined by spaces when it has no text)."""
+def to_record(sent: Sentence, predicates=None) -> dict:
+    """A :class:`Sentence` as a JSON-lines record (tokens joined by spaces when it has no text;
+    each entity cut from the text at the occurrence its labels use). Dropped triples are left out.
+
+    With a :class:`Schema` that has slots (DuIE 2.0), slot triples are folded back into n-ary
+    objects, the inverse of :func:`parse_record`: the triple ``(s, p, v)`` and the slot triples
+    ``(v, p_key, w)`` give ``{"subject": s, "predicate": p, "object": {"@value": v, key: w}}``.
+    If one slot has several values for ``(p, v)``, one object per combination is written; a
+    slot triple whose ``(p, v)`` has no main triple is written as a plain triple."""
     _check_sentence(sent)
+    if predicates is not None:
+        _check_predicates(predicates)
+    slots = {n: (b, k) for n, b, k in predicates.slots} if isinstance(predicates, Schema) else {}
     text = sent.text if sent.text is not None else " ".join(sent.tokens)
-    return {"text": text, "spo_list": [{"subject": sent.span_text(s), "predicate": p, "object": sent.span_text(o)}
-                                       for s, p, o in sent.triples]}
+    cut = sent.span_text
+    main = [t for t in sent.triples if t[1] not in slots]
+    side = [t for t in sent.triples if t[1] in slots]
+    used: set[Triple] = set()
+    spo = []
+    for s, p, o in main:
+        values: dict[str, list[str]] = {}
+        for t in side:
+            if t[0] == o and slots[t[1]][0] == p:
+                values.setdefault(slots[t[1]][1], []).append(cut(t[2]))
+                used.add(t)
+        for combo in itertools.product(*values.values()):
+            obj = {"@value": cut(o), **dict(zip(values, combo, strict=True))} if values else cut(o)
+            spo.append({"subject": cut(s), "predicate": p, "object": obj})
+    spo += [{"subject": cut(s), "predicate": p, "object": cut(o)} for s, p, o in side if (s, p, o) not in used]
+    return {"text": text, "spo_list": spo}
 
 
 # a small Chinese corpus in the DuIE format (generated, so that the real-data path can be tested)
@@ -756,8 +1047,12 @@ class Vocab:
 
     @classmethod
     def from_file(cls, path: str | Path, unk: str = "[UNK]") -> Vocab:
-        """One token per line (line ``i`` is id ``i``), e.g. the ``vocab.txt`` of a BERT checkpoint."""
-        return cls(Path(path).read_text(encoding="utf-8").splitlines(), unk=unk)
+        """One token per line (line ``i`` is id ``i``), e.g. the ``vocab.txt`` of a BERT checkpoint;
+        UTF-8 with or without a byte-order mark, lines split at ``\n`` only."""
+        lines = Path(path).read_text(encoding="utf-8-sig").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return cls([w.removesuffix("\r") for w in lines], unk=unk)
 
 
 def build_vocab(corpora: list[list[Sentence]] | list[Sentence], min_count: int = 1) -> Vocab:
@@ -784,11 +1079,20 @@ def find_span(tokens: list[str], words: tuple[str, ...]) -> tuple[int, int] | No
             raise TypeError(f"{name} must be a list or tuple of str, got {type(seq).__name__}")
     if not words:
         raise ValueError("words must be non-empty")
-    m = len(words)
-    for i in range(len(tokens) - m + 1):
-        if tuple(tokens[i:i + m]) == tuple(words):
-            return (i, i + m - 1)
-    return None
+    return next(_iter_spans(tokens, words), None)
+
+
+def _iter_spans(tokens: list[str], words: tuple[str, ...]):
+    """Inclusive spans of the occurrences of ``words`` (non-empty) in ``tokens``, left to right."""
+    tokens, words = list(tokens), list(words)
+    m, i = len(words), -1
+    while True:
+        try:
+            i = tokens.index(words[0], i + 1)
+        except ValueError:
+            return
+        if tokens[i:i + m] == words:
+            yield (i, i + m - 1)
 
 
 def encode_sentence(tokens: list[str], vocab: Vocab, max_len: int, *, strict: bool = False,
@@ -818,12 +1122,21 @@ def encode_sentence(tokens: list[str], vocab: Vocab, max_len: int, *, strict: bo
 
 
 def _spans(sent: Sentence, predicates=PREDICATES) -> list[tuple[tuple[int, int], int, tuple[int, int]]]:
-    """(subject span, predicate column, object span) of every triple; ``ValueError`` for an entity
-    that is not in the sentence or a predicate that is not in ``predicates``."""
-    index = _predicate_index(_check_predicates(predicates))
+    """(subject span, predicate column, object span) of every triple, each entity at the
+    occurrence of ``sent.entity_spans`` or else its first one; ``ValueError`` for an entity that
+    is not in the sentence (or not at its given span) or a predicate that is not in ``predicates``."""
+    return _span_rows(sent, _predicate_index(_check_predicates(predicates)))
+
+
+def _span_rows(sent: Sentence, index: dict[str, int]) -> list[tuple[tuple[int, int], int, tuple[int, int]]]:
+    """:func:`_spans` with the predicate columns ``index`` already built."""
+    where = sent.entity_spans or {}
+    for e, (a, b) in where.items():
+        if tuple(sent.tokens[a:b + 1]) != e or a < 0:
+            raise ValueError(f"entity_spans puts {e} at {(a, b)}, where the sentence has {tuple(sent.tokens[a:b + 1])}")
     out = []
     for s, p, o in sent.triples:
-        ss, os_ = find_span(sent.tokens, s), find_span(sent.tokens, o)
+        ss, os_ = (where.get(e) or next(_iter_spans(sent.tokens, e), None) if e else None for e in (s, o))
         if ss is None or os_ is None:
             raise ValueError(f"triple {(s, p, o)} is not in the sentence")
         if p not in index:
@@ -1135,59 +1448,125 @@ def pn_bce(logits: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class TripleData:
-    """A corpus encoded for training: padded ids, masks, subject labels and, per sentence, the gold
-    starts/ends and the object labels of each gold subject.
+    """A corpus encoded for training, stored sparsely: the token ids of every sentence and the
+    (subject span, predicate column, object span) of every gold triple. The dense labels of a batch
+    are built when it is drawn, padded to the longest sentence *of the batch*: memory is
+    O(tokens + triples) for the corpus and O(batch × length × P) for a batch, whatever the
+    longest sentence of the corpus (:attr:`nbytes` is what it stores).
 
     Calling it as ``data(batch_size, generator)`` draws a batch and one subject per sentence
     (a random gold start, then a random gold end at or after it — not always a gold subject, which
     gives free negative samples), the sampler :func:`companion.train.fit` expects. A sentence with
     no triple contributes the one-token span at position 0 with all-zero object labels.
     ``predicates`` is the schema (object-head columns), by default the template corpus's.
+
+    ``max_len`` is the model's position table. A longer sentence raises ``ValueError``, unless
+    ``truncate``: it is then cut to its first ``max_len`` tokens, its triples with a token past the
+    cut leave the labels, and a warning says what that cost. :attr:`stats` counts ``sentences``,
+    ``triples`` (labelled), ``truncated_sentences`` and ``truncated_triples``.
     """
 
-    def __init__(self, corpus: list[Sentence], vocab: Vocab, max_len: int = 64, predicates=PREDICATES):
+    def __init__(self, corpus: list[Sentence], vocab: Vocab, max_len: int = 64, predicates=PREDICATES, *,
+                 truncate: bool = False):
         _check_corpus(corpus)
         _check_vocab(vocab)
         max_len = check_int("max_len", max_len, minimum=1)
+        if not isinstance(truncate, bool):
+            raise TypeError(f"truncate must be a bool, got {type(truncate).__name__}")
         self.predicates = _check_predicates(predicates)
         self.corpus, self.vocab, self.max_len = corpus, vocab, max_len
-        T = max(len(s.tokens) for s in corpus)
-        if T > max_len:
-            raise ValueError(f"corpus has a sentence of {T} tokens, more than max_len={max_len}")
-        n = len(corpus)
-        self.T = T
-        self.ids = torch.zeros(n, T, dtype=torch.long)
-        self.mask = torch.zeros(n, T, dtype=torch.bool)
-        self.ys = torch.zeros(n, T, 2)
-        self.starts: list[list[int]] = []
-        self.ends: list[list[int]] = []
-        self.yo: list[dict[tuple[int, int], torch.Tensor]] = []
+        ids, offsets, rows, row_offsets = array("i"), array("q", [0]), array("i"), array("q", [0])
+        self.stats = {"sentences": len(corpus), "triples": 0, "truncated_sentences": 0, "truncated_triples": 0}
+        index, stoi, unk = _predicate_index(self.predicates), vocab.stoi, vocab.unk_id
         for i, s in enumerate(corpus):
-            L = len(s.tokens)
-            self.ids[i, :L] = encode_sentence(s.tokens, vocab, max_len)
-            self.mask[i, :L] = True
-            self.ys[i] = subject_labels(s, T, self.predicates)
-            subs = sorted({ss for ss, _, _ in _spans(s, self.predicates)})
-            self.starts.append(sorted({a for a, _ in subs}) or [0])
-            self.ends.append(sorted({b for _, b in subs}) or [0])
-            self.yo.append({ss: object_labels(s, ss, T, self.predicates) for ss in subs})
-        self.zero = torch.zeros(T, len(self.predicates), 2)
+            if not s.tokens:
+                raise ValueError(f"sentence {i} of the corpus is empty")
+            if len(s.tokens) > max_len:
+                if not truncate:
+                    raise ValueError(f"corpus sentence {i} has {len(s.tokens)} tokens, more than max_len={max_len} "
+                                     "(pass truncate=True to cut it)")
+                self.stats["truncated_sentences"] += 1
+            ids.extend([stoi.get(w, unk) for w in s.tokens[:max_len]])
+            offsets.append(len(ids))
+            spans = sorted(set(_span_rows(s, index)))
+            kept = [(ss, p, os_) for ss, p, os_ in spans if max(ss[1], os_[1]) < max_len]
+            self.stats["truncated_triples"] += len(spans) - len(kept)
+            for (a, b), p, (c, d) in kept:
+                rows.extend((a, b, p, c, d))
+            row_offsets.append(len(rows) // 5)
+        self.stats["triples"] = len(rows) // 5
+        self._ids = torch.frombuffer(ids, dtype=torch.int32)
+        self._offsets = torch.frombuffer(offsets, dtype=torch.int64)
+        self._rows = torch.frombuffer(rows, dtype=torch.int32).view(-1, 5) if rows else torch.zeros(0, 5, dtype=torch.int32)
+        self._row_offsets = torch.frombuffer(row_offsets, dtype=torch.int64)
+        self._buffers = (ids, offsets, rows, row_offsets)  # the memory the tensors above share
+        if self.stats["truncated_sentences"]:
+            warnings.warn(f"{self.stats['truncated_sentences']} training sentences are longer than max_len={max_len} and "
+                          f"were truncated; {self.stats['truncated_triples']} of their triples lie past the cut and are "
+                          "not in the labels", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.corpus)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored encoding (token ids, label spans and their offsets)."""
+        return sum(t.numel() * t.element_size() for t in (self._ids, self._offsets, self._rows, self._row_offsets))
+
+    def subject_sets(self, i: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        """Gold subject starts, ends (``[0]`` each for a sentence without triples) and gold subject
+        spans of sentence ``i``: what the sampler draws from."""
+        i = check_int("i", i, minimum=0)
+        if i >= len(self):
+            raise ValueError(f"i must be < {len(self)}, got {i}")
+        return self._subject_sets(i)
+
+    def _subject_sets(self, i: int) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        r0, r1 = self._buffers[3][i], self._buffers[3][i + 1]  # row offsets as Python ints
+        subs = sorted({(a, b) for a, b, *_ in self._rows[r0:r1].tolist()})
+        return sorted({a for a, _ in subs}) or [0], sorted({b for _, b in subs}) or [0], subs
+
+    def batch(self, indices: list[int], start: list[int], end: list[int]) -> dict[str, torch.Tensor]:
+        """Sentences ``indices`` with one subject span ``(start[k], end[k])`` each, as padded tensors:
+        ``ids``, ``mask`` (B, T), subject labels ``ys`` (B, T, 2), object labels ``yo`` (B, T, P, 2)
+        (all zero for a subject that is not gold), ``start``, ``end`` and ``index`` (B,), with T the
+        longest of these sentences."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        st, en = torch.as_tensor(start, dtype=torch.long), torch.as_tensor(end, dtype=torch.long)
+        if idx.ndim != 1 or idx.numel() == 0 or st.shape != idx.shape or en.shape != idx.shape:
+            raise ValueError("indices, start and end must be non-empty lists of the same length")
+        if idx.min() < 0 or idx.max() >= len(self):
+            raise ValueError(f"indices must lie in [0, {len(self)})")
+        off, roff, ix = self._buffers[1], self._buffers[3], idx.tolist()  # offsets as Python ints
+        lengths = torch.tensor([off[i + 1] - off[i] for i in ix])
+        if (st < 0).any() or (en < st).any() or (en >= lengths).any():
+            raise ValueError("subject spans must satisfy 0 <= start <= end < the sentence's length")
+        B, P = len(ix), len(self.predicates)
+        ids = nn.utils.rnn.pad_sequence([self._ids[off[i]:off[i + 1]] for i in ix], batch_first=True).long()
+        T = ids.shape[1]
+        mask = torch.arange(T) < lengths[:, None]
+        rows = torch.cat([self._rows[roff[i]:roff[i + 1]] for i in ix]).long()
+        k = torch.repeat_interleave(torch.arange(B), torch.tensor([roff[i + 1] - roff[i] for i in ix]))
+        ys = torch.zeros(B, T, 2)
+        ys[k, rows[:, 0], 0] = 1.0
+        ys[k, rows[:, 1], 1] = 1.0
+        hit = (rows[:, 0] == st[k]) & (rows[:, 1] == en[k])
+        yo = torch.zeros(B, T, P, 2)
+        yo[k[hit], rows[hit, 3], rows[hit, 2], 0] = 1.0
+        yo[k[hit], rows[hit, 4], rows[hit, 2], 1] = 1.0
+        return {"ids": ids, "mask": mask, "ys": ys, "start": st, "end": en, "yo": yo, "index": idx}
+
     def __call__(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, len(self), (batch_size,), generator=generator).tolist()
-        st, en, yo = [], [], []
+        st, en = [], []
         for i in idx:
-            a = self.starts[i][int(torch.randint(0, len(self.starts[i]), (1,), generator=generator))]
-            ends = [b for b in self.ends[i] if b >= a]
+            starts, ends, _ = self._subject_sets(i)
+            a = starts[int(torch.randint(0, len(starts), (1,), generator=generator))]
+            ends = [b for b in ends if b >= a]
             b = ends[int(torch.randint(0, len(ends), (1,), generator=generator))]
             st.append(a)
             en.append(b)
-            yo.append(self.yo[i].get((a, b), self.zero))
-        return {"ids": self.ids[idx], "mask": self.mask[idx], "ys": self.ys[idx],
-                "start": torch.tensor(st), "end": torch.tensor(en), "yo": torch.stack(yo)}
+        return self.batch(idx, st, en)
 
 
 def triple_loss(model: TripleModel, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
@@ -1231,13 +1610,58 @@ def train_extractor(data: TripleData, *, seed: int | torch.Generator = 0, steps:
                    ema_decay=ema_decay, grad_clip=None, cosine=cosine, progress=progress, desc="triples")
 
 
+def window_starts(length: int, max_len: int, stride: int) -> list[int]:
+    """First token of each window of ``max_len`` tokens that reads a sentence of ``length``
+    tokens: ``0, stride, 2 stride, ...``, the last window ending at the sentence's end (one window
+    ``[0]`` when the sentence fits). Every stretch of at most ``max_len - stride + 1`` tokens
+    lies inside a window."""
+    length = check_int("length", length, minimum=1)
+    max_len = check_int("max_len", max_len, minimum=1)
+    stride = check_int("stride", stride, minimum=1)
+    if stride > max_len:
+        raise ValueError(f"stride ({stride}) must be <= max_len ({max_len}), or text between windows is never read")
+    if length <= max_len:
+        return [0]
+    starts = list(range(0, length - max_len + 1, stride))
+    if starts[-1] + max_len < length:
+        starts.append(length - max_len)
+    return starts
+
+
+def window_coverage(corpus: list[Sentence], max_len: int, stride: int) -> dict[str, int]:
+    """How much of ``corpus`` windows of ``max_len`` tokens every ``stride`` tokens
+    (:func:`window_starts`, as :func:`extract` reads long sentences) can reach: ``sentences``,
+    ``windowed_sentences`` (longer than ``max_len``), ``triples`` (labelled) and
+    ``triples_outside_windows``, those whose subject and object (at the occurrences the labels
+    use) lie in no single window, which a model can only find through another occurrence."""
+    _check_corpus(corpus)
+    out = {"sentences": len(corpus), "windowed_sentences": 0, "triples": 0, "triples_outside_windows": 0}
+    for s in corpus:
+        starts = window_starts(len(s.tokens), max_len, stride)
+        out["windowed_sentences"] += len(starts) > 1
+        where = s.entity_spans or {}
+        for tri in s.triples:
+            ss, os_ = (where.get(e) or find_span(s.tokens, e) for e in (tri[0], tri[2]))
+            if ss is None or os_ is None:
+                raise ValueError(f"triple {tri} is not in its sentence")
+            lo, hi = min(ss[0], os_[0]), max(ss[1], os_[1])
+            out["triples"] += 1
+            out["triples_outside_windows"] += not any(w <= lo and hi < w + max_len for w in starts)
+    return out
+
+
 @torch.no_grad()
 def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start: float = 0.6,
-            t_end: float = 0.5, batch_size: int = 256, predicates=PREDICATES) -> list[set[Triple]]:
+            t_end: float = 0.5, batch_size: int = 256, predicates=PREDICATES, stride: int | None = None
+            ) -> list[set[Triple]]:
     """Predicted triple sets of every sentence (equation :eq:`spo-decode`): subjects first, then one
-    batched object pass per subject. Unknown tokens map to ``[UNK]``; sentences longer than the
-    model's position table raise ``ValueError``. ``predicates`` names the object head's columns
-    (the schema the model was trained with)."""
+    batched object pass per subject. Unknown tokens map to ``[UNK]``. ``predicates`` names the
+    object head's columns (the schema the model was trained with).
+
+    A sentence longer than the model's position table ``model.max_len`` raises ``ValueError``
+    unless ``stride`` is given: it is then read in windows of ``max_len`` tokens starting every
+    ``stride`` tokens (:func:`window_starts`), and its triples are the union of the windows'
+    (a triple is found only where its subject and object share a window: :func:`window_coverage`)."""
     needed = ("encode", "subject_logits", "object_logits", "n_subject", "n_object", "n_predicates", "max_len")
     if not isinstance(model, nn.Module) or not all(hasattr(model, a) for a in needed):
         raise TypeError(f"model must be a TripleModel (or a module with its interface), got {type(model).__name__}")
@@ -1249,43 +1673,55 @@ def extract(model: TripleModel, corpus: list[Sentence], vocab: Vocab, *, t_start
     predicates = _check_predicates(predicates)
     if len(predicates) != model.n_predicates:
         raise ValueError(f"the model has {model.n_predicates} predicate columns, predicates lists {len(predicates)}")
+    if stride is not None:
+        stride = check_int("stride", stride, minimum=1)
+        if stride > model.max_len:
+            raise ValueError(f"stride ({stride}) must be <= the model's max_len ({model.max_len})")
+    pieces: list[tuple[int, list[str]]] = []  # (sentence, tokens of one window)
+    for n, s in enumerate(corpus):
+        if len(s.tokens) > model.max_len and stride is None:
+            raise ValueError(f"sentence {n} has {len(s.tokens)} tokens, more than the model's max_len={model.max_len} "
+                             "positions (pass stride= to read it in windows)")
+        if not s.tokens:
+            raise ValueError(f"sentence {n} is empty")
+        for w in window_starts(len(s.tokens), model.max_len, stride or model.max_len):
+            pieces.append((n, s.tokens[w:w + model.max_len]))
     model.eval()
-    out: list[set[Triple]] = []
-    for b0 in range(0, len(corpus), batch_size):
-        chunk = corpus[b0:b0 + batch_size]
-        T = max(len(s.tokens) for s in chunk)
+    out: list[set[Triple]] = [set() for _ in corpus]
+    for b0 in range(0, len(pieces), batch_size):
+        chunk = [toks for _, toks in pieces[b0:b0 + batch_size]]
+        T = max(len(toks) for toks in chunk)
         ids = torch.zeros(len(chunk), T, dtype=torch.long)
         mask = torch.zeros(len(chunk), T, dtype=torch.bool)
-        for i, s in enumerate(chunk):
-            ids[i, : len(s.tokens)] = encode_sentence(s.tokens, vocab, model.max_len)
-            mask[i, : len(s.tokens)] = True
+        for i, toks in enumerate(chunk):
+            ids[i, : len(toks)] = encode_sentence(toks, vocab, model.max_len)
+            mask[i, : len(toks)] = True
         h = model.encode(ids, mask)
         ps = torch.sigmoid(model.subject_logits(h)) ** model.n_subject
         rows, subs = [], []
-        for i, s in enumerate(chunk):
-            L = len(s.tokens)
+        for i, toks in enumerate(chunk):
+            L = len(toks)
             for sp in decode_spans(ps[i, :L, 0], ps[i, :L, 1], t_start, t_end):
                 rows.append(i)
                 subs.append(sp)
-        preds: list[set[Triple]] = [set() for _ in chunk]
         if rows:
             r = torch.tensor(rows)
             st = torch.tensor([a for a, _ in subs])
             en = torch.tensor([b for _, b in subs])
             po = torch.sigmoid(model.object_logits(h[r], st, en)) ** model.n_object
             for k, (i, sp) in enumerate(zip(rows, subs, strict=True)):
-                L = len(chunk[i].tokens)
+                toks, L = chunk[i], len(chunk[i])
                 for p in range(model.n_predicates):
                     for o in decode_spans(po[k, :L, p, 0], po[k, :L, p, 1], t_start, t_end):
-                        preds[i].add(_to_triple(chunk[i].tokens, sp, predicates[p], o))
-        out += preds
+                        out[pieces[b0 + i][0]].add(_to_triple(toks, sp, predicates[p], o))
     return out
 
 
 def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
     """Corpus-level exact-match precision, recall and F1 (equation :eq:`spo-f1`):
     :math:`P=|R\\cap G|/|R|`, :math:`R=|R\\cap G|/|G|`, :math:`F_1=2|R\\cap G|/(|R|+|G|)`
-    with counts summed over sentences (0 when a denominator is 0)."""
+    with counts summed over sentences (0 when a denominator is 0); also the counts ``hits``,
+    ``predicted`` and ``gold``, and ``n`` the number of sentences."""
     for name, v in (("pred", pred), ("gold", gold)):
         if not isinstance(v, (list, tuple)):
             raise TypeError(f"{name} must be a list of sets of triples, got {type(v).__name__}")
@@ -1295,7 +1731,8 @@ def prf(pred: list[set[Triple]], gold: list[set[Triple]]) -> dict[str, float]:
     n_p = sum(len(set(p)) for p in pred)
     n_g = sum(len(set(g)) for g in gold)
     return {"precision": hit / n_p if n_p else 0.0, "recall": hit / n_g if n_g else 0.0,
-            "f1": 2 * hit / (n_p + n_g) if n_p + n_g else 0.0, "n": len(gold)}
+            "f1": 2 * hit / (n_p + n_g) if n_p + n_g else 0.0, "n": len(gold),
+            "hits": hit, "predicted": n_p, "gold": n_g}
 
 
 def entities(corpus: list[Sentence]) -> set[tuple[str, ...]]:
@@ -1311,9 +1748,13 @@ def evaluate(pred: list[set[Triple]], corpus: list[Sentence], train: list[Senten
     With the training corpus ``train``, also ``"new_entities"``: :func:`prf` restricted to the
     triples (gold and predicted) whose subject and object are both absent from the training
     triples (:func:`entities`), and ``"new_entity"``: those with at least one such entity. These
-    entries count triples in ``"n"`` (the others count sentences)."""
+    entries count triples in ``"n"`` (the others count sentences).
+
+    The gold triples of a sentence are :attr:`Sentence.gold`: its labelled triples and those the
+    loader dropped (an entity not in the text, a predicate not in the schema), which no
+    prediction can match, so they count as misses."""
     _check_corpus(corpus)
-    gold = [set(s.triples) for s in corpus]
+    gold = [s.gold for s in corpus]
     res = {"all": prf(pred, gold)}
     for t in (*TYPES, "nested"):
         keep = [i for i, s in enumerate(corpus) if (s.nested if t == "nested" else s.kind == t)]
@@ -1333,63 +1774,192 @@ def evaluate(pred: list[set[Triple]], corpus: list[Sentence], train: list[Senten
 # one command: train and evaluate on the user's files
 
 
+#: :func:`run_files`' default cap of the position table, in tokens.
+MAX_LEN = 512
+
+
+def _save_extractor(path: Path, model: TripleModel, vocab: Vocab, schema: Schema, options: dict, stride: int) -> None:
+    torch.save({"format": 2, "state_dict": model.state_dict(), "options": options, "vocab": vocab.itos,
+                "unk": vocab.unk, "predicates": list(schema.predicates),
+                "schema": {"subject_types": list(schema.subject_types), "object_types": list(schema.object_types),
+                           "slots": [list(t) for t in schema.slots]},
+                "stride": stride, "external_encoder": bool(model.external)}, path)
+
+
+def load_extractor(path: str | Path) -> tuple[TripleModel, Vocab, Schema, int]:
+    """A model saved by :func:`run_files` (``model.pt`` in the directory ``path``, or the file
+    itself): the :class:`TripleModel` with its weights, in eval mode (its ``max_len`` is the
+    position table it was trained with), its vocabulary, its :class:`Schema` (with the slot
+    predicates of n-ary objects) and the window stride its dev set was read with.
+
+    A model trained with an external ``encoder`` cannot be rebuilt from the file: that raises
+    ``ValueError`` (build the model yourself and load ``torch.load(path)["state_dict"]``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no saved model (run_files or `triples_cli train --out DIR` writes DIR/model.pt)")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or not {"state_dict", "options", "vocab", "predicates"} <= set(ck):
+        raise ValueError(f"{path}: not a model saved by run_files (expected the keys state_dict, options, vocab, predicates)")
+    if ck.get("external_encoder"):
+        raise ValueError(f"{path}: the model was trained with an external encoder, which the file cannot rebuild; build "
+                         "TripleModel(..., encoder=...) yourself and load the file's 'state_dict'")
+    vocab = Vocab(list(ck["vocab"]), unk=ck.get("unk", "[UNK]"))
+    sch = ck.get("schema", {})
+    schema = Schema(tuple(ck["predicates"]), tuple(sch.get("subject_types", ())), tuple(sch.get("object_types", ())),
+                    tuple(tuple(t) for t in sch.get("slots", ())))
+    model = TripleModel(len(vocab), len(schema), **ck["options"])
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    return model, vocab, schema, int(ck.get("stride") or max(1, model.max_len // 2))
+
+
+def predict_texts(model: TripleModel, vocab: Vocab, schema: Schema, texts: list[str], *, stride: int | None = None,
+                  t_start: float = 0.6, t_end: float = 0.5, batch_size: int = 256) -> list[dict]:
+    """The triples of new ``texts`` as JSON-lines records ``{"text", "spo_list"}``, one per text, in
+    the input format (:func:`to_record`: entities cut from the text, slot triples folded back into
+    n-ary objects). Each text is tokenized (:func:`tokenize`) and read by :func:`extract`; a text
+    longer than ``model.max_len`` tokens is read in windows every ``stride`` tokens (default
+    ``max_len // 2``). A text without tokens gets an empty ``spo_list``."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be a list of str")
+    if not isinstance(schema, Schema):
+        raise TypeError(f"schema must be a Schema, got {type(schema).__name__}")
+    stride = max(1, model.max_len // 2) if stride is None else stride
+    sents = []
+    for t in texts:
+        toks, offs = tokenize(t, offsets=True)
+        sents.append(Sentence(toks, text=t, offsets=offs))
+    full = [s for s in sents if s.tokens]
+    preds = iter(extract(model, full, vocab, t_start=t_start, t_end=t_end, batch_size=batch_size, predicates=schema,
+                         stride=stride) if full else [])
+    return _records(sents, [next(preds) if s.tokens else set() for s in sents], schema)
+
+
+def _records(sents: list[Sentence], preds: list[set[Triple]], schema: Schema) -> list[dict]:
+    """Predicted triples as records of the input format (:func:`to_record`), entities cut from the texts."""
+    return [to_record(Sentence(s.tokens, sorted(p), text=s.text, offsets=s.offsets), schema)
+            for s, p in zip(sents, preds, strict=True)]
+
+
 def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: str | Path | None = None,
               steps: int = 2000, batch_size: int = 32, lr: float = 3e-3, ema_decay: float | None = 0.999,
               seed: int = 0, skip_missing: bool = False, min_count: int = 1, max_len: int | None = None,
-              progress: bool = False, encoder: nn.Module | None = None, vocab: Vocab | None = None,
-              **model_kw) -> dict:
+              stride: int | None = None, progress: bool = False, encoder: nn.Module | None = None,
+              vocab: Vocab | None = None, **model_kw) -> dict:
     """Train the chapter's extractor on a JSON-lines training file and score it on a dev file.
 
     The predicates come from the ``schema`` file (:func:`load_schema`), the vocabulary from the
     training file only (:func:`build_vocab`; dev tokens it lacks map to ``[UNK]``), or is
-    ``vocab`` (e.g. ``Vocab.from_file`` of a BERT ``vocab.txt``, with ``encoder=``). The position
-    table covers the longest sentence of both files unless ``max_len`` is given. The model is
+    ``vocab`` (e.g. ``Vocab.from_file`` of a BERT ``vocab.txt``, with ``encoder=``). The model is
     :func:`train_extractor` with the given options; dev triples are scored with :func:`evaluate`
     (with the training set, so ``"new_entities"`` is included) for the final weights
     (``"model"``) and for their moving average (``"ema"``, when ``ema_decay`` is set).
 
-    With ``out``, writes ``scores.json``, ``dev_predictions.jsonl`` (the dev texts with the triples
-    of the averaged model, cut from the original strings) and ``model.pt`` (weights, options,
-    vocabulary and predicates). Returns a dict with ``scores``, ``seconds``, corpus sizes and,
-    under ``"run"``, the :class:`companion.train.FitResult`."""
+    **Length.** ``max_len`` is the model's position table: by default the longest training
+    sentence, at most ``MAX_LEN`` (512) tokens. Longer training sentences are truncated
+    (:class:`TripleData` with ``truncate=True``: a warning, and the triples past the cut are
+    counted). Longer dev sentences are read in windows of ``max_len`` tokens every ``stride``
+    tokens (default ``max_len // 2``, :func:`extract`); the dev triples that lie in no window
+    (:func:`window_coverage`) are counted, with a warning, and stay gold triples.
+
+    **Accounting.** No triple is lost without a count. ``result["accounting"]`` holds, for
+    ``"train"`` and ``"dev"``, the loader's counts (:func:`load_jsonl`: triples read, labelled,
+    repeated, dropped by ``skip_missing`` for a missing entity or an unknown predicate, n-ary
+    objects, sentences whose entities must overlap, gold triples the labels cannot decode), the
+    truncation counts (train), the window counts and ``gold_triples`` (dev: labelled + dropped,
+    the recall denominator: dropped dev triples count as misses in every score).
+
+    With ``out``, writes ``scores.json`` (the result without the run), ``dev_predictions.jsonl``
+    (the averaged model's triples of the dev texts, as :func:`predict_texts` writes them) and
+    ``model.pt`` (weights,
+    options, vocabulary, schema and stride, read back by :func:`load_extractor`). Returns a dict
+    with ``scores``, ``accounting``, ``seconds``, corpus sizes and, under ``"run"``, the
+    :class:`companion.train.FitResult`."""
     sch = load_schema(schema)
-    train_c, drop_tr = load_jsonl(train, sch, skip_missing=skip_missing, return_dropped=True)
-    dev_c, drop_dev = load_jsonl(dev, sch, skip_missing=skip_missing, return_dropped=True)
+    train_c, drop_tr, load_tr = load_jsonl(train, sch, skip_missing=skip_missing, return_dropped=True, return_stats=True)
+    dev_c, drop_dev, load_dev = load_jsonl(dev, sch, skip_missing=skip_missing, return_dropped=True, return_stats=True)
     if vocab is None:
         vocab = build_vocab(train_c, min_count=min_count)
     _check_vocab(vocab)
-    longest = max(len(s.tokens) for s in (*train_c, *dev_c))
-    max_len = longest if max_len is None else check_int("max_len", max_len, minimum=1)
-    data = TripleData(train_c, vocab, max_len=max_len, predicates=sch)
+    longest = max(len(s.tokens) for s in train_c)
+    max_len = min(longest, MAX_LEN) if max_len is None else check_int("max_len", max_len, minimum=1)
+    stride = max(1, max_len // 2) if stride is None else check_int("stride", stride, minimum=1)
+    if stride > max_len:
+        raise ValueError(f"stride ({stride}) must be <= max_len ({max_len})")
+    data = TripleData(train_c, vocab, max_len=max_len, predicates=sch, truncate=True)
+    cover = window_coverage(dev_c, max_len, stride)
+    if cover["triples_outside_windows"]:
+        warnings.warn(f"{cover['windowed_sentences']} dev sentences are longer than max_len={max_len} and are read in "
+                      f"windows; {cover['triples_outside_windows']} of their triples lie in no window of {max_len} tokens "
+                      "(they stay gold triples and count as misses unless found elsewhere)", stacklevel=2)
     t0 = time.perf_counter()
     run = train_extractor(data, seed=seed, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
                           progress=progress, encoder=encoder, **model_kw)
     seconds = time.perf_counter() - t0
     models = {"model": run.model} if ema_decay is None else {"model": run.model, "ema": run.ema}
-    preds = {k: extract(m, dev_c, vocab, predicates=sch) for k, m in models.items()}
+    preds = {k: extract(m, dev_c, vocab, predicates=sch, stride=stride) for k, m in models.items()}
     scores = {k: evaluate(p, dev_c, train=train_c) for k, p in preds.items()}
     unk = sum(vocab.stoi.get(w) is None for s in dev_c for w in s.tokens) / sum(len(s.tokens) for s in dev_c)
+    accounting = {
+        "train": dict(load_tr, truncated_sentences=data.stats["truncated_sentences"],
+                      truncated_triples=data.stats["truncated_triples"]),
+        "dev": dict(load_dev, windowed_sentences=cover["windowed_sentences"],
+                    triples_outside_windows=cover["triples_outside_windows"],
+                    gold_triples=sum(len(s.gold) for s in dev_c)),
+    }
     result = {"scores": scores, "seconds": seconds, "n_train": len(train_c), "n_dev": len(dev_c),
               "predicates": len(sch), "vocab": len(vocab), "dev_unk_rate": unk, "max_len": max_len,
-              "dropped_triples": {"train": drop_tr, "dev": drop_dev}, "run": run}
+              "longest_train": longest, "stride": stride, "dropped_triples": {"train": drop_tr, "dev": drop_dev},
+              "accounting": accounting, "run": run}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "scores.json").write_text(json.dumps({k: v for k, v in result.items() if k != "run"}, indent=1,
                                                     ensure_ascii=False), encoding="utf-8")
-        best = preds["ema" if "ema" in preds else "model"]
-        _write_jsonl([{"text": s.text, "spo_list": [{"subject": s.span_text(a), "predicate": p, "object": s.span_text(b)}
-                                                    for a, p, b in sorted(pr)]} for s, pr in zip(dev_c, best, strict=True)],
-                     out / "dev_predictions.jsonl")
-        torch.save({"state_dict": models["ema" if "ema" in models else "model"].state_dict(),
-                    "options": dict(model_kw, max_len=max_len), "vocab": vocab.itos, "unk": vocab.unk,
-                    "predicates": list(sch.predicates)}, out / "model.pt")
+        best = "ema" if "ema" in models else "model"
+        _write_jsonl(_records(dev_c, preds[best], sch), out / "dev_predictions.jsonl")  # as predict_texts writes them
+        _save_extractor(out / "model.pt", models[best], vocab, sch, dict(model_kw, max_len=max_len), stride)
     return result
+
+
+_ACCOUNTING_ROWS = [
+    ("records", "records"),
+    ("triples read (n-ary objects expanded)", "triples_read"),
+    ("  labelled", "kept"),
+    ("  repeated in their record (kept once)", "duplicates"),
+    ("  dropped: entity not in the text", "dropped_missing_entity"),
+    ("  dropped: predicate not in the schema", "dropped_unknown_predicate"),
+    ("n-ary objects", "nary_objects"),
+    ("  their slot triples", "slot_triples"),
+    ("  that folding slots back gets wrong", "nary_ambiguous"),
+    ("sentences whose entities must overlap", "overlap_sentences"),
+    ("gold triples the labels cannot decode", "undecodable_triples"),
+    ("sentences truncated to max_len", "truncated_sentences"),
+    ("  triples past the cut (not labelled)", "truncated_triples"),
+    ("sentences read in windows", "windowed_sentences"),
+    ("  triples in no window", "triples_outside_windows"),
+    ("gold triples scored (labelled + dropped)", "gold_triples"),
+]
+
+
+def _accounting_table(acc: dict[str, dict[str, int]]) -> str:
+    """The accounting of :func:`run_files` as a text table (``-`` where a count does not apply)."""
+    lines = [f"{'':44s}{'train':>8s}{'dev':>8s}"]
+    for label, key in _ACCOUNTING_ROWS:
+        cells = [str(acc[split][key]) if key in acc[split] else "-" for split in ("train", "dev")]
+        lines.append(f"{label:44s}{cells[0]:>8s}{cells[1]:>8s}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]``
-    trains and scores the extractor (:func:`run_files`) and prints precision, recall and F1;
+    trains and scores the extractor (:func:`run_files`) and prints the accounting of every triple
+    and precision, recall and F1; ``python -m companion.triples_cli predict --model DIR
+    [--input FILE.jsonl] [--output FILE.jsonl]`` loads a saved model (:func:`load_extractor`) and
+    writes the triples of new text as JSON lines (:func:`predict_texts`; the input is JSON lines
+    with a ``"text"`` field, or plain text on standard input, one text per line);
     ``python -m companion.triples_cli demo DIR`` writes the generated Chinese corpus
     (:func:`write_dataset`) to ``DIR`` to try it on."""
     ap = argparse.ArgumentParser(prog="python -m companion.triples_cli",
@@ -1407,11 +1977,21 @@ def main(argv: list[str] | None = None) -> dict:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--d", type=int, default=64, help="model width")
     tr.add_argument("--layers", type=int, default=2)
-    tr.add_argument("--max-len", type=int, default=None, help="position table (default: longest sentence)")
+    tr.add_argument("--max-len", type=int, default=None,
+                    help=f"position table in tokens (default: the longest training sentence, at most {MAX_LEN}); "
+                         "longer training sentences are truncated, longer dev sentences read in windows (counted)")
+    tr.add_argument("--stride", type=int, default=None, help="step between dev windows (default: max_len // 2)")
     tr.add_argument("--min-count", type=int, default=1, help="keep training tokens seen at least this often")
     tr.add_argument("--skip-missing", action="store_true",
-                    help="drop triples whose entity is not in the text (default: stop with an error)")
+                    help="drop (and count) triples whose entity is not in the text or whose predicate is not in the "
+                         "schema; dropped dev triples count as misses (default: stop with an error)")
     tr.add_argument("--progress", action="store_true")
+    pr = sub.add_parser("predict", help="write the triples of new text with a saved model")
+    pr.add_argument("--model", required=True, help="directory with model.pt (train --out DIR), or the file")
+    pr.add_argument("--input", default=None,
+                    help="JSON lines with a 'text' field (default: plain text on standard input, one text per line)")
+    pr.add_argument("--output", default=None, help="JSON-lines file to write (default: standard output)")
+    pr.add_argument("--stride", type=int, default=None, help="step between windows of long texts (default: as saved)")
     de = sub.add_parser("demo", help="write the generated Chinese corpus (train, dev, schema) to a directory")
     de.add_argument("directory")
     de.add_argument("--n-train", type=int, default=2000)
@@ -1422,17 +2002,36 @@ def main(argv: list[str] | None = None) -> dict:
         paths = write_dataset(a.directory, a.n_train, a.n_dev, seed=a.seed)
         print("\n".join(f"{k}: {v}" for k, v in paths.items()))
         return {"paths": paths}
+    if a.command == "predict":
+        model, vocab, sch, stride = load_extractor(a.model)
+        if a.input is None:
+            texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        else:
+            texts = []
+            for i, rec in _json_lines(Path(a.input)):
+                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                    raise ValueError(f"{a.input}:{i}: expected a JSON object with a 'text' string")
+                texts.append(rec["text"])
+        records = predict_texts(model, vocab, sch, texts, stride=a.stride or stride)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        if a.output is None:
+            sys.stdout.write(lines)
+        else:
+            Path(a.output).write_text(lines, encoding="utf-8")
+        print(f"{len(records)} texts, {sum(len(r['spo_list']) for r in records)} triples"
+              + (f" written to {a.output}" if a.output else ""), file=sys.stderr)
+        return {"records": records}
     res = run_files(a.train, a.dev, a.schema, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                     ema_decay=a.ema or None, seed=a.seed, skip_missing=a.skip_missing, min_count=a.min_count,
-                    max_len=a.max_len, progress=a.progress, d=a.d, layers=a.layers)
+                    max_len=a.max_len, stride=a.stride, progress=a.progress, d=a.d, layers=a.layers)
     print(f"{res['n_train']} training and {res['n_dev']} dev sentences, {res['predicates']} predicates, "
-          f"vocabulary {res['vocab']} (dev tokens unknown: {res['dev_unk_rate']:.1%}); trained in {res['seconds']:.0f} s")
-    if any(res["dropped_triples"].values()):
-        print(f"dropped triples whose entity is not in the text: {res['dropped_triples']}")
+          f"vocabulary {res['vocab']} (dev tokens unknown: {res['dev_unk_rate']:.1%}), position table {res['max_len']} "
+          f"tokens (longest training sentence {res['longest_train']}); trained in {res['seconds']:.0f} s")
+    print(_accounting_table(res["accounting"]))
     for name, sc in res["scores"].items():
         for key in ("all", "new_entities"):
             r = sc[key]
-            print(f"{name:5s} {key:12s} precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}"
+            print(f"{name:5s} {key:12s} precision {r['precision']:.4f}  recall {r['recall']:.4f} "
+                  f"({r['hits']}/{r['gold']})  F1 {r['f1']:.4f}"
                   f"  ({r['n']} {'sentences' if key == 'all' else 'gold triples'})")
     return res
-

@@ -1,6 +1,7 @@
 """Command line of chapter 9 (:func:`companion.triples.main`)::
 
     python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]
+    python -m companion.triples_cli predict --model DIR [--input FILE.jsonl] [--output OUT.jsonl]
     python -m companion.triples_cli demo DIR      # writes a generated Chinese corpus in that format
 
 A separate module, so that ``python -m`` does not execute :mod:`companion.triples` a second time

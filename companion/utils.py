@@ -8,13 +8,14 @@ message names the offending argument and says what was expected.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import io
 import os
 import random
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -58,9 +59,14 @@ def check_tensor(
             raise ValueError(
                 f"{name} must have {' or '.join(map(str, allowed))} dims, got shape {tuple(x.shape)}"
             )
-    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+    if finite and x.is_floating_point() and not _is_meta(x) and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
+
+
+def _is_meta(x: torch.Tensor) -> bool:
+    """Tensors on the meta device carry no values: value checks are skipped for them."""
+    return x.device.type == "meta"
 
 
 def check_points(name: str, x: Any, dim: int) -> torch.Tensor:
@@ -107,6 +113,50 @@ def check_positive(name: str, value: Scalar, *, allow_zero: bool = False) -> flo
 #: The largest number of steps (grid points, schedule length) a sampler or schedule accepts. A
 #: grid of ``MAX_STEPS + 1`` float64 values is 8 MB, and a million network evaluations per sample
 #: is already hours on a CPU; a larger request is a mistake, refused before anything is allocated.
+#: What a model callable computes, for the samplers' entry checks (:func:`mark_kind`, :func:`check_kind`).
+MODEL_KINDS = {
+    "denoiser": "a denoiser D(x, sigma) -> x0_hat",
+    "score": "a score s(x, sigma) = grad log p_sigma(x) in the noise level sigma",
+    "sde-score": "a score s(x, t) of an SDE in its time t",
+    "eps": "a noise predictor eps(x_t, t_label) of a discrete chain",
+}
+#: How to turn one kind into another: the converters the error messages name.
+CONVERTERS = {
+    ("score", "denoiser"): "companion.samplers.denoiser_from_score(score_fn)",
+    ("denoiser", "score"): "companion.samplers.score_from_denoiser(denoiser)",
+    ("scorenet", "denoiser"): "companion.denoiser.denoiser_fn(model) (or model.denoise)",
+    ("scorenet", "sde-score"): "companion.denoiser.vp_score(model, sde)",
+    ("scorenet", "eps"): "companion.denoiser.eps_model(model, schedule)",
+}
+
+
+def mark_kind(fn: Callable, kind: str) -> Callable:
+    """Tag a model callable with what it computes (one of :data:`MODEL_KINDS`); returns ``fn``."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind must be one of {sorted(MODEL_KINDS)}, got {kind!r}")
+    fn.model_kind = kind  # type: ignore[attr-defined]
+    return fn
+
+
+def check_kind(fn: Any, expected: str, name: str = "model") -> None:
+    """Refuse a model of another kind than ``expected``, naming the converter.
+
+    Plain callables carry no tag and pass (the sampler cannot know what they compute); the
+    book's converters tag what they return, and a :class:`companion.ode.ScoreNet` (whose call
+    returns a score) is recognised by its class."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable ({MODEL_KINDS[expected]}), got {type(fn).__name__}")
+    kind = getattr(fn, "model_kind", None)
+    if type(fn).__name__ == "ScoreNet" and expected != "score":
+        conv = CONVERTERS.get(("scorenet", expected), "")
+        raise TypeError(f"{name} is a ScoreNet, whose call returns a score; this function needs "
+                        f"{MODEL_KINDS[expected]}" + (f": pass {conv}" if conv else ""))
+    if kind is not None and kind != expected:
+        conv = CONVERTERS.get((kind, expected))
+        raise TypeError(f"{name} is {MODEL_KINDS[kind]}, but this function needs {MODEL_KINDS[expected]}"
+                        + (f": convert it with {conv}" if conv else ""))
+
+
 MAX_STEPS = 10**6
 
 
@@ -135,7 +185,8 @@ def make_generator(
         raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"{name}: a seed must be a non-negative int, got {seed}")
-    g = torch.Generator(device=device)
+    dev = torch.device(device)
+    g = torch.Generator(device="cpu" if dev.type == "meta" else dev)   # meta tensors draw no values
     g.manual_seed(int(seed))
     return g
 
@@ -145,6 +196,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - notebooks may use the legacy global API
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """Run a block with ``torch.set_num_threads(n)`` and restore the previous count afterwards
+    (also on an error). A model trained with 2 threads sums its floats in another order than with
+    1, so to repeat a recorded training run to the last digit, use the thread count it recorded::
+
+        with torch_threads(2):
+            model = train(...)
+    """
+    n = check_int("n", n, minimum=1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
 
 
 class progress(tqdm):  # noqa: N801 - used like tqdm itself

@@ -1,9 +1,11 @@
 """Notebooks are stored without outputs: the book build and nbval execute them."""
 
+import importlib.util
 import json
 import pathlib
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
@@ -38,4 +40,13 @@ def test_chapter_has_title_and_run_note(path):
     first = "".join(nb["cells"][0]["source"])
     assert first.startswith("# Chapter "), f"{path.name}: first cell must be the '# Chapter N — ...' title"
     sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
-    assert any("run-this-chapter" in s for s in sources), f"{path.name}: run `python tools/add_run_note.py {path}`"
+    notes = [s for s in sources if "run-this-chapter" in s]
+    assert notes, f"{path.name}: run `python tools/add_run_note.py {path}`"
+    # the note is exactly what the script writes now: the repository address is _config.yml's
+    spec = importlib.util.spec_from_file_location("add_run_note", ROOT / "tools" / "add_run_note.py")
+    add_run_note = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(add_run_note)
+    expected = add_run_note.note(add_run_note.MODULES.get(path.name[:2]))
+    assert notes == [expected], f"{path.name}: the run note is stale: run `python tools/add_run_note.py {path}`"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"] in expected

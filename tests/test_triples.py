@@ -1,7 +1,12 @@
 """Tests of companion.triples (chapter 9): decoder, oracles, corpus statistics, loss, F1."""
 
+import contextlib
+import io
+import itertools
 import json
 import math
+import random
+import tracemalloc
 
 import pytest
 import torch
@@ -234,8 +239,9 @@ def test_model_shapes_and_validation():
         m = tr.TripleModel(len(vocab), d=16, heads=2, layers=1, ffn=32, max_len=32, conditioning=cond)
         b = data(4, torch.Generator().manual_seed(0))
         h = m.encode(b["ids"], b["mask"])
-        assert h.shape == (4, data.T, 16)
-        assert m.object_logits(h, b["start"], b["end"]).shape == (4, data.T, len(tr.PREDICATES), 2)
+        T = b["ids"].shape[1]  # padded to the longest sentence of the batch
+        assert T == b["mask"].sum(1).max() and h.shape == (4, T, 16)
+        assert m.object_logits(h, b["start"], b["end"]).shape == (4, T, len(tr.PREDICATES), 2)
         loss = tr.triple_loss(m, b)
         assert loss.ndim == 0 and torch.isfinite(loss)
     with pytest.raises(ValueError, match="conditioning"):
@@ -362,8 +368,8 @@ def test_load_schema_formats_and_errors(tmp_path):
         '{"predicate": "出生地", "subject_type": "人物", "object_type": {"@value": "地点"}}']))
     assert s.predicates == ("作者", "出生地") and s.object_types == ("人物", "地点") and len(s) == 2
     assert tr.load_schema(_write(tmp_path / "l.json", ['["author", "spouse"]'])).predicates == ("author", "spouse")
-    with pytest.raises(ValueError, match=r"s2.json:2: not valid JSON"):
-        tr.load_schema(_write(tmp_path / "s2.json", ['{"predicate": "a"}', '{"predicate": ']))
+    with pytest.raises(ValueError, match=r"s2.json:2:15: not valid JSON"):
+        tr.load_schema(_write(tmp_path / "s2.json", ['{"predicate": "a"}', '{"predicate": ']))  # cut off: column 15
     with pytest.raises(ValueError, match=r"line 1: missing or empty 'predicate'"):
         tr.load_schema(_write(tmp_path / "s3.json", ['{"name": "a"}']))
     with pytest.raises(ValueError, match="listed twice"):
@@ -391,7 +397,7 @@ def test_load_jsonl_chinese_record(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ('{"text": "a b", "spo_list": [', "bad.jsonl:2: not valid JSON"),
+    ('{"text": "a b", "spo_list": [', "bad.jsonl:2:30: not valid JSON"),  # cut off after 29 characters
     ('["a b"]', "bad.jsonl:2: expected a JSON object"),
     ('{"spo_list": []}', "bad.jsonl:2: 'text' is missing"),
     ('{"text": "  ", "spo_list": []}', "bad.jsonl:2: 'text' is empty"),
@@ -434,7 +440,7 @@ def test_predicates_from_the_schema_not_a_fixed_tuple():
     preds = ("born_in", "written_by")
     assert tr.object_labels(s, (2, 2), predicates=preds)[:, 1].sum() == 2
     data = tr.TripleData([s], tr.build_vocab([s]), predicates=preds)
-    assert data.zero.shape[1] == 2 and data.predicates == preds
+    assert data(1, torch.Generator().manual_seed(0))["yo"].shape[2] == 2 and data.predicates == preds
     with pytest.raises(ValueError, match="distinct"):
         tr.object_labels(s, (2, 2), predicates=("a", "a"))
     with pytest.raises(TypeError, match="predicates"):
@@ -502,29 +508,68 @@ def test_generated_chinese_dataset_is_deterministic_and_deduplicated(tmp_path):
     assert kinds == {"Normal", "SEO", "EPO"} and any(s.nested for s in train)
 
 
-def test_command_trains_and_scores_generated_corpus(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def trained_command(tmp_path_factory):
+    """The command trained once on the generated corpus (500 steps, width 32, one layer), its
+    paths and what it printed."""
+    tmp_path = tmp_path_factory.mktemp("command")
     paths = tr.write_dataset(tmp_path, n_train=600, n_dev=200, seed=0)
     argv = ["train", "--train", str(paths["train"]), "--dev", str(paths["dev"]), "--schema", str(paths["schema"]),
             "--out", str(tmp_path / "out"), "--steps", "500", "--d", "32", "--layers", "1"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # this small model trains fastest on one thread
+    printed = io.StringIO()
     try:
-        res = tr.main(argv)
+        with contextlib.redirect_stdout(printed):
+            res = tr.main(argv)
         untrained = tr.run_files(paths["train"], paths["dev"], paths["schema"], steps=1, d=32, layers=1, ema_decay=None)
     finally:
         torch.set_num_threads(threads)
-    printed = capsys.readouterr().out
-    assert "precision" in printed and "F1" in printed
+    return {"paths": paths, "out": tmp_path / "out", "res": res, "untrained": untrained, "printed": printed.getvalue()}
+
+
+def test_command_trains_and_scores_generated_corpus(trained_command):
+    res, out, printed = trained_command["res"], trained_command["out"], trained_command["printed"]
+    assert "precision" in printed and "F1" in printed and "gold triples scored" in printed
     f1 = res["scores"]["ema"]["all"]["f1"]
     # measured 0.54 after 700 steps; an untrained network finds nothing (below)
     assert f1 > 0.3, f1
     assert res["scores"]["model"]["new_entities"]["n"] > 0
-    saved = json.loads((tmp_path / "out" / "scores.json").read_text(encoding="utf-8"))
+    saved = json.loads((out / "scores.json").read_text(encoding="utf-8"))
     assert math.isclose(saved["scores"]["ema"]["all"]["f1"], f1)
-    first = json.loads((tmp_path / "out" / "dev_predictions.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    first = json.loads((out / "dev_predictions.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert set(first) == {"text", "spo_list"}
     assert all(t["subject"] in first["text"] and t["object"] in first["text"] for t in first["spo_list"])
-    assert untrained["scores"]["model"]["all"]["f1"] < 0.05
+    assert trained_command["untrained"]["scores"]["model"]["all"]["f1"] < 0.05
+
+
+def test_predict_command_reloads_the_saved_model(trained_command, tmp_path, capsys, monkeypatch):
+    """``predict`` rebuilds the model from model.pt (weights, vocabulary, schema, max_len) and gives,
+    for the dev texts, exactly the predictions the trained model wrote before it was saved."""
+    out, dev = trained_command["out"], trained_command["paths"]["dev"]
+    written = (out / "dev_predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sum(len(json.loads(line)["spo_list"]) for line in written) > 100  # a model that predicts something
+    res = tr.main(["predict", "--model", str(out), "--input", str(dev), "--output", str(tmp_path / "p.jsonl")])
+    assert (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines() == written
+    assert len(res["records"]) == len(dev.read_text(encoding="utf-8").splitlines())
+    capsys.readouterr()
+    # plain text on standard input, one text per line, predictions on standard output
+    texts = [json.loads(line)["text"] for line in written[:5]]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(texts) + "\n\n"))
+    tr.main(["predict", "--model", str(out)])
+    assert capsys.readouterr().out.splitlines() == written[:5]
+    # a text longer than the position table is read in windows instead of refused
+    model, vocab, schema, stride = tr.load_extractor(out / "model.pt")
+    assert model.max_len == trained_command["res"]["max_len"] and schema == tr.ZH_SCHEMA and stride == model.max_len // 2
+    long_text = "，".join(texts * 4)
+    assert len(tr.tokenize(long_text)) > model.max_len
+    (rec,) = tr.predict_texts(model, vocab, schema, [long_text])
+    assert rec["text"] == long_text and rec["spo_list"]
+    assert all(t["subject"] in long_text and t["object"] in long_text for t in rec["spo_list"])
+    with pytest.raises(ValueError, match="max_len"):
+        tr.extract(model, [tr.Sentence(tr.tokenize(long_text))], vocab, predicates=schema)
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        tr.load_extractor(tmp_path)
 
 
 class _TinyEncoder(torch.nn.Module):
@@ -549,7 +594,7 @@ def test_external_encoder_hook():
     assert m.encoder is enc and not hasattr(m, "emb")
     b = data(4, torch.Generator().manual_seed(0))
     h = m.encode(b["ids"], b["mask"])
-    assert h.shape == (4, data.T, 24)
+    assert h.shape == (4, b["ids"].shape[1], 24)
     loss = tr.triple_loss(m, b)
     loss.backward()
     assert enc.emb.weight.grad is not None and enc.emb.weight.grad.abs().sum() > 0  # the encoder is trained too
@@ -580,3 +625,356 @@ def test_seeding_leaves_global_rng_untouched():
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     assert torch.equal(tr.TripleModel(20, d=8, heads=2, seed=g1).subject_head.weight,
                        tr.TripleModel(20, d=8, heads=2, seed=g2).subject_head.weight)
+
+
+# --- real data: no triple lost without a count ----------------------------------------------------
+
+ZH_PREDS = ("作者", "位于", "姓名", "同学")
+
+
+def _jsonl(path, records, bom=False):
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    path.write_text(text, encoding="utf-8-sig" if bom else "utf-8")
+    return path
+
+
+def _rec(text, *spo):
+    return {"text": text, "spo_list": [{"subject": s, "predicate": p, "object": o} for s, p, o in spo]}
+
+
+def test_dropped_dev_triples_count_as_misses(tmp_path):
+    # 6 gold triples; with skip_missing two cannot be labelled: 杨绛 is not in its text, 出版社 is not a predicate
+    records = [_rec("《围城》的作者是钱钟书", ("围城", "作者", "钱钟书"), ("围城", "作者", "杨绛"), ("围城", "出版社", "钱钟书")),
+               _rec("李雷和韩梅是同学", ("李雷", "同学", "韩梅"), ("韩梅", "同学", "李雷")),
+               _rec("《青春》的作者是李雷", ("青春", "作者", "李雷"))]
+    corpus, dropped, stats = tr.load_jsonl(_jsonl(tmp_path / "dev.jsonl", records), ZH_PREDS, skip_missing=True,
+                                           return_dropped=True, return_stats=True)
+    assert dropped == 2 and stats["dropped_missing_entity"] == 1 and stats["dropped_unknown_predicate"] == 1
+    assert [r for _, r in corpus[0].dropped] == ["missing_entity", "unknown_predicate"]
+    # a model that finds every labelled triple and nothing else: recall 4 / 6, not 4 / 4
+    perfect = [set(s.triples) for s in corpus]
+    r = tr.evaluate(perfect, corpus)["all"]
+    assert (r["hits"], r["predicted"], r["gold"]) == (4, 4, 6)
+    assert math.isclose(r["recall"], 4 / 6) and r["precision"] == 1.0 and math.isclose(r["f1"], 2 * 4 / (4 + 6))
+
+
+def test_unknown_predicates_are_skipped_and_counted_with_skip_missing(tmp_path):
+    path = _jsonl(tmp_path / "u.jsonl", [_rec("李雷和韩梅是同学", ("李雷", "同学", "韩梅"), ("李雷", "朋友", "韩梅"),
+                                              ("李雷", "朋友", "韩梅"))])
+    with pytest.raises(ValueError, match="unknown predicate '朋友'"):
+        tr.load_jsonl(path, ZH_PREDS)
+    (s,), stats = tr.load_jsonl(path, ZH_PREDS, skip_missing=True, return_stats=True)
+    assert s.triples == [(("李", "雷"), "同学", ("韩", "梅"))]
+    assert s.dropped == [((("李", "雷"), "朋友", ("韩", "梅")), "unknown_predicate")]
+    assert (stats["triples_read"], stats["kept"], stats["duplicates"], stats["dropped_unknown_predicate"]) == (3, 1, 1, 1)
+
+
+DUIE2_SCHEMA = [
+    {"predicate": "作者", "subject_type": "图书作品", "object_type": {"@value": "人物"}},
+    {"predicate": "配音", "subject_type": "娱乐人物", "object_type": {"@value": "人物", "inWork": "影视作品"}},
+    {"predicate": "获奖", "subject_type": "娱乐人物", "object_type": {"@value": "奖项", "onDate": "Date", "inWork": "作品"}},
+    {"predicate": "位于", "subject_type": "地点", "object_type": {"@value": "地点"}},
+    {"predicate": "姓名", "subject_type": "职位", "object_type": {"@value": "人物"}},
+    {"predicate": "同学", "subject_type": "人物", "object_type": {"@value": "人物"}},
+]
+
+
+def _nary(subject, predicate, value, **slots):
+    return {"subject": subject, "predicate": predicate, "object": {"@value": value, **slots},
+            "subject_type": "人物", "object_type": {"@value": "人物", **dict.fromkeys(slots, "x")}}
+
+
+def _toks(text):
+    return tuple(tr.tokenize(text))
+
+
+def test_nary_objects_keep_their_slots(tmp_path):
+    schema = tr.load_schema(_jsonl(tmp_path / "schema.json", DUIE2_SCHEMA, bom=True))
+    assert schema.predicates == ("作者", "配音", "配音_inWork", "获奖", "获奖_onDate", "获奖_inWork", "位于", "姓名", "同学")
+    assert schema.slots == (("配音_inWork", "配音", "inWork"), ("获奖_onDate", "获奖", "onDate"),
+                            ("获奖_inWork", "获奖", "inWork"))
+    assert schema.subject_types[2] == "人物" and schema.object_types[2] == "影视作品"
+    # two objects that differ only in their slot: both survive, as three triples
+    text = "石班瑜为周星驰在《功夫》和《少林足球》中配音"
+    rec = {"text": text, "spo_list": [_nary("石班瑜", "配音", "周星驰", inWork="功夫"),
+                                      _nary("石班瑜", "配音", "周星驰", inWork="少林足球")]}
+    stats = {}
+    s, dropped = tr.parse_record(rec, schema, stats=stats)
+    assert dropped == 0 and set(s.triples) == {(_toks("石班瑜"), "配音", _toks("周星驰")),
+                                               (_toks("周星驰"), "配音_inWork", _toks("功夫")),
+                                               (_toks("周星驰"), "配音_inWork", _toks("少林足球"))}
+    assert (stats["triples_read"], stats["kept"], stats["duplicates"]) == (4, 3, 1)
+    assert (stats["nary_objects"], stats["slot_triples"], stats["nary_ambiguous"]) == (2, 2, 0)
+    assert tr.decode_gold(s, schema) == set(s.triples)
+
+    def objects(spo):
+        return sorted((t["subject"], t["predicate"], json.dumps(t["object"], ensure_ascii=False, sort_keys=True))
+                      for t in spo)
+
+    assert objects(tr.to_record(s, schema)["spo_list"]) == objects(rec["spo_list"])  # folded back: the same objects
+    # two awards of one name, each with a date and a work: the triples cannot tell which date goes with which work
+    text = "2001年李雷凭《青春》获金马奖，2005年凭《岁月》再获金马奖"
+    rec = {"text": text, "spo_list": [_nary("李雷", "获奖", "金马奖", onDate="2001年", inWork="青春"),
+                                      _nary("李雷", "获奖", "金马奖", onDate="2005年", inWork="岁月")]}
+    stats = {}
+    s, _ = tr.parse_record(rec, schema, stats=stats)
+    assert len(s.triples) == 5 and stats["nary_ambiguous"] == 2  # folding back gives 2 x 2 objects, 2 invented
+    assert len(tr.to_record(s, schema)["spo_list"]) == 4
+    # a schema without the slot predicate: an error, or a counted drop
+    with pytest.raises(ValueError, match="unknown predicate '配音_inWork'"):
+        tr.parse_record({"text": "石班瑜为周星驰在《功夫》中配音", "spo_list": [_nary("石班瑜", "配音", "周星驰", inWork="功夫")]},
+                        ("配音",))
+    stats = {}
+    s, dropped = tr.parse_record({"text": "石班瑜为周星驰在《功夫》中配音",
+                                  "spo_list": [_nary("石班瑜", "配音", "周星驰", inWork="功夫")]},
+                                 ("配音",), skip_missing=True, stats=stats)
+    assert dropped == 1 and len(s.triples) == 1 and stats["dropped_unknown_predicate"] == 1
+
+
+def test_entities_are_labelled_where_they_overlap_no_other():
+    # 红楼梦 first occurs inside 红楼梦魇, then on its own: labelled on its own, every triple decodes
+    stats = {}
+    s, _ = tr.parse_record(_rec("红楼梦魇是张爱玲的作品，红楼梦的作者是曹雪芹", ("红楼梦魇", "作者", "张爱玲"),
+                                ("红楼梦", "作者", "曹雪芹")), ZH_PREDS, stats=stats)
+    assert s.entity_spans[_toks("红楼梦")] == (12, 14) and s.entity_spans[_toks("红楼梦魇")] == (0, 3)
+    assert tr.decode_gold(s, ZH_PREDS) == set(s.triples) and len(s.triples) == 2
+    assert (stats["overlap_sentences"], stats["undecodable_triples"]) == (0, 0)
+    assert s.span_text(_toks("红楼梦")) == "红楼梦" and tr.subject_labels(s, predicates=ZH_PREDS)[12, 0] == 1
+    # crossing subjects 南京市长 [3, 6] and 长江大桥 [6, 9] occur once: starts {3, 6}, ends {6, 9}, so start 6
+    # takes end 6 and (长江大桥, 位于, 南京) cannot be decoded from the labels; both are counted
+    stats = {}
+    s, _ = tr.parse_record(_rec("我们在南京市长江大桥上见到了王强", ("南京市长", "姓名", "王强"),
+                                ("长江大桥", "位于", "南京")), ZH_PREDS, stats=stats)
+    assert (stats["overlap_sentences"], stats["undecodable_triples"], stats["undecodable_sentences"]) == (1, 1, 1)
+    assert set(s.triples) - tr.decode_gold(s, ZH_PREDS) == {(_toks("长江大桥"), "位于", _toks("南京"))}
+
+
+def _brute_force_overlap_free(tokens, ents):
+    occ = [[(i, i + len(e) - 1) for i in range(len(tokens) - len(e) + 1) if tuple(tokens[i:i + len(e)]) == e]
+           for e in ents]
+    return any(all(a[1] < b[0] or b[1] < a[0] for a, b in itertools.combinations(choice, 2))
+               for choice in itertools.product(*occ))
+
+
+def test_occurrence_choice_and_decoding_count_against_brute_force_and_dense_oracle():
+    """Random sentences over 4 letters with random entities: a sentence is counted as overlapping
+    exactly when no choice of occurrences avoids overlaps (brute force), the chosen occurrences
+    overlap nowhere otherwise, and the undecodable count is what decode_gold (dense labels) loses."""
+    rng = random.Random(0)
+    preds = ("p", "q")
+    n_overlap = n_lost = 0
+    for _ in range(400):
+        toks = [rng.choice("abcd") for _ in range(rng.randint(4, 12))]
+        spo = []
+        for _ in range(rng.randint(1, 4)):
+            (a, b), (c, d) = (sorted(rng.sample(range(len(toks)), 2)) for _ in range(2))
+            spo.append((" ".join(toks[a:min(b, a + 2) + 1]), rng.choice(preds), " ".join(toks[c:min(d, c + 2) + 1])))
+        stats = {}
+        s, _ = tr.parse_record(_rec(" ".join(toks), *spo), preds, stats=stats)
+        ents = list(dict.fromkeys(e for x, _, y in s.triples for e in (x, y)))
+        free = _brute_force_overlap_free(toks, ents)
+        assert stats["overlap_sentences"] == (not free)
+        if free:
+            spans = [s.entity_spans[e] for e in ents]
+            assert all(a[1] < b[0] or b[1] < a[0] for a, b in itertools.combinations(spans, 2))
+        lost = len(set(s.triples) - tr.decode_gold(s, preds))
+        assert stats["undecodable_triples"] == lost
+        n_overlap += not free
+        n_lost += lost
+    assert n_overlap > 20 and n_lost > 20  # both cases occur often enough to be tested
+
+
+def test_batches_pad_to_their_longest_sentence_and_match_the_dense_labels():
+    corpus = tr.generate_corpus(40, seed=2)
+    long = tr.Sentence(corpus[0].tokens + ["and"] * 600, corpus[0].triples)  # one 600-token outlier
+    corpus = [*corpus, long]
+    vocab = tr.build_vocab(corpus)
+    data = tr.TripleData(corpus, vocab, max_len=len(long.tokens))
+    g = torch.Generator().manual_seed(0)
+    widths = []
+    for _ in range(40):
+        b = data(6, g)
+        idx = b["index"].tolist()
+        T = max(len(corpus[i].tokens) for i in idx)
+        assert b["ids"].shape == b["mask"].shape == (6, T) and b["yo"].shape == (6, T, len(tr.PREDICATES), 2)
+        for k, i in enumerate(idx):
+            L, sub = len(corpus[i].tokens), (b["start"][k].item(), b["end"][k].item())
+            assert torch.equal(b["ids"][k, :L], tr.encode_sentence(corpus[i].tokens, vocab, len(long.tokens)))
+            assert b["mask"][k].sum() == L and not b["ids"][k, L:].any()
+            assert torch.equal(b["ys"][k], tr.subject_labels(corpus[i], T))
+            assert torch.equal(b["yo"][k], tr.object_labels(corpus[i], sub, T))
+        widths.append(T)
+    assert max(widths) == len(long.tokens) and sorted(widths)[len(widths) // 2] < 60  # most batches stay short
+
+
+def test_training_data_memory_does_not_grow_with_the_longest_sentence():
+    """170 000 sentences (DuIE's training set is about that size), 50 predicates and one
+    5000-token sentence. Dense object labels for it would take n * T * P * 2 floats (340 GB); the
+    stored encoding is 4 bytes per token, 20 per triple and 16 per sentence, counted here from the
+    corpus, and the Python-side peak while building it (tracemalloc, on 20 000 sentences) is no
+    more than twice that, with or without the long sentence."""
+    P, n = 50, 170_000
+    preds = [f"p{i}" for i in range(P)]
+    base = [[f"w{(7 * k + j) % 97}" for j in range(20 + k)] for k in range(10)]
+    short = [tr.Sentence(t, [(tuple(t[1:3]), preds[k], tuple(t[5:8])), (tuple(t[10:12]), preds[k + 10], tuple(t[15:18]))])
+             for k, t in enumerate(base)]
+    long_tokens = [f"w{j % 97}" for j in range(5000)]
+    long = tr.Sentence(long_tokens, [(tuple(long_tokens[4990:4992]), preds[0], tuple(long_tokens[2:4]))])
+    vocab = tr.Vocab(["[PAD]", "[UNK]"] + [f"w{i}" for i in range(97)])
+
+    def corpus(size, with_long):
+        c = [short[i % 10] for i in range(size)]
+        if with_long:
+            c[size // 2] = long
+        return c
+
+    def stored(c):
+        return 4 * sum(len(s.tokens) for s in c) + 20 * sum(len(s.triples) for s in c) + 16 * (len(c) + 1)
+
+    big = corpus(n, True)
+    data = tr.TripleData(big, vocab, max_len=5000, predicates=preds)
+    assert data.nbytes == stored(big) < 1e-4 * n * 5000 * P * 2 * 4
+    b = data(32, torch.Generator().manual_seed(0))
+    assert b["index"].tolist().count(n // 2) == 0 and b["yo"].shape == (32, 29, P, 2)  # a batch: its own length
+    peaks = {}
+    for with_long in (False, True):
+        c = corpus(20_000, with_long)
+        tracemalloc.start()
+        d = tr.TripleData(c, vocab, max_len=5000, predicates=preds)
+        peaks[with_long] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert d.nbytes == stored(c) and peaks[with_long] < 2 * stored(c)
+    assert abs(peaks[True] - peaks[False]) < 200_000  # the 5000-token sentence costs its own tokens only
+
+
+def test_truncated_training_sentences_warn_and_count():
+    s = tr.Sentence("a b c d e f g h i j".split(), [(("a",), "author", ("b",)), (("c",), "author", ("i",)),
+                                                   (("h", "i"), "spouse", ("j",))])
+    vocab = tr.build_vocab([s])
+    with pytest.raises(ValueError, match="truncate=True"):
+        tr.TripleData([s], vocab, max_len=6)
+    with pytest.warns(UserWarning, match="1 training sentences are longer than max_len=6 and were truncated; 2 of"):
+        data = tr.TripleData([s], vocab, max_len=6, truncate=True)
+    assert data.stats == {"sentences": 1, "triples": 1, "truncated_sentences": 1, "truncated_triples": 2}
+    b = data(3, torch.Generator().manual_seed(0))
+    assert b["ids"].shape == (3, 6) and b["ys"][:, :, 0].nonzero()[:, 1].tolist() == [0, 0, 0]
+
+
+class _TokenModel(torch.nn.Module):
+    """Marks every token ``sK`` as a one-token subject and, given subject ``sK``, every token ``oK``
+    as its object (one predicate): extraction is exact wherever ``sK`` and ``oK`` share a window."""
+
+    def __init__(self, vocab, max_len):
+        super().__init__()
+        self.vocab, self.max_len, self.n_subject, self.n_object, self.n_predicates = vocab, max_len, 1, 1, 1
+        self.is_s = torch.tensor([w.startswith("s") for w in vocab.itos])
+        self.obj = torch.tensor([vocab.stoi.get("o" + w[1:], -1) if w.startswith("s") else -1 for w in vocab.itos])
+
+    def encode(self, ids, mask):
+        assert ids.shape[1] <= self.max_len
+        return ids[..., None].float()
+
+    def subject_logits(self, h):
+        z = torch.where(self.is_s[h[..., 0].long()], 20.0, -20.0)
+        return torch.stack([z, z], -1)
+
+    def object_logits(self, h, start, end):
+        ids = h[..., 0].long()
+        target = self.obj[ids[torch.arange(len(start)), start]]
+        z = torch.where(ids == target[:, None], 20.0, -20.0)
+        return torch.stack([z, z], -1)[:, :, None, :]
+
+
+def test_long_sentences_are_read_in_windows_and_unreachable_triples_counted():
+    toks = ["x"] * 36
+    for w, i in (("s1", 0), ("o1", 3), ("s3", 10), ("o3", 15), ("s2", 20), ("o2", 32)):
+        toks[i] = w
+    s = tr.Sentence(toks, [((f"s{k}",), "rel", (f"o{k}",)) for k in (1, 2, 3)])
+    vocab = tr.build_vocab([s])
+    model = _TokenModel(vocab, max_len=8)
+    with pytest.raises(ValueError, match="stride"):
+        tr.extract(model, [s], vocab, predicates=["rel"])
+    # windows [0, 8), [4, 12), ..., [28, 36): s1..o1 and s3..o3 fit in one, s2 (20) .. o2 (32) in none
+    assert tr.window_starts(36, 8, 4) == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert tr.window_starts(37, 8, 4)[-1] == 29 and tr.window_starts(8, 8, 4) == [0]
+    (pred,) = tr.extract(model, [s], vocab, predicates=["rel"], stride=4)
+    assert pred == {(("s1",), "rel", ("o1",)), (("s3",), "rel", ("o3",))}
+    cover = tr.window_coverage([s], 8, 4)
+    assert cover == {"sentences": 1, "windowed_sentences": 1, "triples": 3, "triples_outside_windows": 1}
+    assert tr.window_coverage([s], 13, 4)["triples_outside_windows"] == 0  # o2 - s2 + 1 = 13 tokens
+
+
+def test_files_with_a_byte_order_mark_load(tmp_path):
+    recs = [_rec("《青春》的作者是李雷", ("青春", "作者", "李雷"))]
+    plain = tr.load_jsonl(_jsonl(tmp_path / "a.jsonl", recs), ZH_PREDS)
+    bom = tr.load_jsonl(_jsonl(tmp_path / "b.jsonl", recs, bom=True), ZH_PREDS)
+    assert (tmp_path / "b.jsonl").read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert [s.tokens for s in bom] == [s.tokens for s in plain] and [s.triples for s in bom] == [s.triples for s in plain]
+    assert tr.load_schema(_jsonl(tmp_path / "s.json", DUIE2_SCHEMA[:1], bom=True)).predicates == ("作者",)
+    (tmp_path / "v.txt").write_text("[PAD]\n[UNK]\n李\n", encoding="utf-8-sig")
+    assert tr.Vocab.from_file(tmp_path / "v.txt").itos == ["[PAD]", "[UNK]", "李"]
+
+
+def test_malformed_json_reports_its_line_and_column(tmp_path):
+    ok = json.dumps(_rec("李雷和韩梅是同学", ("李雷", "同学", "韩梅")), ensure_ascii=False)
+    cut = ok[:ok.index("[") + 1]  # a line cut off after '"spo_list": [': the error is just past its end
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([ok, "", ok, cut, ok]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"bad.jsonl:4:{len(cut) + 1}: not valid JSON: .*\(line 4, column {len(cut) + 1}\)"):
+        tr.load_jsonl(path, ZH_PREDS)
+    mid = ok.replace('"predicate"', ', "predicate"', 1)  # a doubled comma inside the line
+    path.write_text(ok + "\n" + mid + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"bad.jsonl:2:{mid.index(', ,') + 3}: not valid JSON"):
+        tr.load_jsonl(path, ZH_PREDS)
+    # a schema list after blank lines: its own line numbers, not those of the stripped text
+    lines = ["", "", '["作者",', ' "位于" "姓名"]']
+    (tmp_path / "s.json").write_text("\n".join(lines), encoding="utf-8")
+    col = lines[3].index('"姓名') + 1
+    with pytest.raises(ValueError, match=rf"s.json:4:{col}: not valid JSON"):
+        tr.load_schema(tmp_path / "s.json")
+    (tmp_path / "v.jsonl").write_bytes(ok.encode() + b"\n" + b'{"text": "\xff"}\n')
+    with pytest.raises(ValueError, match="v.jsonl:2:11: not UTF-8"):
+        tr.load_jsonl(tmp_path / "v.jsonl", ZH_PREDS)
+
+
+def test_a_corpus_with_every_hazard_loses_no_triple_without_a_count(tmp_path):
+    """Train and dev files in the DuIE 2.0 format, with a byte-order mark, nested and crossing
+    entities, n-ary objects, an unknown predicate, an entity not in its text and over-long lines.
+    Every count below is worked out by hand from the records."""
+    filler = "这是一段很长的文字。" * 4
+    long_text = "《青春》的作者是李雷。" + filler + "《岁月》的作者是韩梅，韩梅是他的同学。"
+    dev = [
+        _rec("红楼梦魇是张爱玲的作品，红楼梦的作者是曹雪芹", ("红楼梦魇", "作者", "张爱玲"), ("红楼梦", "作者", "曹雪芹")),
+        _rec("我们在南京市长江大桥上见到了王强", ("南京市长", "姓名", "王强"), ("长江大桥", "位于", "南京")),
+        {"text": "石班瑜为周星驰在《功夫》和《少林足球》中配音",
+         "spo_list": [_nary("石班瑜", "配音", "周星驰", inWork="功夫"), _nary("石班瑜", "配音", "周星驰", inWork="少林足球")]},
+        _rec("《围城》的作者是钱钟书", ("围城", "作者", "钱钟书"), ("围城", "出版社", "钱钟书"), ("围城", "作者", "杨绛")),
+        _rec(long_text, ("青春", "作者", "李雷"), ("岁月", "作者", "韩梅"), ("韩梅", "同学", "李雷")),
+    ]
+    train = [*dev[:4], _rec(long_text, ("青春", "作者", "李雷"), ("岁月", "作者", "韩梅"), ("韩梅", "同学", "李雷"))]
+    assert len(long_text) == 70 and long_text.index("韩梅") == 59 and long_text.count("李雷") == 1
+    files = {k: _jsonl(tmp_path / f"{k}.jsonl", v, bom=True) for k, v in (("train", train), ("dev", dev))}
+    schema = _jsonl(tmp_path / "schema.json", DUIE2_SCHEMA, bom=True)
+    with pytest.warns(UserWarning) as caught:
+        res = tr.run_files(files["train"], files["dev"], schema, skip_missing=True, max_len=24, steps=1, d=16,
+                           layers=1, ema_decay=None)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "1 training sentences are longer than max_len=24 and were truncated; 2 of" in messages
+    assert "1 of their triples lie in no window" in messages
+    acc = res["accounting"]
+    # dev: 2 + 2 + (2 objects + 2 slots) + 3 + 3 = 14 triples read; the repeated 配音 main triple is kept once;
+    # 出版社 is not in the schema, 杨绛 not in the text
+    expected = {"records": 5, "triples_read": 14, "duplicates": 1, "dropped_unknown_predicate": 1,
+                "dropped_missing_entity": 1, "kept": 11, "nary_objects": 2, "slot_triples": 2, "nary_ambiguous": 0,
+                "overlap_sentences": 1, "undecodable_triples": 1,  # 南京市长 / 长江大桥 cross
+                "windowed_sentences": 1, "triples_outside_windows": 1,  # 韩梅 (59) .. 李雷 (8) fits no 24-token window
+                "gold_triples": 13}
+    assert {k: acc["dev"][k] for k in expected} == expected
+    assert acc["dev"]["triples_read"] == sum(acc["dev"][k] for k in ("kept", "duplicates", "dropped_unknown_predicate",
+                                                                       "dropped_missing_entity"))
+    # train: the long line is cut at 24 tokens; (岁月, 作者, 韩梅) and (韩梅, 同学, 李雷) lie past the cut
+    assert (acc["train"]["truncated_sentences"], acc["train"]["truncated_triples"]) == (1, 2)
+    assert res["max_len"] == 24 and res["longest_train"] == 70 and res["stride"] == 12
+    # the recall denominator is every dev gold triple, dropped ones included
+    assert res["scores"]["model"]["all"]["gold"] == 13
+    assert res["dropped_triples"] == {"train": 2, "dev": 2}

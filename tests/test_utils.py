@@ -165,3 +165,17 @@ def test_hidden_lines_never_define_names_the_algorithm_uses():
                     assert bound <= params, f"{fn.__qualname__}: a hidden line binds {bound - params}"
         checked += 1
     assert checked > 100
+
+
+def test_torch_threads_sets_and_restores():
+    old = torch.get_num_threads()
+    target = 1 if old != 1 else 2
+    with utils.torch_threads(target) as n:
+        assert n == target and torch.get_num_threads() == target
+    assert torch.get_num_threads() == old
+    with pytest.raises(RuntimeError, match="boom"), utils.torch_threads(target):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == old
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        with utils.torch_threads(0):
+            pass

@@ -1,14 +1,17 @@
 """Insert (idempotently) the "run this chapter yourself" note after each chapter notebook's title.
 
 Usage: python tools/add_run_note.py notebooks/*.ipynb
-The note tells a Colab reader the one line that installs the companion; a test checks that
-every chapter notebook carries it.
+The note tells a Colab reader the one line that installs the companion. The repository address
+in it is read from ``_config.yml`` (``repository.url``, which the launch buttons read too); a test
+checks that every chapter notebook carries the note exactly as this script writes it now, so a
+changed address fails the tests until this script is run again.
 """
 
+import json
 import sys
+import uuid
 from pathlib import Path
 
-import nbformat
 import yaml
 
 MARK = "run-this-chapter"
@@ -24,30 +27,48 @@ def note(module: str | None) -> str:
            "where each one links back to its equation.") if module else ""
     return f"""<!-- {MARK} -->
 :::{{admonition}} Run this chapter yourself
-:class: tip
+:class: tip run-note
 Locally, from a clone: `make book` (or `pip install -r requirements.txt`, then open this
 notebook). On Colab, use the rocket button above and run this line first — it clones the
 repository (with the result files of the long runs) and installs `companion` next to Colab's own
 PyTorch:
-`!git clone -q --depth 1 {REPO} gm && pip install -q -e gm`
+
+```text
+{colab_command()}
+```
+
 Every number below is recomputed when you run the notebook; the `assert` cells are the proofs.{api}
 :::"""
 
 
+def colab_command() -> str:
+    """The line a Colab reader runs first (a code block in the note: it wraps on a phone, and copies)."""
+    return f"!git clone -q --depth 1 {REPO} gm && pip install -q -e gm"
+
+
+def _source_lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
 def add_note(path: str) -> str:
-    """Insert the note after the title, or refresh it if the text (e.g. the address) changed."""
+    """Insert the note after the title, or refresh it if the text (e.g. the address) changed.
+
+    The notebook is read and written as plain JSON in the layout it is stored in, so only the
+    note's cell changes (nbformat would also reorder the keys of other cells)."""
     NOTE = note(MODULES.get(Path(path).name[:2]))
-    nb = nbformat.read(path, as_version=4)
-    for c in nb.cells:
-        if c.cell_type == "markdown" and MARK in c.source:
-            if c.source == NOTE:
+    text = Path(path).read_text(encoding="utf-8")
+    nb = json.loads(text)
+    for c in nb["cells"]:
+        if c["cell_type"] == "markdown" and MARK in "".join(c["source"]):
+            if "".join(c["source"]) == NOTE:
                 return "already up to date"
-            c.source = NOTE
-            nbformat.write(nb, path)
-            return "note refreshed"
-    nb.cells.insert(1, nbformat.v4.new_markdown_cell(NOTE))
-    nbformat.write(nb, path)
-    return "note added"
+            c["source"] = _source_lines(NOTE)
+            break
+    else:
+        nb["cells"].insert(1, {"cell_type": "markdown", "id": uuid.uuid4().hex[:8], "metadata": {},
+                               "source": _source_lines(NOTE)})
+    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return "note refreshed" if MARK in text else "note added"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Build the whole-book PDF from the built HTML, offline.
 
 Every page of the table of contents, in order, is printed by the local headless Chromium
+(``$CHROMIUM``, see ``tools/browser.py``)
 (after MathJax has typeset it; the theme's print stylesheet drops the sidebars), then the
 pages are joined into one PDF with a bookmark per page:
 
@@ -11,7 +12,6 @@ Run by ``make book`` after the HTML build; the intro page and the download menu 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,13 +19,21 @@ import time
 from pathlib import Path
 
 import yaml
+from browser import BrowserMissing, chromium
 from pypdf import PdfReader, PdfWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 PDF_NAME = "generative-models-derived.pdf"
+# MathJax breaks a display equation for the width of its column on screen, when it typesets the page,
+# and printing does not redo it. At a 680 px window the theme's column is 648 px wide; the printed
+# column (US Letter, Chromium's default margins) is about 670 px: every equation broken for the
+# screen fits the paper. (At Chromium's default 800 px window the column is 736 px, and equations
+# broken for it ran past the printed column, with scrollbars.)
+SCREEN_WIDTH = 680
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-pdf-header-footer", "--virtual-time-budget=30000", "--run-all-compositor-stages-before-draw"]
+         "--no-pdf-header-footer", "--virtual-time-budget=30000", "--run-all-compositor-stages-before-draw",
+         f"--window-size={SCREEN_WIDTH},1000"]
 
 
 def toc_files() -> list[str]:
@@ -55,9 +63,10 @@ def page_title(html_path: Path) -> str:
 
 def main(argv: list[str]) -> int:
     html_root = Path(argv[1] if len(argv) > 1 else "_build/html").resolve()
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if chrome is None:
-        print("no Chromium: the PDF needs the local headless browser (Debian package 'chromium')")
+    try:
+        chrome = chromium()
+    except BrowserMissing as e:
+        print(f"the PDF needs a headless browser: {e}")
         return 1
     t0 = time.perf_counter()
     writer = PdfWriter()

@@ -4,6 +4,7 @@ For every page of the book (``_build/html``):
 
 * static checks: no error/traceback output cell, every internal link and anchor resolves,
   every chapter page (``notebooks/*``) has at least one figure;
+* chapter N's equations, figures, tables and exercises are numbered N.1, N.2, ... in page order;
 * no raw equation label reaches a reader: not in the visible text of a page, not in an image's
   alt text, not in a string that a notebook's code draws into a figure;
 * browser checks (headless Chromium): after MathJax ran, the page holds typeset math
@@ -15,8 +16,9 @@ For every page of the book (``_build/html``):
   size, scaled as the page shows the image) is at least 9 px. Screenshots of three chapters at
   both widths and in dark mode are saved under ``_build/screenshots/``.
 
-The browser checks need Chromium; without it the check fails, unless ``SKIP_BROWSER=1`` says
-explicitly to skip them.
+The browser checks need headless Chromium or Chrome, named by ``$CHROMIUM`` (default ``chromium``;
+see ``tools/browser.py``); without it the check fails, unless ``SKIP_BROWSER=1`` says explicitly to
+skip them.
 
 Usage: ``python tools/check_html.py [_build/html] [page filter ...]``; exits 1 and lists every problem if any.
 """
@@ -27,13 +29,14 @@ import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from browser import BrowserMissing, chromium
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -82,6 +85,30 @@ def book_pages(root: Path) -> list[Path]:
     pages = sorted(p for p in pages if p.name not in ("genindex.html", "search.html", "index.html")
                    or p.parent != root)
     return [p for p in pages if not ONLY or any(o in str(p.relative_to(root)) for o in ONLY)]
+
+
+def numbering_problems(root: Path) -> list[str]:
+    """Chapter N's equations, figures, tables and exercises are numbered N.1, N.2, ... in page order
+    (book/ext/chapter_numbers.py), with N read from the page's "Chapter N" title."""
+    problems = []
+    for page in book_pages(root):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        m = re.search(r"<h1>\s*Chapter (\d+)\b", text)
+        if not m:
+            continue
+        n = m.group(1)
+        kinds = {"equation": re.findall(r'<span class="eqno">\(([\d.]+)\)', text)}
+        for kind, num in re.findall(r'<span class="caption-number">(\w+) ([\d.]+) ?</span>', text):
+            kinds.setdefault(kind.lower(), []).append(num)
+        for kind, nums in kinds.items():
+            want = [f"{n}.{k}" for k in range(1, len(nums) + 1)]
+            if kind in ("exercise", "figure", "table", "listing"):
+                nums = list(dict.fromkeys(nums))  # a number may repeat (a solution names its exercise)
+                want = want[:len(nums)]
+            if nums != want:
+                problems.append(f"{page.relative_to(root)}: {kind} numbers {nums[:6]}... are not "
+                                f"{want[:3]}... (chapter {n}, numbered in page order)")
+    return problems
 
 
 def static_problems(root: Path) -> list[str]:
@@ -136,18 +163,40 @@ _MEASURE_JS = r"""
                      nw: img.naturalWidth, alt: img.getAttribute("alt") || "",
                      caption: !!(fig && fig.querySelector("figcaption"))});
     });
-    const pre = document.createElement("pre");
-    pre.id = "__check__"; pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+    report(out);
   }
-  function go() {
-    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-      MathJax.startup.promise.then(function () { setTimeout(measure, 200); });
-    } else { setTimeout(go, 100); }
-  }
-  window.addEventListener("load", function () { __DARK__ go(); });
+  __WHEN_TYPESET__
+  window.addEventListener("load", function () { __DARK__ whenTypeset(measure); });
 })();
 </script>
 """
+
+# ``whenTypeset(callback)``: calls back once MathJax has typeset every math element of the page (or
+# made no progress for 3 s), after 300 ms more for the layout to settle. Not MathJax.startup.promise:
+# MathJax 4's also waits for its speech worker, which never finishes under headless Chromium's
+# virtual time (--virtual-time-budget), while the typeset math is long in place.
+# ``report(out)``: writes the measurements as JSON into <pre id="__check__"> (and hands them to the
+# page's parent when the page is measured inside a narrow frame, see _measure).
+WHEN_TYPESET_JS = r"""
+  function report(out) {
+    var s = JSON.stringify(out), pre = document.createElement("pre");
+    pre.id = "__check__"; pre.textContent = s; document.body.appendChild(pre);
+    if (window.parent !== window) window.parent.postMessage({__check__: s}, "*");
+  }
+  function whenTypeset(callback) {
+    if (!document.querySelector('script[src*="mathjax"]')) { setTimeout(callback, 300); return; }
+    var last = -1, still = 0;
+    (function poll() {
+      var els = document.querySelectorAll("div.math, span.math"), done = 0;
+      els.forEach(function (e) { if (e.querySelector("mjx-container")) done++; });
+      var ready = window.MathJax && MathJax.startup && MathJax.startup.document;
+      still = (done === last) ? still + 1 : 0; last = done;
+      if (ready && (done === els.length || still > 30)) { setTimeout(callback, 300); return; }
+      setTimeout(poll, 100);
+    })();
+  }
+"""
+_MEASURE_JS = _MEASURE_JS.replace("__WHEN_TYPESET__", WHEN_TYPESET_JS.strip())
 
 
 def equation_labels() -> set[str]:
@@ -207,37 +256,68 @@ def _min_legend_pt() -> float:
 
 
 def _chrome() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    try:
+        return chromium()
+    except BrowserMissing as e:
+        print(e)
+        return None
+
+
+MIN_WINDOW = 500  # px: headless Chromium's narrowest window
+_FRAME_HTML = """<!DOCTYPE html><html><head><meta charset="utf-8">
+<style>html, body { margin: 0; } iframe { border: 0; display: block; width: __W__px; height: __H__px; }</style>
+</head><body><iframe src="__SRC__"></iframe><script>
+window.addEventListener("message", function (e) {
+  if (!e.data || !e.data.__check__) return;
+  var pre = document.createElement("pre"); pre.id = "__check__"; pre.textContent = e.data.__check__;
+  document.body.appendChild(pre);
+});
+</script></body></html>"""
 
 
 def _measure(chrome: str, page: Path, width: int, *, dark: bool = False, shot: Path | None = None,
-             scroll_to: str | None = None, _retry: bool = False) -> dict:
-    """Open a copy of ``page`` with the measuring script at ``width`` px; return its JSON."""
+             scroll_to: str | None = None, script: str = _MEASURE_JS, height: int = 1000,
+             _retry: bool = False) -> dict:
+    """Open a copy of ``page`` with a measuring script (it writes JSON into ``<pre id="__check__">``)
+    in a ``width`` x ``height`` window; return the DOM and that JSON."""
     text = page.read_text(encoding="utf-8", errors="replace")
-    js = _MEASURE_JS.replace("__DARK__", "document.documentElement.dataset.theme = 'dark'; "
-                             "document.documentElement.dataset.mode = 'dark';" if dark else "")
+    js = script.replace("__DARK__", "document.documentElement.dataset.theme = 'dark'; "
+                        "document.documentElement.dataset.mode = 'dark';" if dark else "")
     if scroll_to:  # show one section at the top of the screenshot
         js += ("<script>window.addEventListener('load', function () { var e = document.getElementById('"
                + scroll_to + "'); if (!e) return; Array.from(e.parentNode.children).forEach(function (c) {"
                " if (c !== e && c.tagName !== 'H1') c.style.display = 'none'; }); window.scrollTo(0, 0); });</script>")
     probe = page.with_name(f".check-{width}{'-dark' if dark else ''}-{page.name}")
     probe.write_text(text.replace("</body>", js + "</body>"), encoding="utf-8")
+    # Headless Chromium's window is never narrower than 500 px (a 390 px window lays the page out at
+    # 500 px and crops it): narrower widths are measured in a frame of exactly that width.
+    frame = probe.with_name(f".check-frame-{width}-{page.name}") if width < MIN_WINDOW else None
     try:
+        def open_at(h: int) -> Path:
+            if frame is None:
+                return probe
+            frame.write_text(_FRAME_HTML.replace("__SRC__", probe.name).replace("__W__", str(width))
+                             .replace("__H__", str(h)), encoding="utf-8")
+            return frame
+
         with tempfile.TemporaryDirectory() as profile:
             args = [chrome, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                    f"--virtual-time-budget={90000 if _retry else 30000}",
-                    f"--window-size={width},1000"]
-            dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                                 timeout=180).stdout
+                    f"--virtual-time-budget={90000 if _retry else 30000}"]
+            win = max(width, MIN_WINDOW)
+            dom = subprocess.run([*args, f"--window-size={win},{height}", "--dump-dom", open_at(height).as_uri()],
+                                 capture_output=True, text=True, timeout=180).stdout
             if shot is not None:
-                subprocess.run([*args[:-1], f"--window-size={width},2200", f"--screenshot={shot}", probe.as_uri()],
+                subprocess.run([*args, f"--window-size={win},2200", f"--screenshot={shot}", open_at(2200).as_uri()],
                                capture_output=True, timeout=180)
     finally:
         probe.unlink(missing_ok=True)
-    m = re.search(r'<pre id="__check__">([\s\S]*?)</pre>', dom)
+        if frame is not None:
+            frame.unlink(missing_ok=True)
+    m = re.search(r'<pre id="__check__"[^>]*>([\s\S]*?)</pre>', dom)
     data = json.loads(html.unescape(m.group(1))) if m else None
     if data is None and not _retry:  # a loaded machine can run out of the virtual time budget: once more
-        return _measure(chrome, page, width, dark=dark, shot=shot, scroll_to=scroll_to, _retry=True)
+        return _measure(chrome, page, width, dark=dark, shot=shot, scroll_to=scroll_to, script=script,
+                        height=height, _retry=True)
     return {"dom": dom, "data": data}
 
 
@@ -245,7 +325,7 @@ def browser_problems(root: Path, shots: Path) -> tuple[list[str], dict]:
     chrome = _chrome()
     stats: dict = {"overflow_390": 0, "equations": 0, "clipped_1366": 0, "small_text": 0, "uncaptioned": 0}
     if chrome is None:
-        msg = "headless Chromium not found (install Debian's 'chromium'); browser checks not run"
+        msg = "headless browser not found (see $CHROMIUM above); browser checks not run"
         if os.environ.get("SKIP_BROWSER") == "1":
             print("WARNING:", msg, "(SKIP_BROWSER=1)")
             return [], stats
@@ -331,7 +411,7 @@ def main(argv: list[str]) -> int:
         return 1
     pages = book_pages(root)
     browser, stats = browser_problems(root, root.parent / "screenshots")
-    problems = static_problems(root) + raw_label_problems(root) + browser
+    problems = static_problems(root) + numbering_problems(root) + raw_label_problems(root) + browser
     for p in problems:
         print("PROBLEM:", p)
     print(f"display equations: {stats['equations']}, clipped at 1366 px: {stats['clipped_1366']}, "

@@ -26,15 +26,17 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import multiprocessing as mp
 import sys
 import time
 import types
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from companion.experiments import _provenance, registry, result_path  # noqa: E402
+from companion.experiments import _code_state, _provenance, registry, result_path  # noqa: E402
 from companion.experiments import ch5_samplers as C  # noqa: E402
 
 
@@ -61,6 +63,12 @@ def load_kdiffusion_sampling() -> types.ModuleType:
     return mod
 
 
+def _law(args) -> dict:
+    """One ODE's rows, in a worker process (which loads k-diffusion's sampling module itself)."""
+    cfg, name = args
+    return C.law_rows(cfg, name, load_kdiffusion_sampling())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--print-json", action="store_true",
@@ -68,8 +76,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     exp = registry("ch5")[("ch5", "sampler_benchmark")]
     cfg = json.loads(json.dumps(exp.config))
-    t0 = time.perf_counter()
-    res = C.benchmark(cfg, load_kdiffusion_sampling())
+    t0, state = time.perf_counter(), _code_state()
+    K = load_kdiffusion_sampling()
+    with ProcessPoolExecutor(max_workers=int(cfg.get("workers", 1)), mp_context=mp.get_context("spawn")) as pool:
+        per_law = dict(zip(cfg["laws"], pool.map(_law, [(cfg, name) for name in cfg["laws"]]), strict=True))
+    res = C.finish(cfg, per_law, K)
     res["peer"] = {"k-diffusion": importlib.metadata.version("k-diffusion")}
     if args.print_json:
         print(json.dumps(res))
@@ -77,7 +88,7 @@ def main(argv=None) -> int:
     record = {
         "chapter": exp.chapter, "name": exp.name, "description": exp.description, "command": exp.command,
         "config": exp.config, "results": json.loads(json.dumps(res)),
-        "provenance": _provenance(time.perf_counter() - t0, int(cfg["threads"])),
+        "provenance": _provenance(time.perf_counter() - t0, int(cfg["threads"]), state),
     }
     path = result_path("ch5", "sampler_benchmark")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,11 @@ def bad_size(_v) -> dict[str, object]:
     return {"zero": 0, "negative": -3, "float": 2.5, "bool": True, "string": "3", "None": None}
 
 
+def _not_none(bad: dict[str, object]) -> dict[str, object]:
+    """The bad values of an optional argument (``None`` is a valid value there)."""
+    return {k: v for k, v in bad.items() if k != "None"}
+
+
 def bad_pos(_v) -> dict[str, object]:
     return {"negative": -1.0, "nan": NAN, "inf": INF, "string": "1", "None": None, "bool": True}
 
@@ -789,11 +794,20 @@ def chapter_targets() -> list[Target]:
       n_subject=bad_size, n_object=bad_size, pos_std=bad_pos, seed=bad_seed)
     tm = TR.TripleModel(len(voc.itos), d=8, heads=2, layers=1, ffn=16, max_len=64).eval()
     data = TR.TripleData(corpus, voc, max_len=64)
-    ids = data.ids[:2] if hasattr(data, "ids") else None
-    if ids is not None:
-        msk = ids != 0
-        t("TripleModel.encode", tm.encode, lambda: dict(ids=ids, mask=msk), ids=bad_ptok,
-          mask=lambda v: {"float": v.double(), "wrong shape": v[:, :3]})
+    drawn = data(2, torch.Generator().manual_seed(0))
+    ids, msk = drawn["ids"], drawn["mask"]
+    t("TripleModel.encode", tm.encode, lambda: dict(ids=ids, mask=msk), ids=bad_ptok,
+      mask=lambda v: {"float": v.double(), "wrong shape": v[:, :3]})
+    t("TripleData.batch", data.batch, lambda: dict(indices=[0, 1], start=[0, 0], end=[0, 1]),
+      indices=lambda v: {"empty": [], "out of range": [0, 99], "negative": [-1, 0], "None": None},
+      start=lambda v: {"wrong length": v[:1], "negative": [-1, 0]}, end=lambda v: {"before start": [-1, -1],
+                                                                                   "beyond": [999, 999]})
+    t("TripleData.subject_sets", data.subject_sets, lambda: dict(i=0),
+      i=lambda v: {**{k: w for k, w in bad_size(v).items() if k != "zero"}, "beyond": 99})
+    t("triples.window_starts", TR.window_starts, lambda: dict(length=40, max_len=16, stride=8), length=bad_size,
+      max_len=bad_size, stride=lambda v: {**bad_size(v), "above max_len": 17})
+    t("triples.window_coverage", TR.window_coverage, lambda: dict(corpus=corpus, max_len=16, stride=8),
+      corpus=lambda v: {"empty": [], "None": None}, max_len=bad_size, stride=lambda v: {**bad_size(v), "above": 17})
     h = torch.randn(2, 64, 8)
     t("TripleModel.subject_logits", tm.subject_logits, lambda: dict(h=h), h=lambda v: {**bad_tensor(v), "wrong dim":
                                                                                      v[..., :3]})
@@ -806,10 +820,15 @@ def chapter_targets() -> list[Target]:
       target=lambda v: {**bad_tensor(v), "wrong shape": v[:1], "above 1": v + 2}, n=bad_size)
     t("triples.TripleData", TR.TripleData, lambda: dict(corpus=corpus, vocab=voc, max_len=64),
       corpus=lambda v: {"empty": [], "None": None}, vocab=lambda v: {"None": None}, max_len=lambda v: {
-          **bad_size(v), "too short": 2})
+          **bad_size(v), "too short": 2}, truncate=lambda v: {"int": 1, "string": "yes", "None": None})
     t("triples.extract", TR.extract, lambda: dict(model=tm, corpus=corpus[:2], vocab=voc),
       model=lambda v: {"None": None}, corpus=lambda v: {"None": None, "strings": ["a"]}, vocab=lambda v: {"None": None},
-      t_start=bad_prob, t_end=bad_prob, batch_size=bad_size)
+      t_start=bad_prob, t_end=bad_prob, batch_size=bad_size, stride=lambda v: {**_not_none(bad_size(v)), "above max_len": 65})
+    t("triples.predict_texts", TR.predict_texts, lambda: dict(model=tm, vocab=voc, schema=TR.Schema(TR.PREDICATES),
+                                                              texts=["alice adler wrote the red river", ""]),
+      texts=lambda v: {"None": None, "string": "a b", "ints": [1, 2]}, schema=lambda v: {"None": None, "tuple":
+                                                                                      TR.PREDICATES},
+      stride=lambda v: {**_not_none(bad_size(v)), "above max_len": 65})
     gold = [TR.decode_gold(s) for s in corpus]
     t("triples.prf", TR.prf, lambda: dict(pred=gold, gold=gold), pred=lambda v: {"wrong length": v[:2], "None": None},
       gold=lambda v: {"wrong length": v[:2], "None": None})

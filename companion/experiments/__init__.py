@@ -37,6 +37,7 @@ __all__ = [
     "run_experiment",
     "load_result",
     "provenance_line",
+    "same_platform",
     "save_weights",
     "map_seeds",
     "load_weights",
@@ -138,7 +139,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-#: the code that produces the numbers: a result file records the commit of these paths
+#: The code that produces the numbers (a result file records the commit of these paths).
 CODE_PATHS = ("companion", "tools")
 
 
@@ -150,17 +151,25 @@ def dirty_code_files() -> list[str] | None:
     return sorted(line.split(maxsplit=1)[1] for line in status.splitlines() if line.strip())
 
 
-def _provenance(seconds: float, threads: int) -> dict[str, Any]:
+def _code_state() -> dict[str, Any]:
+    """The commit and the uncommitted edits of the code, taken when a run *starts* (the code a
+    run imports is the code of that moment, whatever is committed while it runs)."""
+    dirty = dirty_code_files()
+    return {"git_commit": _git("rev-parse", "HEAD"), "dirty": dirty}
+
+
+def _provenance(seconds: float, threads: int, state: dict[str, Any] | None = None) -> dict[str, Any]:
     import numpy
     import torch
 
     from .. import __version__
 
-    dirty = dirty_code_files()
+    state = _code_state() if state is None else state
+    dirty = state["dirty"]
     dirty_files = dirty or []
     status = None if dirty is None else "\n".join(dirty)
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": state["git_commit"],
         "git_dirty": bool(dirty_files) if status is not None else None,
         "git_dirty_files": dirty_files,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -193,7 +202,8 @@ def run_experiment(chapter: str, name: str, *, out_dir: Path | None = None,
     if exp is None:
         known = ", ".join(n for (_, n) in registry(chapter))
         raise ValueError(f"no experiment {chapter}/{name}; {chapter} has: {known}")
-    dirty = dirty_code_files()
+    state = _code_state()
+    dirty = state["dirty"]
     if dirty and not allow_dirty:
         raise RuntimeError("the code has uncommitted edits (" + ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
                            + "): commit them first so that the result file records the commit it comes from, "
@@ -214,7 +224,7 @@ def run_experiment(chapter: str, name: str, *, out_dir: Path | None = None,
         "command": exp.command,
         "config": exp.config,
         "results": _normalise(results),
-        "provenance": _provenance(seconds, threads),
+        "provenance": _provenance(seconds, threads, state),
     }
     path = (out_dir or results_dir()) / chapter / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,3 +343,15 @@ def provenance_line(record: dict[str, Any]) -> str:
         f"({p['device'].upper()}, {threads} torch thread{'s' if threads != 1 else ''}), "
         f"torch {p['versions']['torch']}, commit {commit}, {p['date']}.*"
     )
+
+
+def same_platform(record: dict[str, Any]) -> bool:
+    """Whether this process runs the torch version and the CPU model that wrote ``record``.
+
+    With the recorded thread count as well (:func:`companion.utils.torch_threads`), a deterministic
+    experiment then repeats its float operations in the same order and reproduces the file to the
+    last digit; elsewhere a trained model may differ by as much as one from another seed."""
+    import torch
+
+    p = record["provenance"]
+    return p.get("versions", {}).get("torch") == torch.__version__ and p.get("cpu") == _cpu_name()

@@ -36,7 +36,7 @@ from . import experiment, repo_root
 
 CONFIG: dict[str, Any] = dict(
     laws=["lab_1d", "lab_2d", "digits"],
-    n_test={"lab_1d": 2000, "lab_2d": 2000, "digits": 64},
+    n_test={"lab_1d": 2000, "lab_2d": 2000, "digits": 64}, workers=3,
     n_train={"lab_1d": 300, "lab_2d": 300, "digits": 32},
     seed_test=0, seed_train=1, sigma_min=2e-3, sigma_max=80.0, nfe=[10, 20, 40],
     ref_rtol={"lab_1d": 1e-12, "lab_2d": 1e-12, "digits": 1e-8},
@@ -266,7 +266,7 @@ def summary(cfg: dict, results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def pooled_fd(cfg: dict, lab: dict, runs: dict[str, tuple[Runner, torch.Tensor]]) -> dict[str, Any]:
+def pooled_fd(cfg: dict, runs: dict[str, tuple[Runner, torch.Tensor]]) -> dict[str, Any]:
     """Pooled FD (3 sample seeds) of chosen (sampler, grid) runs on the digits, in float32, and of
     the learned ODE's own end points (DOP853 at ``fd_ref_rtol``) from the same starts."""
     from .. import sample_quality as Q
@@ -292,36 +292,45 @@ def pooled_fd(cfg: dict, lab: dict, runs: dict[str, tuple[Runner, torch.Tensor]]
     return out
 
 
-def benchmark(cfg: dict, K=None) -> dict[str, Any]:
-    """The whole comparison; ``K`` is k-diffusion's ``sampling`` module (``None``: companion only)."""
+def law_rows(cfg: dict, name: str, K=None) -> dict[str, Any]:
+    """Every sampler's rows on one ODE (:func:`sampler_rows` for each family)."""
     torch.set_num_threads(int(cfg.get("threads", 1)))
-    results: dict[str, Any] = {}
-    labs: dict[str, dict] = {}
-    for name in cfg["laws"]:
-        lab = labs[name] = setup(cfg, name)
-        rows = sampler_rows(cfg, name, lab, "companion", companion_samplers(lab), cfg["companion"])
-        rows.update(sampler_rows(cfg, name, lab, "companion with data moments", companion_samplers(lab, True),
-                                 cfg["with_moments"]))
-        if K is not None:
-            rows.update(sampler_rows(cfg, name, lab, "k-diffusion", kdiffusion_samplers(K), cfg["kdiffusion"]))
-        results[name] = rows
-    out: dict[str, Any] = {"rows": results,
-                           "reference_nfe": {n: lab["ref_nfe_test"] for n, lab in labs.items()}}
+    lab = setup(cfg, name)
+    rows = sampler_rows(cfg, name, lab, "companion", companion_samplers(lab), cfg["companion"])
+    rows.update(sampler_rows(cfg, name, lab, "companion with data moments", companion_samplers(lab, True),
+                             cfg["with_moments"]))
     if K is not None:
-        out["summary"] = summary(cfg, results)
-        if "digits" in labs:
-            runs = {}
-            tables = {"companion": companion_samplers(labs["digits"]), "k-diffusion": kdiffusion_samplers(K)}
-            for nfe, s in out["summary"]["digits"].items():
-                for fam, key in (("companion", "companion"), ("k-diffusion", "kdiffusion")):
-                    sname, gname, _ = s[key]
-                    row = results["digits"][f"{fam}: {sname} @{nfe}"]
-                    steps = _steps(int(nfe), tables[fam][sname][1])
-                    grid = (torch.tensor(row["optimised_grid"], dtype=torch.float64) if gname == "optimised"
-                            else shipped_grid(cfg, gname, steps))
-                    runs[f"{fam}: {sname}, {gname} grid @{nfe}"] = (tables[fam][sname][0], grid)
-            out["digits_fd"] = pooled_fd(cfg, labs["digits"], runs)
+        rows.update(sampler_rows(cfg, name, lab, "k-diffusion", kdiffusion_samplers(K), cfg["kdiffusion"]))
+    return {"rows": rows, "reference_nfe": lab["ref_nfe_test"]}
+
+
+def finish(cfg: dict, per_law: dict[str, dict], K=None) -> dict[str, Any]:
+    """Assemble the per-ODE rows, the summary, and the pooled FD of each library's best digits runs."""
+    results = {name: r["rows"] for name, r in per_law.items()}
+    out: dict[str, Any] = {"rows": results, "reference_nfe": {n: r["reference_nfe"] for n, r in per_law.items()}}
+    if K is None:
+        return out
+    out["summary"] = summary(cfg, results)
+    if "digits" in results:
+        lab = {"ref_mean": digits_moments()[0], "ref_std": digits_moments()[1]}
+        tables = {"companion": companion_samplers(lab), "k-diffusion": kdiffusion_samplers(K)}
+        runs = {}
+        for nfe, s in out["summary"]["digits"].items():
+            for fam, key in (("companion", "companion"), ("k-diffusion", "kdiffusion")):
+                sname, gname, _ = s[key]
+                row = results["digits"][f"{fam}: {sname} @{nfe}"]
+                steps = _steps(int(nfe), tables[fam][sname][1])
+                grid = (torch.tensor(row["optimised_grid"], dtype=torch.float64) if gname == "optimised"
+                        else shipped_grid(cfg, gname, steps))
+                runs[f"{fam}: {sname}, {gname} grid @{nfe}"] = (tables[fam][sname][0], grid)
+        out["digits_fd"] = pooled_fd(cfg, runs)
     return out
+
+
+def benchmark(cfg: dict, K=None) -> dict[str, Any]:
+    """The whole comparison in one process; ``K`` is k-diffusion's ``sampling`` module (``None``:
+    companion only). ``tools/compare_kdiffusion.py`` runs the ODEs in parallel processes instead."""
+    return finish(cfg, {name: law_rows(cfg, name, K) for name in cfg["laws"]}, K)
 
 
 def kdiffusion_python() -> str:
