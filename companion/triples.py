@@ -1821,17 +1821,24 @@ def predict_texts(model: TripleModel, vocab: Vocab, schema: Schema, texts: list[
     the input format (:func:`to_record`: entities cut from the text, slot triples folded back into
     n-ary objects). Each text is tokenized (:func:`tokenize`) and read by :func:`extract`; a text
     longer than ``model.max_len`` tokens is read in windows every ``stride`` tokens (default
-    ``max_len // 2``). A text without tokens gets an empty ``spo_list``."""
+    ``max_len // 2``), with a warning: a triple whose subject and object span more than
+    ``max_len - stride + 1`` tokens may lie in no window (:func:`window_starts`) and cannot be
+    found. A text without tokens gets an empty ``spo_list``."""
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
         raise TypeError("texts must be a list of str")
     if not isinstance(schema, Schema):
         raise TypeError(f"schema must be a Schema, got {type(schema).__name__}")
-    stride = max(1, model.max_len // 2) if stride is None else stride
+    stride = max(1, model.max_len // 2) if stride is None else check_int("stride", stride, minimum=1)
     sents = []
     for t in texts:
         toks, offs = tokenize(t, offsets=True)
         sents.append(Sentence(toks, text=t, offsets=offs))
     full = [s for s in sents if s.tokens]
+    long = sum(len(s.tokens) > model.max_len for s in full)
+    if long:
+        warnings.warn(f"{long} of {len(texts)} texts are longer than the model's max_len={model.max_len} tokens and are "
+                      f"read in windows of {model.max_len} tokens every {stride}; a triple whose subject and object span "
+                      f"more than {model.max_len - stride + 1} tokens may lie in no window and is not found", stacklevel=2)
     preds = iter(extract(model, full, vocab, t_start=t_start, t_end=t_end, batch_size=batch_size, predicates=schema,
                          stride=stride) if full else [])
     return _records(sents, [next(preds) if s.tokens else set() for s in sents], schema)

@@ -7,6 +7,7 @@ import json
 import math
 import random
 import tracemalloc
+import warnings
 
 import pytest
 import torch
@@ -563,7 +564,8 @@ def test_predict_command_reloads_the_saved_model(trained_command, tmp_path, caps
     assert model.max_len == trained_command["res"]["max_len"] and schema == tr.ZH_SCHEMA and stride == model.max_len // 2
     long_text = "，".join(texts * 4)
     assert len(tr.tokenize(long_text)) > model.max_len
-    (rec,) = tr.predict_texts(model, vocab, schema, [long_text])
+    with pytest.warns(UserWarning, match="1 of 1 texts are longer than the model's max_len"):
+        (rec,) = tr.predict_texts(model, vocab, schema, [long_text])
     assert rec["text"] == long_text and rec["spo_list"]
     assert all(t["subject"] in long_text and t["object"] in long_text for t in rec["spo_list"])
     with pytest.raises(ValueError, match="max_len"):
@@ -740,6 +742,9 @@ def test_entities_are_labelled_where_they_overlap_no_other():
     assert tr.decode_gold(s, ZH_PREDS) == set(s.triples) and len(s.triples) == 2
     assert (stats["overlap_sentences"], stats["undecodable_triples"]) == (0, 0)
     assert s.span_text(_toks("红楼梦")) == "红楼梦" and tr.subject_labels(s, predicates=ZH_PREDS)[12, 0] == 1
+
+
+def test_crossing_entities_are_counted_with_the_triple_they_lose():
     # crossing subjects 南京市长 [3, 6] and 长江大桥 [6, 9] occur once: starts {3, 6}, ends {6, 9}, so start 6
     # takes end 6 and (长江大桥, 位于, 南京) cannot be decoded from the labels; both are counted
     stats = {}
@@ -902,6 +907,25 @@ def test_long_sentences_are_read_in_windows_and_unreachable_triples_counted():
     cover = tr.window_coverage([s], 8, 4)
     assert cover == {"sentences": 1, "windowed_sentences": 1, "triples": 3, "triples_outside_windows": 1}
     assert tr.window_coverage([s], 13, 4)["triples_outside_windows"] == 0  # o2 - s2 + 1 = 13 tokens
+
+
+def test_new_long_texts_are_read_in_windows_with_a_warning():
+    """predict_texts on a text longer than the position table: the triples of the windows, and a
+    warning that names how far apart a subject and an object may lie and still be found."""
+    toks = ["x"] * 36
+    for w, i in (("s1", 0), ("o1", 3), ("s3", 10), ("o3", 15), ("s2", 20), ("o2", 32)):
+        toks[i] = w
+    vocab = tr.build_vocab([tr.Sentence(toks)])
+    model, schema = _TokenModel(vocab, max_len=8), tr.Schema(("rel",))
+    texts = [" ".join(toks), "s1 x o1", ""]
+    with pytest.warns(UserWarning, match="1 of 3 texts are longer than the model's max_len=8 tokens and are read in "
+                                         "windows of 8 tokens every 4; .* more than 5 tokens may lie in no window"):
+        long, short, empty = tr.predict_texts(model, vocab, schema, texts, stride=4)
+    assert sorted((t["subject"], t["object"]) for t in long["spo_list"]) == [("s1", "o1"), ("s3", "o3")]  # not s2 .. o2
+    assert short["spo_list"] == [{"subject": "s1", "predicate": "rel", "object": "o1"}] and empty["spo_list"] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # texts that fit: no warning
+        tr.predict_texts(model, vocab, schema, texts[1:], stride=4)
 
 
 def test_files_with_a_byte_order_mark_load(tmp_path):
