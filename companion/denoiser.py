@@ -123,7 +123,7 @@ def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
 
     @torch.no_grad()
     def eps(x_t: torch.Tensor, t_label: int) -> torch.Tensor:
-        x_t = check_batch("x_t", x_t, min_ndim=2)
+        x_t = check_batch("x_t", x_t, min_ndim=2, allow_empty=True)
         t = check_int("t_label", t_label, minimum=1)
         if t > schedule.T:
             raise ValueError(f"t_label must be in [1, {schedule.T}], got {t}")
@@ -152,7 +152,7 @@ def vp_score(model: ScoreNet, sde):
 
     @torch.no_grad()
     def score(x: torch.Tensor, t: float) -> torch.Tensor:
-        x = check_batch("x", x, min_ndim=2)
+        x = check_batch("x", x, min_ndim=2, allow_empty=True)
         tt = torch.tensor(sde._scalar_time("t", t), dtype=torch.float64)  # one time in [t_min, t_max]
         a, b = sde.alpha_bar(tt).item(), sde.beta_bar(tt).item()
         if not b > 0:
@@ -199,9 +199,11 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
         raise ValueError(f"shape must be a non-empty tuple of positive ints (C, H, W), got {shape!r}")
     two_per_step = sampler in ("Heun", "predictor-corrector (VP)")
     nfe = check_int("nfe", nfe, minimum=2 if two_per_step else 1, maximum=10_000)
-    n = check_int("n", n, minimum=1, maximum=10**6)
+    n = check_int("n", n, minimum=0, maximum=10**6)
     g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     x = torch.randn(n, *shape, generator=g)
+    if n == 0:
+        return x
     lof = {} if lower_order_final is None else {"lower_order_final": lower_order_final}
     with torch.no_grad():
         if sampler in ("DDPM", "DDPM (β)", "DDIM"):

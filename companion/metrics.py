@@ -254,7 +254,7 @@ def _digit_classifier(seed: int, steps: int):
 
     xtr, ytr = digits("train")
     xte, yte = digits("test")
-    g = make_generator(seed)
+    g = make_generator(seed, name="seed", optional=False)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
         model = DigitClassifier()

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_batch, check_int, check_positive, check_tensor
+from .utils import check_batch, check_int, check_positive, check_tensor, checking
 
 __all__ = ["SinusoidalEmbedding", "TimeMLP", "UNet", "DigitClassifier"]
 
@@ -23,6 +23,9 @@ def _time_tensor(t, n: int, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a time (float, 0-d or ``(n,)`` tensor) to shape ``(n,)`` in ``like``'s dtype."""
     if isinstance(t, (int, float)) and not isinstance(t, bool):
         t = torch.full((n,), float(t), dtype=like.dtype, device=like.device)
+    if not checking():  # torch.compile traces: no value checks (utils.checking)
+        t = t.to(dtype=like.dtype, device=like.device)
+        return t.expand(n) if t.ndim == 0 else t
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a float or a tensor, got {type(t).__name__}")
     if t.dtype == torch.bool or t.is_complex():
@@ -91,8 +94,8 @@ class TimeMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         check_tensor("x", x, ndim=2)
-        check_batch("x", x)
-        if x.shape[1] != self.dim:
+        check_batch("x", x, allow_empty=True)
+        if checking() and x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
         e = self.embed(_time_tensor(t, x.shape[0], x) * self.time_scale)
         h = self.act(self.inp(x) + self.temb[0](e))
@@ -177,9 +180,9 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         check_tensor("x", x, ndim=4)
-        check_batch("x", x)
+        check_batch("x", x, allow_empty=True)
         k = 2 ** (len(self.mult) - 1)
-        if x.shape[1] != self.in_ch or x.shape[2] % k or x.shape[3] % k:
+        if checking() and (x.shape[1] != self.in_ch or x.shape[2] % k or x.shape[3] % k):
             raise ValueError(f"x must have shape (n, {self.in_ch}, H, W) with H and W divisible by {k}, "
                              f"got {tuple(x.shape)}")
         e = self.embed(_time_tensor(t, x.shape[0], x) * self.time_scale)

@@ -185,8 +185,8 @@ def random_positions(
     max_len = check_int("max_len", max_len, minimum=1)
     if length > max_len:
         raise ValueError(f"length ({length}) must be <= max_len ({max_len}) to draw distinct positions")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     # argsort of iid uniforms is a uniform random permutation; its first `length` entries are a
     # uniform subset (vectorised over the batch)
     keys = torch.rand(batch, max_len, generator=generator)
@@ -208,8 +208,8 @@ def equal_mean_positions(
     """
     batch = check_int("batch", batch, minimum=1)
     length = check_int("length", length, minimum=1)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     mean = float(length - 1) if mean is None else check_positive("mean", mean)
     nu = -mean * torch.log1p(-torch.rand(batch, 1, generator=generator, dtype=torch.float64))
     grid = torch.linspace(0.0, 1.0, length, dtype=torch.float64)
@@ -241,8 +241,8 @@ def beta_positions(
     max_len = check_int("max_len", max_len, minimum=2)
     if length >= max_len:
         raise ValueError(f"length ({length}) must be < max_len ({max_len}): the mean stretch (T-1)/(L-1) must be < 1")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     alpha = check_positive("alpha", alpha)
     dtype = _check_dtype(dtype)
     if length == 1:
@@ -359,7 +359,7 @@ def entropy_curve(
     if train_length is not None:
         train_length = check_int("train_length", train_length, minimum=2)
     dtype = _check_dtype(dtype)
-    g = make_generator(seed)
+    g = make_generator(seed, name="seed", optional=False)
     s = math.sqrt(scale)
     q = s * torch.randn(queries, dim, generator=g, dtype=dtype)
     k = s * torch.randn(max(lengths), dim, generator=g, dtype=dtype)
@@ -388,8 +388,8 @@ def gaussian_entropy_limit(n: float | torch.Tensor, sigma: float | torch.Tensor)
 def _task_args(batch: int, length: int, generator: torch.Generator) -> tuple[int, int]:
     batch = check_int("batch", batch, minimum=1)
     length = check_int("length", length, minimum=2)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     return batch, length
 
 
@@ -565,7 +565,7 @@ def task_accuracy(
     max_len = check_int("max_len", max_len, minimum=1)
     n = check_int("n", n, minimum=1)
     fn, _ = TASKS[task]
-    g = make_generator(seed)
+    g = make_generator(seed, name="seed", optional=False)
     tok, tgt = fn(n, length, g)
     S = tok.shape[1]
     if positions == "plain":

@@ -79,8 +79,8 @@ def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator, rep
     if data.ndim < 1 or data.shape[0] == 0:
         raise ValueError(f"data must hold at least one example (n, ...), got shape {tuple(data.shape)}")
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (the global one), got {type(generator).__name__}")
     n = data.shape[0]
     if not replace and batch_size > n:
         raise ValueError(f"batch_size={batch_size} exceeds the number of rows {n} (replace=False)")
@@ -147,7 +147,7 @@ def fit(
     for name, flag in (("replace", replace), ("cosine", cosine), ("progress", progress)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-    g = make_generator(seed, name="seed")
+    g = make_generator(seed, name="seed", optional=False)
     if isinstance(data, torch.Tensor):
         if data.ndim < 1 or data.shape[0] == 0:
             raise ValueError(f"data must hold at least one example (n, ...), got shape {tuple(data.shape)}")
@@ -216,7 +216,7 @@ def profile_step(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor, t
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     work = copy.deepcopy(model).train()
-    g = make_generator(seed, name="seed")
+    g = make_generator(seed, name="seed", optional=False)
     stream = batches(data, batch_size, g)
     opt = torch.optim.AdamW(work.parameters(), lr=1e-4)
     ema = EMA(work, 0.999)

@@ -221,8 +221,8 @@ class Additive(Corruption):
         """The deterministic part :math:`D(x_0,t)`."""
         if not isinstance(x0, torch.Tensor):
             raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-        if x0.ndim == 0 or x0.shape[0] == 0:
-            raise ValueError(f"x0 must have a non-empty batch dimension, got shape {tuple(x0.shape)}")
+        if x0.ndim == 0:
+            raise ValueError(f"x0 must have a batch dimension (n, ...), got shape {tuple(x0.shape)}")
         return self._degrade(x0, _time(t, self.T, x0.shape[0]))
 
     def noise_level(self, s: int) -> float:
@@ -339,8 +339,8 @@ def heat_blur(x: torch.Tensor, tau, ndim: int = 1, boundary: str = "periodic") -
     """
     x = check_tensor("x", x)
     ndim = check_int("ndim", ndim, minimum=1)
-    if x.ndim < ndim + 1 or x.numel() == 0:
-        raise ValueError(f"x must have a non-empty batch axis and {ndim} non-empty signal axes, got shape {tuple(x.shape)}")
+    if x.ndim < ndim + 1 or 0 in x.shape[1:]:
+        raise ValueError(f"x must have a batch axis and {ndim} non-empty signal axes, got shape {tuple(x.shape)}")
     if isinstance(tau, torch.Tensor) and tau.ndim > 0:
         tau = check_tensor("tau", tau, ndim=1)
         if tau.shape != (x.shape[0],) or (tau < 0).any():
@@ -348,6 +348,8 @@ def heat_blur(x: torch.Tensor, tau, ndim: int = 1, boundary: str = "periodic") -
         tau_b = append_dims(tau.to(torch.float64).to(x.device), x.ndim)
     else:
         tau_b = check_positive("tau", tau, allow_zero=True)
+    if x.shape[0] == 0:  # an empty batch (the FFT refuses empty inputs)
+        return x.clone()
     axes = list(range(x.ndim - ndim, x.ndim))
     lam = torch.zeros((), dtype=torch.float64, device=x.device)
     for ax in axes:
@@ -695,8 +697,8 @@ def sample(
     design.check(corruption)
     if not isinstance(x_T, torch.Tensor):
         raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
-    if x_T.ndim == 0 or x_T.numel() == 0:
-        raise ValueError(f"x_T must be a non-empty batch (n, ...), got shape {tuple(x_T.shape)}")
+    if x_T.ndim == 0 or 0 in x_T.shape[1:]:
+        raise ValueError(f"x_T must be a batch (n, ...) of non-empty signals, got shape {tuple(x_T.shape)}")
     if x_T.is_floating_point():
         check_tensor("x_T", x_T)
     times = _times(times, corruption.T)
@@ -746,7 +748,7 @@ class GaussianFit:
             raise ValueError(f"x must hold at least 2 samples (n, ...), got shape {tuple(x.shape)}")
         jitter = check_positive("jitter", jitter, allow_zero=True)
         self.shape, self.dtype = tuple(x.shape[1:]), x.dtype
-        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        flat = x.flatten(1).to(torch.float64)
         self.mean = flat.mean(0)
         self.cov = torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1])
         eye = torch.eye(flat.shape[1], dtype=torch.float64)
@@ -795,7 +797,7 @@ def fit_linear_restorer(corruption: Additive, x0: torch.Tensor, generator: torch
         if x.shape[1:] != shape:
             raise ValueError(f"x must have shape (n, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
         W = coefs[t]
-        return (x.reshape(x.shape[0], -1) @ W[:-1] + W[-1]).reshape(x.shape)
+        return (x.flatten(1) @ W[:-1] + W[-1]).reshape(x.shape)
 
     return restorer
 
@@ -837,9 +839,9 @@ def posterior_estimator(mixture, corruption: Additive, mode: str = "sample") -> 
 
     def est(x, t, g=None):
         x = check_tensor("x", x)
-        if x.ndim < 2 or x.numel() == 0:
-            raise ValueError(f"x must be a non-empty batch (n, ...) of signals, got shape {tuple(x.shape)}")
-        flat = x.reshape(x.shape[0], -1)
+        if x.ndim < 2 or 0 in x.shape[1:]:
+            raise ValueError(f"x must be a batch (n, ...) of non-empty signals, got shape {tuple(x.shape)}")
+        flat = x.flatten(1)
         post = mixture.posterior(flat, corruption.linear_map(t), corruption.noise_level(t))
         out = post.sample(require_generator(g)) if mode == "sample" else post.mean()
         return out.reshape(x.shape)
@@ -1051,7 +1053,7 @@ class EnumeratedLaw:
         so the joint is far from the product of its marginals."""
         vocab, length = check_int("vocab", vocab, minimum=2), check_int("length", length, minimum=1)
         _check_n_states(vocab, length)
-        h = field * torch.randn(vocab, generator=make_generator(seed), dtype=torch.float64)
+        h = field * torch.randn(vocab, generator=make_generator(seed, name="seed", optional=False), dtype=torch.float64)
         s = torch.tensor(list(itertools.product(range(vocab), repeat=length)), dtype=torch.long)
         energy = coupling * (s[:, 1:] == s[:, :-1]).double().sum(1) + h[s].sum(1)
         return cls(torch.softmax(energy, 0), vocab, length)
