@@ -125,7 +125,7 @@ def _draw(std: float, x: torch.Tensor, generator, noise) -> torch.Tensor | None:
 
 
 # ====================================================================== forward process
-def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     r"""Draw from the forward marginal :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` (equation :eq:`ddpm-marginal`).
 
     Args:
@@ -190,7 +190,7 @@ def eps_from_x0(schedule: DiscreteSchedule, t, x_t: torch.Tensor, x0: torch.Tens
 
 
 def eps_loss(
-    model: EpsModel,
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # labels (n,): one step per sample
     schedule: DiscreteSchedule,
     x0: torch.Tensor,
     generator: torch.Generator,
@@ -397,7 +397,7 @@ def analytic_x0_var(schedule: DiscreteSchedule, t: int, eps_sq_mean: float) -> f
 
 
 @torch.no_grad()
-def _eps_sq_per_step(model, schedule: DiscreteSchedule, x0: torch.Tensor, g: torch.Generator):
+def _eps_sq_per_step(model, schedule: DiscreteSchedule, x0: torch.Tensor, g: torch.Generator | None):
     """For t = 1..T: draw x_t from x0 and yield ``(t, mean squared model output per coordinate)``."""
     for t in range(1, schedule.T + 1):
         noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)

@@ -19,7 +19,7 @@ match the file's configuration and checksum.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -87,7 +87,7 @@ def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) 
     cfg = _config(overrides)
     model = digits_denoiser(seed, **{k: v for k, v in overrides.items()})
     x = digits("train")[0]
-    return fit(model, lambda m, b, g: csm_loss(m, b, g, p_mean=cfg["p_mean"], p_std=cfg["p_std"]), x,
+    return fit(model, lambda m, b, g: csm_loss(cast(ScoreNet, m), b, g, p_mean=cfg["p_mean"], p_std=cfg["p_std"]), x,
                steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed,
                ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], progress=progress, desc="digits denoiser")
 
@@ -204,7 +204,7 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
     x = torch.randn(n, *shape, generator=g)
     if n == 0:
         return x
-    lof = {} if lower_order_final is None else {"lower_order_final": lower_order_final}
+    lof: dict[str, Any] = {} if lower_order_final is None else {"lower_order_final": lower_order_final}
     with torch.no_grad():
         if sampler in ("DDPM", "DDPM (β)", "DDIM"):
             sched = DiscreteSchedule.linear(1000)

@@ -53,6 +53,8 @@ class SinusoidalEmbedding(nn.Module):
         freqs = torch.exp(torch.linspace(0, math.log(max_freq), dim // 2))
         self.register_buffer("freqs", freqs)
 
+    freqs: torch.Tensor
+
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         t = check_tensor("t", t, ndim=1)
         arg = t[:, None] * self.freqs.to(t.dtype)
@@ -117,8 +119,8 @@ class _ResBlock(nn.Module):
         self.c2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         self.act, self.drop = nn.SiLU(), nn.Dropout(dropout)
-        nn.init.zeros_(self.c2.weight)
-        nn.init.zeros_(self.c2.bias)
+        for p in self.c2.parameters():  # weight and bias
+            nn.init.zeros_(p)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         z = self.c1(self.act(self.n1(h)))
@@ -175,8 +177,8 @@ class UNet(nn.Module):
             if level > 0:
                 self.upsample.append(nn.ConvTranspose2d(c, c, 2, stride=2))
         self.out = nn.Sequential(nn.GroupNorm(math.gcd(8, c), c), nn.SiLU(), nn.Conv2d(c, self.in_ch, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        for p in self.out[-1].parameters():  # weight and bias
+            nn.init.zeros_(p)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         check_tensor("x", x, ndim=4)

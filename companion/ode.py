@@ -652,6 +652,7 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
         probes = check_tensor("probes", probes) if probes is not None else None
         if probes is None or probes.ndim != x.ndim + 1 or probes.shape[1:] != x.shape:
             raise ValueError(f"probes must have shape (P, *{tuple(x.shape)}) for method='hutchinson'")
+    P = 0 if probes is None else probes.shape[0]
     with torch.enable_grad():
         xx = x.detach().requires_grad_(True)
         y = _field_value(fn, xx)
@@ -665,9 +666,8 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
                 gi = _grad_or_zero(yf[:, i].sum(), xx, retain_graph=i < D - 1)
                 div = div + gi.flatten(1)[:, i]
         else:
-            P = probes.shape[0]
             for p in range(P):
-                eps = probes[p].to(x.dtype)
+                eps = probes[p].to(x.dtype)  # type: ignore[index]  # set for 'hutchinson' (checked above)
                 vjp = _grad_or_zero(y, xx, eps, retain_graph=p < P - 1)
                 div = div + (vjp * eps).flatten(1).sum(1)
             div = div / P
@@ -789,7 +789,7 @@ class ScoreNet(nn.Module):
         return (self.denoise(x, sigma) - x) / s**2
 
 
-def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator, *,
+def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator | int | None, *,
              p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
     r"""Conditional score matching (equation :eq:`ode-csm`) in the denoiser form, as a scalar loss.
 

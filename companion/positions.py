@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor, make_generator
+from .utils import check_int, check_positive, check_tensor, seed_generator
 
 __all__ = [
     "sinusoidal_encoding",
@@ -359,7 +359,7 @@ def entropy_curve(
     if train_length is not None:
         train_length = check_int("train_length", train_length, minimum=2)
     dtype = _check_dtype(dtype)
-    g = make_generator(seed, name="seed", optional=False)
+    g = seed_generator(seed)
     s = math.sqrt(scale)
     q = s * torch.randn(queries, dim, generator=g, dtype=dtype)
     k = s * torch.randn(max(lengths), dim, generator=g, dtype=dtype)
@@ -457,6 +457,7 @@ class _Block(nn.Module):
         if self.rope:
             q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
         a = attention(q, k, v, train_length=train_length)
+        assert isinstance(a, torch.Tensor)  # (no return_weights)
         x = x + self.out(a.transpose(1, 2).reshape(B, S, D))
         return x + self.ffn(self.ln2(x))
 
@@ -516,7 +517,7 @@ class PositionTransformer(nn.Module):
         x = self.embed(tokens)
         if self.pe == "sin":
             x = x + sinusoidal_encoding(positions.to(x.dtype), self.dim, self.base)
-        elif self.pe == "learned":
+        elif self.learned is not None:  # pe == "learned"
             x = x + self.learned(positions.to(x.dtype))
         for blk in self.blocks:
             x = blk(x, positions.to(x.dtype), self.train_length)
@@ -565,7 +566,7 @@ def task_accuracy(
     max_len = check_int("max_len", max_len, minimum=1)
     n = check_int("n", n, minimum=1)
     fn, _ = TASKS[task]
-    g = make_generator(seed, name="seed", optional=False)
+    g = seed_generator(seed)
     tok, tgt = fn(n, length, g)
     S = tok.shape[1]
     if positions == "plain":

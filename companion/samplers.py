@@ -139,6 +139,7 @@ class _Coords:
 
     def __init__(self, x: torch.Tensor, ref_mean, ref_std):
         self.s = check_positive("ref_std", ref_std, allow_zero=True)
+        self.mu: torch.Tensor | float
         if isinstance(ref_mean, torch.Tensor):
             try:
                 torch.broadcast_shapes(ref_mean.shape, x.shape[1:])
@@ -548,7 +549,7 @@ def _ancestral_step(s: float, s_next: float, eta: float) -> tuple[float, float]:
     return math.sqrt(s_next**2 - up**2), up
 
 
-def _noise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def _noise(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     return torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
 
 
@@ -603,7 +604,7 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
     x, sig, g, v = _check_stochastic(x, sigmas, generator, callback, eta=eta, s_noise=s_noise)
     n_steps = len(sig) - 1
     low_final = _auto_lower_order_final(lower_order_final, n_steps)
-    old, h_last = None, None
+    old, h_last = None, math.nan  # h_last is read from the second step on
     denoised = x
     for i in range(n_steps):
         denoised = model(x, sig[i])

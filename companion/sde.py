@@ -709,7 +709,7 @@ def dsm_objective(
     if parametrization not in ("eps", "score"):
         raise ValueError(f"parametrization must be 'eps' or 'score', got {parametrization!r}")
 
-    def loss_fn(model, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss_fn(model, x0: torch.Tensor, generator: torch.Generator | int | None) -> torch.Tensor:
         x0 = check_batch("x0", x0, min_ndim=2)
         generator = require_generator(generator)
         n = x0.shape[0]

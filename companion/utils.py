@@ -178,7 +178,7 @@ def check_kind(fn: Any, expected: str, name: str = "model") -> None:
         raise TypeError(f"{name} is a ScoreNet, whose call returns a score; this function needs "
                         f"{MODEL_KINDS[expected]}" + (f": pass {conv}" if conv else ""))
     if kind is not None and kind != expected:
-        conv = CONVERTERS.get((kind, expected))
+        conv = CONVERTERS.get((kind, expected), "")
         raise TypeError(f"{name} is {MODEL_KINDS[kind]}, but this function needs {MODEL_KINDS[expected]}"
                         + (f": convert it with {conv}" if conv else ""))
 
@@ -198,19 +198,16 @@ def check_int(name: str, value: Any, *, minimum: int = 0, maximum: int | None = 
 
 
 def make_generator(
-    seed: int | torch.Generator | None, device: str | torch.device = "cpu", *, name: str = "generator",
-    optional: bool = True,
+    seed: int | torch.Generator | None, device: str | torch.device = "cpu", *, name: str = "generator"
 ) -> torch.Generator | None:
     """The one validation path for randomness: pass a ``torch.Generator`` through, seed a new one
     (on ``device``) from a non-negative int, or return ``None`` for ``None``: torch's functions then
     draw from the global generator, as torch does with ``generator=None``. Floats, bools and strings
-    raise. ``optional=False`` refuses ``None`` too (for a ``seed`` that makes a result reproducible)."""
+    raise. For a ``seed`` that makes a result reproducible, :func:`seed_generator` refuses ``None``."""
     if isinstance(seed, torch.Generator):
         return seed
     if seed is None:
-        if optional:
-            return None
-        raise ValueError(f"{name} must be an int seed (or a torch.Generator), got None")
+        return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(seed).__name__}")
     if seed < 0:
@@ -218,6 +215,16 @@ def make_generator(
     dev = torch.device(device)
     g = torch.Generator(device="cpu" if dev.type == "meta" else dev)   # meta tensors draw no values
     g.manual_seed(int(seed))
+    return g
+
+
+def seed_generator(seed: int | torch.Generator, device: str | torch.device = "cpu", *,
+                   name: str = "seed") -> torch.Generator:
+    """As :func:`make_generator`, for a ``seed`` argument that makes a result reproducible: ``None``
+    is refused (there is no silent default seed)."""
+    g = make_generator(seed, device, name=name)
+    if g is None:
+        raise ValueError(f"{name} must be an int seed (or a torch.Generator), got None")
     return g
 
 
@@ -314,21 +321,21 @@ def _is_validation(stmt: ast.stmt, params: set[str]) -> bool:
     return False
 
 
-def _hidden_lines(node: ast.AST) -> list[tuple[int, int]]:
+def _hidden_lines(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> list[tuple[int, int]]:
     """Line ranges (1-based, inclusive) of a definition's docstring and of the validation
     statements at the top level of its body."""
     body = node.body
     spans = []
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        spans.append((body[0].lineno, body[0].end_lineno))
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        spans.append((first.lineno, first.end_lineno or first.lineno))
         body = body[1:]
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         a = node.args
         params = {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]}
         checks = [s for s in body if _is_validation(s, params)]
         if len(checks) < len(body):  # a function that only validates is kept whole
-            spans += [(s.lineno, s.end_lineno) for s in checks]
+            spans += [(s.lineno, s.end_lineno or s.lineno) for s in checks]
     return spans
 
 
