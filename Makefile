@@ -1,6 +1,6 @@
 # One command to set up and build the book, one to run every test.
 #   make book   # venv + pinned install + offline MathJax, then a clean, executed, warning-free build
-#   make test   # ruff + unit tests + every notebook (pytest --nbval-lax)
+#   make test   # ruff + mypy + unit tests + every notebook (pytest --nbval-lax)
 #   make results  # rerun the full experiments behind the committed results/ files (long)
 VENV   ?= .venv
 # Where CPU torch comes from. Empty: PyPI/the local wheel (this machine has the CPU build on disk).
@@ -52,6 +52,7 @@ measure:
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env tests notebooks
 
 unit: $(VENV)/.installed

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import torch
 
-from .utils import check_int, check_positive, make_generator
+from .utils import check_int, check_positive, make_generator, seed_generator
 
 __all__ = ["moons", "rings", "checkerboard", "spiral", "digits", "TOY_2D"]
 
@@ -91,7 +91,7 @@ def digits(split: str = "train", seed: int = 0, test_fraction: float = 0.25):
     x, y = _digits_all()
     if split == "all":
         return x.clone(), y.clone()
-    perm = torch.randperm(x.shape[0], generator=make_generator(seed))
+    perm = torch.randperm(x.shape[0], generator=seed_generator(seed))
     n_test = int(round(test_fraction * x.shape[0]))
     idx = perm[:n_test] if split == "test" else perm[n_test:]
     return x[idx].clone(), y[idx].clone()

@@ -40,6 +40,7 @@ from .utils import (
     check_tensor,
     make_generator,
     mark_kind,
+    state_dtype,
 )
 
 __all__ = [
@@ -118,15 +119,13 @@ def _draw(std: float, x: torch.Tensor, generator, noise) -> torch.Tensor | None:
         return None
     if noise is not None:
         return _check_same("noise", noise, x, "x_t")
-    if generator is None:
-        raise ValueError("this step is stochastic: pass generator= (a torch.Generator) or noise=")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (the global one), got {type(generator).__name__}")
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
 # ====================================================================== forward process
-def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     r"""Draw from the forward marginal :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` (equation :eq:`ddpm-marginal`).
 
     Args:
@@ -139,7 +138,7 @@ def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t, noise: torch.Tenso
         ``x_t`` with the shape, dtype and device of ``x0``.
     """
     schedule = _check_schedule(schedule)
-    x0 = check_batch("x0", x0)
+    x0 = check_batch("x0", x0, allow_empty=True)
     noise = _check_same("noise", noise, x0, "x0")
     a = _coef(schedule, schedule.alpha_bar, t, x0, lo=0)
     b = _coef(schedule, schedule.beta_bar, t, x0, lo=0)
@@ -161,7 +160,7 @@ def posterior(schedule: DiscreteSchedule, t: int, x_t: torch.Tensor, x0: torch.T
     """
     schedule = _check_schedule(schedule)
     t = _step_index(schedule, t)
-    x_t = check_batch("x_t", x_t)
+    x_t = check_batch("x_t", x_t, allow_empty=True)
     x0 = _check_same("x0", x0, x_t, "x_t")
     ab, bb, a, b = schedule.alpha_bar, schedule.beta_bar, schedule.alpha, schedule.beta
     kappa = (a[t] * bb[t - 1] ** 2 / bb[t] ** 2).item()
@@ -173,7 +172,7 @@ def posterior(schedule: DiscreteSchedule, t: int, x_t: torch.Tensor, x0: torch.T
 def x0_from_eps(schedule: DiscreteSchedule, t, x_t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     r""":math:`\hat x_0=(x_t-\bar\beta_t\epsilon)/\bar\alpha_t` (equation :eq:`ddpm-x0-eps`); ``t`` int or ``(n,)``, ``t >= 1``."""
     schedule = _check_schedule(schedule)
-    x_t = check_batch("x_t", x_t)
+    x_t = check_batch("x_t", x_t, allow_empty=True)
     eps = _check_same("eps", eps, x_t, "x_t")
     a = _coef(schedule, schedule.alpha_bar, t, x_t, lo=1)
     b = _coef(schedule, schedule.beta_bar, t, x_t, lo=1)
@@ -183,7 +182,7 @@ def x0_from_eps(schedule: DiscreteSchedule, t, x_t: torch.Tensor, eps: torch.Ten
 def eps_from_x0(schedule: DiscreteSchedule, t, x_t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     r""":math:`\epsilon=(x_t-\bar\alpha_t x_0)/\bar\beta_t`, the inverse of :func:`x0_from_eps` (equation :eq:`ddpm-x0-eps`)."""
     schedule = _check_schedule(schedule)
-    x_t = check_batch("x_t", x_t)
+    x_t = check_batch("x_t", x_t, allow_empty=True)
     x0 = _check_same("x0", x0, x_t, "x_t")
     a = _coef(schedule, schedule.alpha_bar, t, x_t, lo=1)
     b = _coef(schedule, schedule.beta_bar, t, x_t, lo=1)
@@ -191,7 +190,7 @@ def eps_from_x0(schedule: DiscreteSchedule, t, x_t: torch.Tensor, x0: torch.Tens
 
 
 def eps_loss(
-    model: EpsModel,
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # labels (n,): one step per sample
     schedule: DiscreteSchedule,
     x0: torch.Tensor,
     generator: torch.Generator,
@@ -217,11 +216,12 @@ def eps_loss(
         raise ValueError(f"weighting must be 'simple' or 'x0', got {weighting!r}")
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (the global one), got {type(generator).__name__}")
     n = x0.shape[0]
-    t = torch.randint(1, schedule.T + 1, (n,), generator=generator, device=generator.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=generator.device).to(x0.device)
+    dev = x0.device if generator is None else generator.device
+    t = torch.randint(1, schedule.T + 1, (n,), generator=generator, device=dev)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
     t = t.to(x0.device)
     x_t = q_sample(schedule, x0, t, noise)
     labels = schedule.timesteps.to(x0.device)[t]
@@ -279,7 +279,7 @@ def ddpm_step(
     """
     schedule = _check_schedule(schedule)
     t = _step_index(schedule, t)
-    x_t = check_batch("x_t", x_t)
+    x_t = check_batch("x_t", x_t, allow_empty=True)
     eps = _check_same("eps", eps, x_t, "x_t")
     if isinstance(variance, str):
         if variance == "posterior":
@@ -326,7 +326,7 @@ def ddim_step(
     """
     schedule = _check_schedule(schedule)
     t = _step_index(schedule, t)
-    x_t = check_batch("x_t", x_t)
+    x_t = check_batch("x_t", x_t, allow_empty=True)
     eps = _check_same("eps", eps, x_t, "x_t")
     if sigma is None:
         sigma = ddim_sigma(schedule, t, eta)
@@ -397,7 +397,7 @@ def analytic_x0_var(schedule: DiscreteSchedule, t: int, eps_sq_mean: float) -> f
 
 
 @torch.no_grad()
-def _eps_sq_per_step(model, schedule: DiscreteSchedule, x0: torch.Tensor, g: torch.Generator):
+def _eps_sq_per_step(model, schedule: DiscreteSchedule, x0: torch.Tensor, g: torch.Generator | None):
     """For t = 1..T: draw x_t from x0 and yield ``(t, mean squared model output per coordinate)``."""
     for t in range(1, schedule.T + 1):
         noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=x0.device)
@@ -495,7 +495,7 @@ def sample(
         ``x_0`` (shape of ``x_T``), or ``(x_0, x0_hats)`` if ``return_x0``.
     """
     schedule = _check_schedule(schedule)
-    x = check_batch("x_T", x_T)
+    x = check_batch("x_T", x_T, allow_empty=True)
     check_kind(model, "eps", "model")
     eta = check_positive("eta", eta, allow_zero=True)
     if isinstance(variance, torch.Tensor):
@@ -513,7 +513,7 @@ def sample(
         steps = tqdm(steps, desc="sampling")
     for i, t in enumerate(steps):
         label = int(schedule.timesteps[t])
-        eps = model(x, label)
+        eps = state_dtype(model(x, label), x)
         if variance is None:
             x_prev, x0_hat = ddim_step(schedule, t, x, eps, eta=eta, generator=g)
         else:
@@ -542,8 +542,8 @@ def slerp(x0: torch.Tensor, x1: torch.Tensor, w: float | torch.Tensor) -> torch.
     ``x0``, ``x1``: ``(n, ...)`` of the same shape; ``w``: a number in ``[0, 1]`` or a tensor
     ``(n,)``. Returns ``(n, ...)``.
     """
-    x0 = check_batch("x0", x0)
-    x1 = check_batch("x1", x1)
+    x0 = check_batch("x0", x0, allow_empty=True)
+    x1 = check_batch("x1", x1, allow_empty=True)
     if x0.shape != x1.shape:
         raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     w = torch.as_tensor(w, dtype=x0.dtype, device=x0.device)
@@ -581,7 +581,7 @@ def vp_eps_sigma(mixture) -> Callable[[torch.Tensor, float], torch.Tensor]:
         sigma = check_positive("sigma", sigma, allow_zero=True)
         ab = (1.0 + sigma**2) ** -0.5
         if sigma == 0:
-            return torch.zeros_like(check_batch("x", x))
+            return torch.zeros_like(check_batch("x", x, allow_empty=True))
         return mixture.eps_prediction(x, ab, sigma * ab)
 
     return eps
@@ -613,7 +613,7 @@ def ddim_ode_solve(
     """
     if not callable(eps_fn):
         raise TypeError("eps_fn must be callable (x, sigma) -> eps")
-    x = check_batch("x_start", x_start)
+    x = check_batch("x_start", x_start, allow_empty=True)
     s0 = check_positive("sigma_start", sigma_start)
     s1 = check_positive("sigma_end", sigma_end, allow_zero=True)
     if not s0 > s1:
@@ -719,7 +719,7 @@ def sample_ddim_variance(
     ``x_T``: ``(n, ...)``. Returns :math:`x_0`.
     """
     schedule = _check_schedule(schedule)
-    x = check_batch("x_T", x_T)
+    x = check_batch("x_T", x_T, allow_empty=True)
     check_kind(model, "eps", "model")
     variances = check_tensor("variances", variances, ndim=1)
     if variances.shape != (schedule.T + 1,):

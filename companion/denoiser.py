@@ -19,7 +19,7 @@ match the file's configuration and checksum.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -87,7 +87,7 @@ def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) 
     cfg = _config(overrides)
     model = digits_denoiser(seed, **{k: v for k, v in overrides.items()})
     x = digits("train")[0]
-    return fit(model, lambda m, b, g: csm_loss(m, b, g, p_mean=cfg["p_mean"], p_std=cfg["p_std"]), x,
+    return fit(model, lambda m, b, g: csm_loss(cast(ScoreNet, m), b, g, p_mean=cfg["p_mean"], p_std=cfg["p_std"]), x,
                steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed,
                ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], progress=progress, desc="digits denoiser")
 
@@ -123,7 +123,7 @@ def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
 
     @torch.no_grad()
     def eps(x_t: torch.Tensor, t_label: int) -> torch.Tensor:
-        x_t = check_batch("x_t", x_t, min_ndim=2)
+        x_t = check_batch("x_t", x_t, min_ndim=2, allow_empty=True)
         t = check_int("t_label", t_label, minimum=1)
         if t > schedule.T:
             raise ValueError(f"t_label must be in [1, {schedule.T}], got {t}")
@@ -152,7 +152,7 @@ def vp_score(model: ScoreNet, sde):
 
     @torch.no_grad()
     def score(x: torch.Tensor, t: float) -> torch.Tensor:
-        x = check_batch("x", x, min_ndim=2)
+        x = check_batch("x", x, min_ndim=2, allow_empty=True)
         tt = torch.tensor(sde._scalar_time("t", t), dtype=torch.float64)  # one time in [t_min, t_max]
         a, b = sde.alpha_bar(tt).item(), sde.beta_bar(tt).item()
         if not b > 0:
@@ -199,10 +199,12 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
         raise ValueError(f"shape must be a non-empty tuple of positive ints (C, H, W), got {shape!r}")
     two_per_step = sampler in ("Heun", "predictor-corrector (VP)")
     nfe = check_int("nfe", nfe, minimum=2 if two_per_step else 1, maximum=10_000)
-    n = check_int("n", n, minimum=1, maximum=10**6)
+    n = check_int("n", n, minimum=0, maximum=10**6)
     g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     x = torch.randn(n, *shape, generator=g)
-    lof = {} if lower_order_final is None else {"lower_order_final": lower_order_final}
+    if n == 0:
+        return x
+    lof: dict[str, Any] = {} if lower_order_final is None else {"lower_order_final": lower_order_final}
     with torch.no_grad():
         if sampler in ("DDPM", "DDPM (β)", "DDIM"):
             sched = DiscreteSchedule.linear(1000)

@@ -126,9 +126,7 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ internals
     def _prep(self, name: str, x) -> tuple[torch.Tensor, torch.dtype, torch.device]:
-        x = check_points(name, x, self.dim)
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} must hold at least one point, got an empty batch {tuple(x.shape)}")
+        x = check_points(name, x, self.dim)  # an empty batch (0, d) gives empty results
         return x.to(self.dtype), x.dtype, x.device
 
     def _on(self, device) -> tuple[torch.Tensor, ...]:

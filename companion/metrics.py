@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import torch
 
-from .utils import check_int, check_tensor, make_generator
+from .utils import check_int, check_tensor, make_generator, seed_generator
 
 __all__ = [
     "w1_to_cdf",
@@ -254,7 +254,7 @@ def _digit_classifier(seed: int, steps: int):
 
     xtr, ytr = digits("train")
     xte, yte = digits("test")
-    g = make_generator(seed)
+    g = seed_generator(seed)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
         model = DigitClassifier()

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_batch, check_int, check_positive, check_tensor
+from .utils import check_batch, check_int, check_positive, check_tensor, checking
 
 __all__ = ["SinusoidalEmbedding", "TimeMLP", "UNet", "DigitClassifier"]
 
@@ -23,6 +23,9 @@ def _time_tensor(t, n: int, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a time (float, 0-d or ``(n,)`` tensor) to shape ``(n,)`` in ``like``'s dtype."""
     if isinstance(t, (int, float)) and not isinstance(t, bool):
         t = torch.full((n,), float(t), dtype=like.dtype, device=like.device)
+    if not checking():  # torch.compile traces: no value checks (utils.checking)
+        t = t.to(dtype=like.dtype, device=like.device)
+        return t.expand(n) if t.ndim == 0 else t
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a float or a tensor, got {type(t).__name__}")
     if t.dtype == torch.bool or t.is_complex():
@@ -49,6 +52,8 @@ class SinusoidalEmbedding(nn.Module):
         max_freq = check_positive("max_freq", max_freq)
         freqs = torch.exp(torch.linspace(0, math.log(max_freq), dim // 2))
         self.register_buffer("freqs", freqs)
+
+    freqs: torch.Tensor
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         t = check_tensor("t", t, ndim=1)
@@ -91,8 +96,8 @@ class TimeMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         check_tensor("x", x, ndim=2)
-        check_batch("x", x)
-        if x.shape[1] != self.dim:
+        check_batch("x", x, allow_empty=True)
+        if checking() and x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
         e = self.embed(_time_tensor(t, x.shape[0], x) * self.time_scale)
         h = self.act(self.inp(x) + self.temb[0](e))
@@ -114,8 +119,8 @@ class _ResBlock(nn.Module):
         self.c2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         self.act, self.drop = nn.SiLU(), nn.Dropout(dropout)
-        nn.init.zeros_(self.c2.weight)
-        nn.init.zeros_(self.c2.bias)
+        for p in self.c2.parameters():  # weight and bias
+            nn.init.zeros_(p)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         z = self.c1(self.act(self.n1(h)))
@@ -172,14 +177,14 @@ class UNet(nn.Module):
             if level > 0:
                 self.upsample.append(nn.ConvTranspose2d(c, c, 2, stride=2))
         self.out = nn.Sequential(nn.GroupNorm(math.gcd(8, c), c), nn.SiLU(), nn.Conv2d(c, self.in_ch, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        for p in self.out[-1].parameters():  # weight and bias
+            nn.init.zeros_(p)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         check_tensor("x", x, ndim=4)
-        check_batch("x", x)
+        check_batch("x", x, allow_empty=True)
         k = 2 ** (len(self.mult) - 1)
-        if x.shape[1] != self.in_ch or x.shape[2] % k or x.shape[3] % k:
+        if checking() and (x.shape[1] != self.in_ch or x.shape[2] % k or x.shape[3] % k):
             raise ValueError(f"x must have shape (n, {self.in_ch}, H, W) with H and W divisible by {k}, "
                              f"got {tuple(x.shape)}")
         e = self.embed(_time_tensor(t, x.shape[0], x) * self.time_scale)

@@ -51,6 +51,7 @@ from .utils import (
     check_kind,
     check_positive,
     check_tensor,
+    checking,
     make_generator,
     mark_kind,
     require_generator,
@@ -156,8 +157,8 @@ def heat_log_density(gm: GaussianMixture, x: torch.Tensor, sigma: torch.Tensor |
     if not isinstance(gm, GaussianMixture):
         raise TypeError(f"gm must be a GaussianMixture, got {type(gm).__name__}")
     x = check_tensor("x", x, ndim=2)
-    if x.shape[1] != gm.dim or x.shape[0] == 0:
-        raise ValueError(f"x must have shape (n, {gm.dim}) with n >= 1, got {tuple(x.shape)}")
+    if x.shape[1] != gm.dim:
+        raise ValueError(f"x must have shape (n, {gm.dim}), got {tuple(x.shape)}")
     if not isinstance(sigma, torch.Tensor):
         sigma = torch.tensor(check_positive("sigma", sigma, allow_zero=True), dtype=x.dtype, device=x.device)
     sigma = check_tensor("sigma", sigma, ndim=(0, 1))
@@ -302,7 +303,7 @@ def log_density_along_path(score_fn: ScoreFn, x: torch.Tensor, sigmas, log_p0: t
     log-density that mass conservation predicts for them at every ``sigmas[i]``.
     """
     _check_callable("score_fn", score_fn)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sig_t = check_tensor("sigmas", torch.as_tensor(sigmas, dtype=torch.float64), ndim=1)
     if sig_t.numel() < 2 or not (sig_t > 0).all() or (torch.diff(sig_t) <= 0).any():
         raise ValueError("sigmas must be > 0 and strictly increasing, with at least 2 entries")
@@ -390,7 +391,7 @@ def pf_ode_drift(schedule: ContinuousSchedule, score_fn_t: Callable[[torch.Tenso
     """
     if not isinstance(schedule, ContinuousSchedule):
         raise TypeError(f"schedule must be a ContinuousSchedule, got {type(schedule).__name__}")
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     f = float(schedule.f(t))
     g2 = float(schedule.g2(t))
     return f * x - 0.5 * g2 * _score(score_fn_t, x, t, kind="sde-score")
@@ -401,7 +402,7 @@ def vp_to_heat(schedule: ContinuousSchedule, x: torch.Tensor, t: float) -> tuple
     :math:`y=x/\bar\alpha_t`, :math:`\sigma=\bar\beta_t/\bar\alpha_t`. ``x``: ``(n, ...)``."""
     if not isinstance(schedule, ContinuousSchedule):
         raise TypeError(f"schedule must be a ContinuousSchedule, got {type(schedule).__name__}")
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     a = float(schedule.alpha_bar(t))
     return x / a, float(schedule.beta_bar(t)) / a
 
@@ -421,7 +422,7 @@ def _velocity(score_fn: ScoreFn, x: torch.Tensor, sigma: float, extra: Velocity 
 
 def _fixed_step(stages: str, score_fn, x, sigmas, callback, extra_velocity):
     _check_callable("score_fn", score_fn)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sig = _check_sigmas(sigmas)
     if callback is not None:
         _check_callable("callback", callback)
@@ -521,14 +522,14 @@ def solve_adaptive(fn: Callable[[torch.Tensor, float], torch.Tensor], y0: torch.
     ``(y(t1), {'nfe', 'steps', 'rejected'})``.
     """
     _check_callable("fn", fn)
-    y = check_batch("y0", y0, min_ndim=2)
+    y = check_batch("y0", y0, min_ndim=2, allow_empty=True)
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)
     max_steps = check_int("max_steps", max_steps, minimum=1)
     t0, t1 = float(t0), float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1)):
         raise ValueError(f"t0 and t1 must be finite, got {t0}, {t1}")
-    if t0 == t1:
+    if t0 == t1 or y.shape[0] == 0:  # nothing to integrate (an empty batch gives an empty result)
         return y.clone(), {"nfe": 0, "steps": 0, "rejected": 0}
     direction = 1.0 if t1 > t0 else -1.0
     span = abs(t1 - t0)
@@ -594,7 +595,7 @@ def sample_adaptive(score_fn: ScoreFn, x: torch.Tensor, sigma_max: float, sigma_
         s = math.exp(u)
         return -(s**2) * _score(score_fn, y, s)
 
-    return solve_adaptive(fn, check_batch("x", x, min_ndim=2), math.log(sigma_max), math.log(sigma_min), rtol=rtol, atol=atol)
+    return solve_adaptive(fn, check_batch("x", x, min_ndim=2, allow_empty=True), math.log(sigma_max), math.log(sigma_min), rtol=rtol, atol=atol)
 
 
 # =========================================================== divergence and likelihood
@@ -602,7 +603,7 @@ def batch_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) 
     r"""Per-sample Jacobians :math:`\partial\,\mathrm{fn}(x)_n/\partial x_n` of a batched map,
     ``x``: ``(n, D)`` -> ``(n, D, D)`` (one backward pass per output coordinate; for small D)."""
     _check_callable("fn", fn)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     if x.ndim != 2:
         raise ValueError(f"x must have shape (n, D), got {tuple(x.shape)}")
     with torch.enable_grad():
@@ -644,13 +645,14 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
     unbiased, one backward pass per probe. ``x``: ``(n, ...)``. Returns
     ``(fn(x) detached, divergence (n,))``.
     """
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     if method not in ("exact", "hutchinson"):
         raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
     if method == "hutchinson":
         probes = check_tensor("probes", probes) if probes is not None else None
         if probes is None or probes.ndim != x.ndim + 1 or probes.shape[1:] != x.shape:
             raise ValueError(f"probes must have shape (P, *{tuple(x.shape)}) for method='hutchinson'")
+    P = 0 if probes is None else probes.shape[0]
     with torch.enable_grad():
         xx = x.detach().requires_grad_(True)
         y = _field_value(fn, xx)
@@ -664,9 +666,8 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
                 gi = _grad_or_zero(yf[:, i].sum(), xx, retain_graph=i < D - 1)
                 div = div + gi.flatten(1)[:, i]
         else:
-            P = probes.shape[0]
             for p in range(P):
-                eps = probes[p].to(x.dtype)
+                eps = probes[p].to(x.dtype)  # type: ignore[index]  # set for 'hutchinson' (checked above)
                 vjp = _grad_or_zero(y, xx, eps, retain_graph=p < P - 1)
                 div = div + (vjp * eps).flatten(1).sum(1)
             div = div / P
@@ -677,9 +678,9 @@ def divergence(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, m
 
 def gaussian_log_prob(x: torch.Tensor, std: float) -> torch.Tensor:
     r"""Log-density of :math:`\mathcal N(0,\mathrm{std}^2I)`, ``x``: ``(n, ...)`` -> ``(n,)``."""
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     std = check_positive("std", std)
-    D = x[0].numel()
+    D = math.prod(x.shape[1:])
     return -0.5 * (x.flatten(1) ** 2).sum(1) / std**2 - D * math.log(std) - 0.5 * D * math.log(2 * math.pi)
 
 
@@ -704,7 +705,7 @@ def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigm
     Returns ``(logp (n,), {'nfe', 'prior_logp', 'delta', 'latent'})``.
     """
     _check_callable("score_fn", score_fn)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     n_probes = check_int("n_probes", n_probes, minimum=1)
     if probe not in ("rademacher", "gaussian"):
@@ -767,15 +768,15 @@ class ScoreNet(nn.Module):
             sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
         sigma = check_tensor("sigma", sigma, ndim=(0, 1)).to(dtype=x.dtype, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
-        if sigma.shape != (x.shape[0],):
+        if checking() and sigma.shape != (x.shape[0],):
             raise ValueError(f"sigma must be a float or have shape ({x.shape[0]},), got {tuple(sigma.shape)}")
-        if not (sigma > 0).all():
+        if checking() and not (sigma > 0).all():
             raise ValueError("sigma must be > 0")
         return sigma
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         r"""The denoiser :math:`\hat x_0(x,\sigma)`; ``x``: ``(n, ...)``, ``sigma``: float or ``(n,)``."""
-        x = check_batch("x", x, min_ndim=2)
+        x = check_batch("x", x, min_ndim=2, allow_empty=True)
         s = self._sigma(x, sigma)
         sd2 = self.sigma_data**2
         c_in = append_dims((s**2 + sd2).rsqrt(), x.ndim)
@@ -784,11 +785,11 @@ class ScoreNet(nn.Module):
         return c_skip * x + c_out * self.net(c_in * x, 0.25 * torch.log(s))
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        s = append_dims(self._sigma(check_batch("x", x, min_ndim=2), sigma), x.ndim)
+        s = append_dims(self._sigma(check_batch("x", x, min_ndim=2, allow_empty=True), sigma), x.ndim)
         return (self.denoise(x, sigma) - x) / s**2
 
 
-def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator, *,
+def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator | int | None, *,
              p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
     r"""Conditional score matching (equation :eq:`ode-csm`) in the denoiser form, as a scalar loss.
 

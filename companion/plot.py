@@ -6,6 +6,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from cycler import cycler
 
 __all__ = ["set_style", "density_1d", "scatter_2d", "score_field", "loglog_convergence", "image_grid", "COLORS"]
 
@@ -24,7 +25,7 @@ def set_style() -> None:
         "grid.alpha": 0.3,
         "axes.spines.top": False,
         "axes.spines.right": False,
-        "axes.prop_cycle": mpl.cycler(color=COLORS),
+        "axes.prop_cycle": cycler(color=COLORS),
         "font.size": 10,
         "legend.frameon": False,
         "legend.fontsize": 9,

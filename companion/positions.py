@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor, make_generator
+from .utils import check_int, check_positive, check_tensor, seed_generator
 
 __all__ = [
     "sinusoidal_encoding",
@@ -185,8 +185,8 @@ def random_positions(
     max_len = check_int("max_len", max_len, minimum=1)
     if length > max_len:
         raise ValueError(f"length ({length}) must be <= max_len ({max_len}) to draw distinct positions")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     # argsort of iid uniforms is a uniform random permutation; its first `length` entries are a
     # uniform subset (vectorised over the batch)
     keys = torch.rand(batch, max_len, generator=generator)
@@ -208,8 +208,8 @@ def equal_mean_positions(
     """
     batch = check_int("batch", batch, minimum=1)
     length = check_int("length", length, minimum=1)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     mean = float(length - 1) if mean is None else check_positive("mean", mean)
     nu = -mean * torch.log1p(-torch.rand(batch, 1, generator=generator, dtype=torch.float64))
     grid = torch.linspace(0.0, 1.0, length, dtype=torch.float64)
@@ -241,8 +241,8 @@ def beta_positions(
     max_len = check_int("max_len", max_len, minimum=2)
     if length >= max_len:
         raise ValueError(f"length ({length}) must be < max_len ({max_len}): the mean stretch (T-1)/(L-1) must be < 1")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     alpha = check_positive("alpha", alpha)
     dtype = _check_dtype(dtype)
     if length == 1:
@@ -359,7 +359,7 @@ def entropy_curve(
     if train_length is not None:
         train_length = check_int("train_length", train_length, minimum=2)
     dtype = _check_dtype(dtype)
-    g = make_generator(seed)
+    g = seed_generator(seed)
     s = math.sqrt(scale)
     q = s * torch.randn(queries, dim, generator=g, dtype=dtype)
     k = s * torch.randn(max(lengths), dim, generator=g, dtype=dtype)
@@ -388,8 +388,8 @@ def gaussian_entropy_limit(n: float | torch.Tensor, sigma: float | torch.Tensor)
 def _task_args(batch: int, length: int, generator: torch.Generator) -> tuple[int, int]:
     batch = check_int("batch", batch, minimum=1)
     length = check_int("length", length, minimum=2)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError("generator must be a torch.Generator or None (the global one)")
     return batch, length
 
 
@@ -457,6 +457,7 @@ class _Block(nn.Module):
         if self.rope:
             q, k = apply_rope(q, positions, self.rope_base), apply_rope(k, positions, self.rope_base)
         a = attention(q, k, v, train_length=train_length)
+        assert isinstance(a, torch.Tensor)  # (no return_weights)
         x = x + self.out(a.transpose(1, 2).reshape(B, S, D))
         return x + self.ffn(self.ln2(x))
 
@@ -516,7 +517,7 @@ class PositionTransformer(nn.Module):
         x = self.embed(tokens)
         if self.pe == "sin":
             x = x + sinusoidal_encoding(positions.to(x.dtype), self.dim, self.base)
-        elif self.pe == "learned":
+        elif self.learned is not None:  # pe == "learned"
             x = x + self.learned(positions.to(x.dtype))
         for blk in self.blocks:
             x = blk(x, positions.to(x.dtype), self.train_length)
@@ -565,7 +566,7 @@ def task_accuracy(
     max_len = check_int("max_len", max_len, minimum=1)
     n = check_int("n", n, minimum=1)
     fn, _ = TASKS[task]
-    g = make_generator(seed)
+    g = seed_generator(seed)
     tok, tgt = fn(n, length, g)
     S = tok.shape[1]
     if positions == "plain":

@@ -79,7 +79,7 @@ def _boot_moments(f: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def bootstrap_fd(fa: torch.Tensor, fr: torch.Tensor, *, n_boot: int = 400,
-                 generator: torch.Generator | int = 0) -> torch.Tensor:
+                 generator: torch.Generator | int | None = 0) -> torch.Tensor:
     """Bootstrap replicates ``(n_boot,)`` of FD(``fa``, ``fr``) with the rows of ``fa`` resampled
     with replacement and the reference ``fr`` held fixed: the sampling noise of the generated
     sample, given the held-out set every claim is measured against."""
@@ -95,7 +95,7 @@ def bootstrap_fd(fa: torch.Tensor, fr: torch.Tensor, *, n_boot: int = 400,
 
 
 def paired_bootstrap_fd(fa: torch.Tensor, fb: torch.Tensor, fr: torch.Tensor, *, n_boot: int = 400,
-                        generator: torch.Generator | int = 0) -> dict[str, float | str]:
+                        generator: torch.Generator | int | None = 0) -> dict[str, float | str]:
     r"""Is FD(A) below FD(B)? ``fa``, ``fb``: features ``(n, d)`` of two samplers run from the
     *same* starts (row i of both from the same noise), ``fr``: the reference ``(m, d)``.
 
@@ -136,7 +136,7 @@ def _check_features(f, name: str) -> torch.Tensor:
 
 
 def floor(n: int, *, train: torch.Tensor | None = None, test: torch.Tensor | None = None, n_boot: int = 400,
-          generator: torch.Generator | int = 0) -> dict[str, float]:
+          generator: torch.Generator | int | None = 0) -> dict[str, float]:
     r"""The FD floor at sample size ``n``: FD of ``n`` real training digits (a seeded random
     subset; all of them when ``n`` is the training set's size) against the held-out digits, with
     a bootstrap standard deviation. A generator that drew new digits from the data's law would
@@ -212,7 +212,7 @@ def pooled_report(samples_by_seed: list[torch.Tensor], *, train: torch.Tensor | 
 
 
 def compare(samples_a: list[torch.Tensor], samples_b: list[torch.Tensor], *, test: torch.Tensor | None = None,
-            n_boot: int = 400, generator: torch.Generator | int = 0) -> dict[str, float]:
+            n_boot: int = 400, generator: torch.Generator | int | None = 0) -> dict[str, float | str]:
     """:func:`paired_bootstrap_fd` of two samplers' pools (same sample seeds, same starts)."""
     from .data import digits
 

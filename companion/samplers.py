@@ -139,6 +139,7 @@ class _Coords:
 
     def __init__(self, x: torch.Tensor, ref_mean, ref_std):
         self.s = check_positive("ref_std", ref_std, allow_zero=True)
+        self.mu: torch.Tensor | float
         if isinstance(ref_mean, torch.Tensor):
             try:
                 torch.broadcast_shapes(ref_mean.shape, x.shape[1:])
@@ -303,7 +304,7 @@ def sample_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, 
     Returns ``(x at sigmas[-1], {'nfe', 'denoised'})`` with ``nfe = N``.
     """
     model = _Counted(denoiser)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sig = _check_sigmas(sigmas)
     order = check_int("order", order, minimum=1)
     if order > 4:
@@ -354,7 +355,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *
     interpolant is :func:`sample_dpmpp_2m_taylor`. One model call per step; arguments and return
     value as :func:`sample_multistep`."""
     model = _Counted(denoiser)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sig = _check_sigmas(sigmas)
     _check_callback(callback)
     c = _Coords(x, ref_mean, ref_std)
@@ -421,7 +422,7 @@ def sample_lms(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, ord
     ``sample_lms``; weights by exact quadrature instead of an adaptive one). One model call per
     step; same arguments and return value as :func:`sample_multistep`."""
     model = _Counted(denoiser)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sig = _check_sigmas(sigmas)
     order = check_int("order", order, minimum=1)
     if order > 4:
@@ -471,7 +472,7 @@ def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, s
     ``x``: ``(n, ...)`` at ``sigma_max``. Returns ``(x at sigma_min, {'nfe', 'steps', 'rejected'})``.
     """
     model = _Counted(denoiser)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)
@@ -482,6 +483,8 @@ def sample_dpm_adaptive(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, s
     max_steps = check_int("max_steps", max_steps, minimum=1)
     if method not in ("singlestep", "multistep"):
         raise ValueError(f"method must be 'singlestep' or 'multistep', got {method!r}")
+    if x.shape[0] == 0:  # an empty batch: no error to control, an empty result
+        return x.clone(), {"nfe": 0, "steps": 0, "rejected": 0}
     c = _Coords(x, ref_mean, ref_std)
     ell, ell_end = math.log(c.tau(sigma_max)), math.log(c.tau(sigma_min))
     sigma = sigma_max
@@ -546,12 +549,12 @@ def _ancestral_step(s: float, s_next: float, eta: float) -> tuple[float, float]:
     return math.sqrt(s_next**2 - up**2), up
 
 
-def _noise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def _noise(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     return torch.randn(x.shape, generator=g, dtype=x.dtype, device=x.device)
 
 
 def _check_stochastic(x, sigmas, generator, callback, **scalars):
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sig = _check_sigmas(sigmas)
     g = make_generator(generator, x.device, name="generator")  # on x's device: noise never crosses devices
     _check_callback(callback)
@@ -601,7 +604,7 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
     x, sig, g, v = _check_stochastic(x, sigmas, generator, callback, eta=eta, s_noise=s_noise)
     n_steps = len(sig) - 1
     low_final = _auto_lower_order_final(lower_order_final, n_steps)
-    old, h_last = None, None
+    old, h_last = None, math.nan  # h_last is read from the second step on
     denoised = x
     for i in range(n_steps):
         denoised = model(x, sig[i])
@@ -633,7 +636,7 @@ def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     (:func:`companion.ode.sample_heun`) and needs no ``generator``. Two model calls per step.
     Returns ``(x, {'nfe', 'denoised'})``."""
     model = _Counted(denoiser)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sig = _check_sigmas(sigmas)
     _check_callback(callback)
     s_churn = check_positive("s_churn", s_churn, allow_zero=True)
@@ -672,7 +675,7 @@ def reference_solution(denoiser: Denoiser, x: torch.Tensor, sigma_max: float, si
     from scipy.integrate import solve_ivp
 
     model = _Counted(denoiser)
-    x = check_batch("x", x, min_ndim=2)
+    x = check_batch("x", x, min_ndim=2, allow_empty=True)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
     rtol = check_positive("rtol", rtol)
     atol = check_positive("atol", atol)

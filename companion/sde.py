@@ -218,7 +218,7 @@ class SDE:
     # ---- forward process
     def drift(self, x: torch.Tensor, t) -> torch.Tensor:
         r"""Forward drift :math:`f_t\,x`; ``x``: ``(n, ...)``, ``t``: float or ``(n,)``."""
-        x = check_batch("x", x)
+        x = check_batch("x", x, allow_empty=True)
         return self._coef(self.f, t, x) * x
 
     def diffusion(self, t) -> torch.Tensor:
@@ -228,7 +228,7 @@ class SDE:
     def marginal(self, x0: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Mean and std of :math:`p(x_t\mid x_0)`: ``(alpha_bar_t * x0, beta_bar_t)``; the std
         broadcasts against ``x0`` (0-d for scalar ``t``, ``(n, 1, ...)`` for ``t`` of shape ``(n,)``)."""
-        x0 = check_batch("x0", x0)
+        x0 = check_batch("x0", x0, allow_empty=True)
         return self._coef(self.alpha_bar, t, x0) * x0, self._coef(self.beta_bar, t, x0)
 
     def perturb(self, x0: torch.Tensor, t, *, generator=None, noise: torch.Tensor | None = None):
@@ -269,9 +269,9 @@ class SDE:
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         r"""Log-density of the prior, summed over all but the batch dimension: ``(n, ...) -> (n,)``."""
-        z = check_batch("z", z)
+        z = check_batch("z", z, allow_empty=True)
         s = self.prior_std
-        d = z[0].numel()
+        d = math.prod(z.shape[1:])
         return -0.5 * (z.flatten(1) ** 2).sum(1) / s**2 - d * (math.log(s) + 0.5 * math.log(2 * math.pi))
 
     # ---- the laboratory
@@ -389,7 +389,7 @@ def forward_sample(
         The end points, shape/dtype/device of ``x0``.
     """
     sde = _check_sde(sde)
-    x = check_batch("x0", x0)
+    x = check_batch("x0", x0, allow_empty=True)
     g = require_generator(generator)
     if times is None and steps is not None:
         ts = time_grid(sde, steps, t_end if t_end is not None else sde.t_max, sde.t_min).flip(0)
@@ -432,7 +432,7 @@ def forward_family_sample(
         The end points, shape/dtype/device of ``x0``.
     """
     sde = _check_sde(sde)
-    x = check_batch("x0", x0)
+    x = check_batch("x0", x0, allow_empty=True)
     nu = _check_nu(nu)
     if not callable(score_fn):
         raise TypeError("score_fn must be callable (x, t) -> score")
@@ -477,7 +477,7 @@ def reverse_step(
         :math:`(x_t+\bar\beta_t^2 s)/\bar\alpha_t` at the current point (equation :eq:`sde-tweedie`).
     """
     sde = _check_sde(sde)
-    x = check_batch("x", x)
+    x = check_batch("x", x, allow_empty=True)
     nu = _check_nu(nu)
     t, t_next = sde._scalar_time("t", t), sde._scalar_time("t_next", t_next)
     if not t > t_next:
@@ -525,7 +525,7 @@ def reverse_sample(
         denoiser output (at the last time before ``t_end``).
     """
     sde = _check_sde(sde)
-    x = check_batch("x", x)
+    x = check_batch("x", x, allow_empty=True)
     nu = _check_nu(nu)
     ts = _times(sde, steps, times, t_start, t_end)
     g = require_generator(generator) if nu > 0 else None
@@ -564,12 +564,14 @@ def pc_sample(
         ``(x, info)`` with ``info = {'nfe', 'x0_hat', 'times'}``; ``nfe = steps * (1 + n_corrector)``.
     """
     sde = _check_sde(sde)
-    x = check_batch("x", x)
+    x = check_batch("x", x, allow_empty=True)
     snr = check_positive("snr", snr)
     n_corrector = check_int("n_corrector", n_corrector, minimum=0)
     nu = _check_nu(nu)
     ts = _times(sde, steps, times, t_start, t_end)
     g = require_generator(generator)
+    if x.shape[0] == 0:  # an empty batch: nothing to step (and no score norm to set the Langevin step)
+        return x.clone(), {"nfe": 0, "x0_hat": x.clone(), "times": ts}
     nfe = 0
     x0_hat = x
     for i in range(ts.numel() - 1):
@@ -600,7 +602,7 @@ def pc_sample(
 def pf_ode_drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: float) -> torch.Tensor:
     r"""Right-hand side of the probability-flow ODE :math:`\frac{dx}{dt}=f_tx-\tfrac12g_t^2\nabla\log p_t(x)` (equation :eq:`sde-pf-ode`)."""
     sde = _check_sde(sde)
-    x = check_batch("x", x)
+    x = check_batch("x", x, allow_empty=True)
     _, _, f, g2 = sde._scalars(t)
     return f * x - 0.5 * g2 * _score_call(score_fn, x, t, like=x)
 
@@ -614,7 +616,7 @@ def ddim_ode_drift(sde: SDE, eps_fn: Callable, x: torch.Tensor, t: float) -> tor
     :func:`pf_ode_drift` checks that algebra. ``eps_fn(x, t)``: a noise predictor.
     """
     sde = _check_sde(sde)
-    x = check_batch("x", x)
+    x = check_batch("x", x, allow_empty=True)
     t = sde._scalar_time("t", t)
     tt = torch.tensor(t, dtype=torch.float64, requires_grad=True)
 
@@ -707,7 +709,7 @@ def dsm_objective(
     if parametrization not in ("eps", "score"):
         raise ValueError(f"parametrization must be 'eps' or 'score', got {parametrization!r}")
 
-    def loss_fn(model, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss_fn(model, x0: torch.Tensor, generator: torch.Generator | int | None) -> torch.Tensor:
         x0 = check_batch("x0", x0, min_ndim=2)
         generator = require_generator(generator)
         n = x0.shape[0]
@@ -728,7 +730,7 @@ def reverse_kernel_gaussian(sde: SDE, score_fn: ScoreFn, x_next: torch.Tensor, t
     ``x_next``: ``(n, d)``; returns ``(mean (n, d), var float)``.
     """
     sde = _check_sde(sde)
-    x_next = check_batch("x_next", x_next)
+    x_next = check_batch("x_next", x_next, allow_empty=True)
     dt = check_positive("dt", dt)
     s_time = sde._scalar_time("t + dt", sde._scalar_time("t", t) + dt)
     _, _, f, g2 = sde._scalars(s_time)
@@ -923,7 +925,7 @@ class PrecondEps(torch.nn.Module):
         self.data_var = check_positive("data_var", data_var)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
-        x = check_batch("x", x)
+        x = check_batch("x", x, allow_empty=True)
         ab = self.sde._coef(self.sde.alpha_bar, t, x)
         bb = self.sde._coef(self.sde.beta_bar, t, x)
         c2 = ab**2 * self.data_var + bb**2

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor, make_generator
+from .utils import check_int, check_positive, check_tensor, seed_generator
 from .utils import progress as progress_bar
 
 __all__ = ["EMA", "FitResult", "fit", "batches", "profile_step"]
@@ -45,7 +45,8 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
         self.updates += 1
-        ema_params, params = list(self.model.parameters()), [p.detach() for p in model.parameters()]
+        ema_params: list[torch.Tensor] = list(self.model.parameters())
+        params = [p.detach() for p in model.parameters()]
         if len(ema_params) != len(params):
             raise ValueError("model does not have the parameters of the EMA copy")
         torch._foreach_lerp_(ema_params, params, 1 - d)  # one fused update for all tensors
@@ -72,15 +73,15 @@ class FitResult:
         return (c[window:] - c[:-window]) / window
 
 
-def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator, replace: bool = True):
+def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator | None, replace: bool = True):
     """Endless random mini-batches of the rows of ``data``: drawn with replacement, or (with
     ``replace=False``) without any repeated row inside a batch."""
     data = check_tensor("data", data, floating=False)
     if data.ndim < 1 or data.shape[0] == 0:
         raise ValueError(f"data must hold at least one example (n, ...), got shape {tuple(data.shape)}")
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None (the global one), got {type(generator).__name__}")
     n = data.shape[0]
     if not replace and batch_size > n:
         raise ValueError(f"batch_size={batch_size} exceeds the number of rows {n} (replace=False)")
@@ -147,7 +148,7 @@ def fit(
     for name, flag in (("replace", replace), ("cosine", cosine), ("progress", progress)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-    g = make_generator(seed, name="seed")
+    g = seed_generator(seed)
     if isinstance(data, torch.Tensor):
         if data.ndim < 1 or data.shape[0] == 0:
             raise ValueError(f"data must hold at least one example (n, ...), got shape {tuple(data.shape)}")
@@ -216,7 +217,7 @@ def profile_step(model: nn.Module, loss_fn: Callable[[nn.Module, torch.Tensor, t
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     work = copy.deepcopy(model).train()
-    g = make_generator(seed, name="seed")
+    g = seed_generator(seed)
     stream = batches(data, batch_size, g)
     opt = torch.optim.AdamW(work.parameters(), lr=1e-4)
     ema = EMA(work, 0.999)

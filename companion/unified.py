@@ -40,7 +40,15 @@ import torch
 from torch import nn
 
 from .schedules import DiscreteSchedule
-from .utils import append_dims, check_int, check_positive, check_tensor, make_generator, require_generator
+from .utils import (
+    append_dims,
+    check_int,
+    check_positive,
+    check_tensor,
+    make_generator,
+    require_generator,
+    seed_generator,
+)
 
 __all__ = [
     "edit_generate",
@@ -128,7 +136,7 @@ def _first_t(keys: torch.Tensor, t: Time) -> torch.Tensor:
     return _ranks(keys) < tt
 
 
-def _conditional_keys(chosen: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _conditional_keys(chosen: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     r"""Exact draw of i.i.d. uniform keys conditioned on ``chosen`` being the set of smallest keys.
 
     The sorted uniforms are dealt first to the chosen positions (in random order), then to the
@@ -221,8 +229,8 @@ class Additive(Corruption):
         """The deterministic part :math:`D(x_0,t)`."""
         if not isinstance(x0, torch.Tensor):
             raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
-        if x0.ndim == 0 or x0.shape[0] == 0:
-            raise ValueError(f"x0 must have a non-empty batch dimension, got shape {tuple(x0.shape)}")
+        if x0.ndim == 0:
+            raise ValueError(f"x0 must have a batch dimension (n, ...), got shape {tuple(x0.shape)}")
         return self._degrade(x0, _time(t, self.T, x0.shape[0]))
 
     def noise_level(self, s: int) -> float:
@@ -232,7 +240,7 @@ class Additive(Corruption):
         x0 = check_tensor("x0", x0)
         return torch.randn(x0.shape, generator=require_generator(generator), dtype=x0.dtype, device=x0.device)
 
-    def forward(self, x0: torch.Tensor, t: Time, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x0: torch.Tensor, t: Time, noise: Noise) -> torch.Tensor:
         x0 = check_tensor("x0", x0)
         noise = check_tensor("noise", noise)
         if noise.shape != x0.shape:
@@ -256,7 +264,7 @@ class Additive(Corruption):
     def reuse(self, x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int, generator=None) -> torch.Tensor:
         r"""Design (b), equation :eq:`udm-reuse`; for :math:`s_t=s_s=0` the constant-noise limit
         :math:`x_s=x_t+D(x_0,s)-D(x_0,t)` (Cold Diffusion's Algorithm 2, equation :eq:`udm-cold-improved`)."""
-        t, s = _time(t, self.T, None), _time(s, self.T, None)
+        t, s = int(_time(t, self.T, None)), int(_time(s, self.T, None))
         if self.noise_std[t] > 0:
             return super().reuse(x0, x_t, t, s, generator)
         if self.noise_std[s] > 0:
@@ -293,7 +301,7 @@ class GaussianNoise(Additive):
         :math:`\beta_{t|s}^2=1-\bar\alpha_t^2/\bar\alpha_s^2`, so :math:`\bar\beta_s\tilde\sigma` is the
         DDPM posterior standard deviation on the (sub)sequence.
         """
-        t, s = _time(t, self.T, None, lo=1), _time(s, self.T, None)
+        t, s = int(_time(t, self.T, None, lo=1)), int(_time(s, self.T, None))
         if s >= t:
             raise ValueError(f"s must be < t, got s = {s}, t = {t}")
         eta = check_positive("eta", eta, allow_zero=True)
@@ -339,15 +347,17 @@ def heat_blur(x: torch.Tensor, tau, ndim: int = 1, boundary: str = "periodic") -
     """
     x = check_tensor("x", x)
     ndim = check_int("ndim", ndim, minimum=1)
-    if x.ndim < ndim + 1 or x.numel() == 0:
-        raise ValueError(f"x must have a non-empty batch axis and {ndim} non-empty signal axes, got shape {tuple(x.shape)}")
+    if x.ndim < ndim + 1 or 0 in x.shape[1:]:
+        raise ValueError(f"x must have a batch axis and {ndim} non-empty signal axes, got shape {tuple(x.shape)}")
     if isinstance(tau, torch.Tensor) and tau.ndim > 0:
         tau = check_tensor("tau", tau, ndim=1)
         if tau.shape != (x.shape[0],) or (tau < 0).any():
             raise ValueError(f"tau as a tensor must be (n,) = ({x.shape[0]},) with entries >= 0")
         tau_b = append_dims(tau.to(torch.float64).to(x.device), x.ndim)
     else:
-        tau_b = check_positive("tau", tau, allow_zero=True)
+        tau_b = check_positive("tau", tau, allow_zero=True)  # type: ignore[assignment]  # a float broadcasts too
+    if x.shape[0] == 0:  # an empty batch (the FFT refuses empty inputs)
+        return x.clone()
     axes = list(range(x.ndim - ndim, x.ndim))
     lam = torch.zeros((), dtype=torch.float64, device=x.device)
     for ax in axes:
@@ -414,7 +424,7 @@ class HeatBlur(Additive):
 
     def linear_map(self, t: int) -> torch.Tensor:
         """The blur at time ``t`` as a dense float64 ``(d, d)`` matrix on flattened signals, ``d = prod(shape)``."""
-        t = _time(t, self.T, None)
+        t = int(_time(t, self.T, None))
         d = math.prod(self.shape)
         eye = torch.eye(d, dtype=torch.float64).reshape(d, *self.shape)
         return heat_blur(eye, self.taus[t].item(), len(self.shape), self.boundary).reshape(d, d).T
@@ -453,7 +463,7 @@ class Masking(Corruption):
         x0 = _check_tokens("x0", x0, self.length)
         return torch.rand(x0.shape, generator=require_generator(generator), dtype=torch.float64).to(x0.device)
 
-    def forward(self, x0: torch.Tensor, t: Time, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x0: torch.Tensor, t: Time, noise: Noise) -> torch.Tensor:
         x0 = _check_tokens("x0", x0, self.length)
         noise = check_tensor("noise", noise, ndim=2)
         if noise.shape != x0.shape:
@@ -502,7 +512,7 @@ class Substitution(Corruption):
         off = torch.randint(lo, self.vocab, x0.shape, generator=g).to(x0.device)
         return keys, off
 
-    def forward(self, x0: torch.Tensor, t: Time, noise: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x0: torch.Tensor, t: Time, noise: Noise) -> torch.Tensor:
         x0 = _check_tokens("x0", x0, self.length)
         if not (isinstance(noise, tuple) and len(noise) == 2):
             raise TypeError("noise must be a pair (keys, offsets)")
@@ -695,8 +705,8 @@ def sample(
     design.check(corruption)
     if not isinstance(x_T, torch.Tensor):
         raise TypeError(f"x_T must be a torch.Tensor, got {type(x_T).__name__}")
-    if x_T.ndim == 0 or x_T.numel() == 0:
-        raise ValueError(f"x_T must be a non-empty batch (n, ...), got shape {tuple(x_T.shape)}")
+    if x_T.ndim == 0 or 0 in x_T.shape[1:]:
+        raise ValueError(f"x_T must be a batch (n, ...) of non-empty signals, got shape {tuple(x_T.shape)}")
     if x_T.is_floating_point():
         check_tensor("x_T", x_T)
     times = _times(times, corruption.T)
@@ -746,7 +756,7 @@ class GaussianFit:
             raise ValueError(f"x must hold at least 2 samples (n, ...), got shape {tuple(x.shape)}")
         jitter = check_positive("jitter", jitter, allow_zero=True)
         self.shape, self.dtype = tuple(x.shape[1:]), x.dtype
-        flat = x.reshape(x.shape[0], -1).to(torch.float64)
+        flat = x.flatten(1).to(torch.float64)
         self.mean = flat.mean(0)
         self.cov = torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1])
         eye = torch.eye(flat.shape[1], dtype=torch.float64)
@@ -795,7 +805,7 @@ def fit_linear_restorer(corruption: Additive, x0: torch.Tensor, generator: torch
         if x.shape[1:] != shape:
             raise ValueError(f"x must have shape (n, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
         W = coefs[t]
-        return (x.reshape(x.shape[0], -1) @ W[:-1] + W[-1]).reshape(x.shape)
+        return (x.flatten(1) @ W[:-1] + W[-1]).reshape(x.shape)
 
     return restorer
 
@@ -837,9 +847,9 @@ def posterior_estimator(mixture, corruption: Additive, mode: str = "sample") -> 
 
     def est(x, t, g=None):
         x = check_tensor("x", x)
-        if x.ndim < 2 or x.numel() == 0:
-            raise ValueError(f"x must be a non-empty batch (n, ...) of signals, got shape {tuple(x.shape)}")
-        flat = x.reshape(x.shape[0], -1)
+        if x.ndim < 2 or 0 in x.shape[1:]:
+            raise ValueError(f"x must be a batch (n, ...) of non-empty signals, got shape {tuple(x.shape)}")
+        flat = x.flatten(1)
         post = mixture.posterior(flat, corruption.linear_map(t), corruption.noise_level(t))
         out = post.sample(require_generator(g)) if mode == "sample" else post.mean()
         return out.reshape(x.shape)
@@ -1051,7 +1061,7 @@ class EnumeratedLaw:
         so the joint is far from the product of its marginals."""
         vocab, length = check_int("vocab", vocab, minimum=2), check_int("length", length, minimum=1)
         _check_n_states(vocab, length)
-        h = field * torch.randn(vocab, generator=make_generator(seed), dtype=torch.float64)
+        h = field * torch.randn(vocab, generator=seed_generator(seed), dtype=torch.float64)
         s = torch.tensor(list(itertools.product(range(vocab), repeat=length)), dtype=torch.long)
         energy = coupling * (s[:, 1:] == s[:, :-1]).double().sum(1) + h[s].sum(1)
         return cls(torch.softmax(energy, 0), vocab, length)

@@ -3,6 +3,11 @@
 Every public function of ``companion`` validates its inputs with the ``check_*`` helpers
 below, so that a wrong shape, dtype or range raises a ``ValueError``/``TypeError`` whose
 message names the offending argument and says what was expected.
+
+The checks accept what torch accepts: ``generator=None`` draws from torch's global generator,
+an empty batch ``(0, ...)`` is a batch (where the result is per sample), and a network may return
+half precision (the samplers cast its output to their float32/float64 state). While
+``torch.compile`` traces (:func:`checking`), the checks are skipped: they branch on values.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ def append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
     return x[(...,) + (None,) * extra]
 
 
+def checking() -> bool:
+    """Whether the input checks run: always, except while ``torch.compile`` traces a function
+    (a check branches on tensor values, which would break or specialise the compiled graph)."""
+    return not torch.compiler.is_compiling()
+
+
 def check_tensor(
     name: str,
     x: Any,
@@ -46,6 +57,8 @@ def check_tensor(
     finite: bool = True,
 ) -> torch.Tensor:
     """Check that ``x`` is a tensor (optionally floating, finite, with ``ndim`` dims)."""
+    if not checking():
+        return x
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if floating and not x.is_floating_point():
@@ -64,6 +77,15 @@ def check_tensor(
     return x
 
 
+def state_dtype(out: Any, like: torch.Tensor) -> Any:
+    """A model's output in the dtype of the sampler state ``like``: a network under autocast may
+    return float16/bfloat16, while the state stays in float32/float64. Anything else is returned
+    unchanged, for the caller's own check."""
+    if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16) and out.dtype != like.dtype:
+        return out.to(like.dtype)
+    return out
+
+
 def _is_meta(x: torch.Tensor) -> bool:
     """Tensors on the meta device carry no values: value checks are skipped for them."""
     return x.device.type == "meta"
@@ -72,31 +94,35 @@ def _is_meta(x: torch.Tensor) -> bool:
 def check_points(name: str, x: Any, dim: int) -> torch.Tensor:
     """Check that ``x`` is a floating tensor of points of shape ``(n, dim)``."""
     x = check_tensor(name, x, ndim=2)
-    if x.shape[1] != dim:
+    if checking() and x.shape[1] != dim:
         raise ValueError(f"{name} must have shape (n, {dim}), got {tuple(x.shape)}")
     return x
 
 
-def check_batch(name: str, x: Any, *, min_ndim: int = 1) -> torch.Tensor:
-    """Check that ``x`` is a finite floating tensor ``(n, ...)`` with a non-empty batch dimension
-    and at least ``min_ndim`` dims."""
+def check_batch(name: str, x: Any, *, min_ndim: int = 1, allow_empty: bool = False) -> torch.Tensor:
+    """Check that ``x`` is a finite floating tensor ``(n, ...)`` with at least ``min_ndim`` dims
+    and a non-empty batch dimension; ``allow_empty`` accepts ``n = 0`` (for a computation that is
+    per sample, where an empty batch gives an empty result, as in torch)."""
     x = check_tensor(name, x)
-    if x.ndim < min_ndim or x.ndim == 0 or x.shape[0] < 1:
+    if checking() and (x.ndim < min_ndim or x.ndim == 0 or (x.shape[0] < 1 and not allow_empty)):
+        what = "a batch dimension" if allow_empty else "a non-empty batch dimension"
         raise ValueError(
-            f"{name} must have a non-empty batch dimension and at least {max(min_ndim, 1)} dims "
+            f"{name} must have {what} and at least {max(min_ndim, 1)} dims "
             f"(n, ...), got shape {tuple(x.shape)}"
         )
     return x
 
 
-def require_generator(generator: Any, name: str = "generator") -> torch.Generator:
-    """For random operations: accept a ``torch.Generator`` or an int seed, refuse anything else
-    (``None`` included: there is no silent default seed and never the global RNG)."""
+def require_generator(generator: Any, name: str = "generator") -> torch.Generator | None:
+    """For random operations: a ``torch.Generator``, an int seed, or ``None`` (torch's global
+    generator, as in torch); see :func:`make_generator`."""
     return make_generator(generator, name=name)
 
 
 def check_positive(name: str, value: Scalar, *, allow_zero: bool = False) -> float:
     """Check that a scalar is (strictly, unless ``allow_zero``) positive; return it as float."""
+    if not checking():
+        return value  # type: ignore[return-value]  # a traced value stays symbolic
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
@@ -152,7 +178,7 @@ def check_kind(fn: Any, expected: str, name: str = "model") -> None:
         raise TypeError(f"{name} is a ScoreNet, whose call returns a score; this function needs "
                         f"{MODEL_KINDS[expected]}" + (f": pass {conv}" if conv else ""))
     if kind is not None and kind != expected:
-        conv = CONVERTERS.get((kind, expected))
+        conv = CONVERTERS.get((kind, expected), "")
         raise TypeError(f"{name} is {MODEL_KINDS[kind]}, but this function needs {MODEL_KINDS[expected]}"
                         + (f": convert it with {conv}" if conv else ""))
 
@@ -172,15 +198,16 @@ def check_int(name: str, value: Any, *, minimum: int = 0, maximum: int | None = 
 
 
 def make_generator(
-    seed: int | torch.Generator, device: str | torch.device = "cpu", *, name: str = "generator"
-) -> torch.Generator:
-    """The one validation path for randomness: pass a ``torch.Generator`` through, or seed a
-    new one from a non-negative int. ``None``, floats, bools and strings raise: a random
-    computation must say where its randomness comes from."""
+    seed: int | torch.Generator | None, device: str | torch.device = "cpu", *, name: str = "generator"
+) -> torch.Generator | None:
+    """The one validation path for randomness: pass a ``torch.Generator`` through, seed a new one
+    (on ``device``) from a non-negative int, or return ``None`` for ``None``: torch's functions then
+    draw from the global generator, as torch does with ``generator=None``. Floats, bools and strings
+    raise. For a ``seed`` that makes a result reproducible, :func:`seed_generator` refuses ``None``."""
     if isinstance(seed, torch.Generator):
         return seed
     if seed is None:
-        raise ValueError(f"this computation is random: pass {name}= (a torch.Generator or an int seed)")
+        return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"{name} must be a torch.Generator or an int seed, got {type(seed).__name__}")
     if seed < 0:
@@ -188,6 +215,16 @@ def make_generator(
     dev = torch.device(device)
     g = torch.Generator(device="cpu" if dev.type == "meta" else dev)   # meta tensors draw no values
     g.manual_seed(int(seed))
+    return g
+
+
+def seed_generator(seed: int | torch.Generator, device: str | torch.device = "cpu", *,
+                   name: str = "seed") -> torch.Generator:
+    """As :func:`make_generator`, for a ``seed`` argument that makes a result reproducible: ``None``
+    is refused (there is no silent default seed)."""
+    g = make_generator(seed, device, name=name)
+    if g is None:
+        raise ValueError(f"{name} must be an int seed (or a torch.Generator), got None")
     return g
 
 
@@ -284,21 +321,21 @@ def _is_validation(stmt: ast.stmt, params: set[str]) -> bool:
     return False
 
 
-def _hidden_lines(node: ast.AST) -> list[tuple[int, int]]:
+def _hidden_lines(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> list[tuple[int, int]]:
     """Line ranges (1-based, inclusive) of a definition's docstring and of the validation
     statements at the top level of its body."""
     body = node.body
     spans = []
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        spans.append((body[0].lineno, body[0].end_lineno))
+    first = body[0] if body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        spans.append((first.lineno, first.end_lineno or first.lineno))
         body = body[1:]
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         a = node.args
         params = {p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]}
         checks = [s for s in body if _is_validation(s, params)]
         if len(checks) < len(body):  # a function that only validates is kept whole
-            spans += [(s.lineno, s.end_lineno) for s in checks]
+            spans += [(s.lineno, s.end_lineno or s.lineno) for s in checks]
     return spans
 
 

@@ -53,9 +53,11 @@ def test_data_validation():
 
 
 @pytest.mark.parametrize("law", sorted(data.TOY_2D))
-def test_toy_laws_need_an_explicit_generator(law):
-    with pytest.raises(ValueError, match="pass generator="):
-        data.TOY_2D[law](10, None)
+def test_toy_laws_take_a_seed_a_generator_or_none(law):
+    torch.manual_seed(0)  # None: torch's global generator
+    a = data.TOY_2D[law](10, None)
+    torch.manual_seed(0)
+    assert torch.equal(a, data.TOY_2D[law](10, None))
     for bad in (1.5, True, "0"):
         with pytest.raises(TypeError, match="generator must be a torch.Generator or an int seed"):
             data.TOY_2D[law](10, bad)

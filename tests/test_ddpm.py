@@ -468,8 +468,10 @@ def test_bad_inputs_raise(full):
         ddpm.ddpm_step(full, 3, x, e, variance="large")
     with pytest.raises(ValueError, match="variance must"):
         ddpm.ddpm_step(full, 3, x, e, variance=-1.0, generator=g)
-    with pytest.raises(ValueError, match="generator="):
-        ddpm.ddpm_step(full, 3, x, e)
+    torch.manual_seed(0)  # no generator: torch's global one
+    a = ddpm.ddpm_step(full, 3, x, e)
+    torch.manual_seed(0)
+    assert torch.equal(a[0], ddpm.ddpm_step(full, 3, x, e)[0])
     with pytest.raises(TypeError, match="generator must"):
         ddpm.ddim_step(full, 3, x, e, eta=1.0, generator=3)
     with pytest.raises(TypeError, match="schedule must"):

@@ -165,3 +165,20 @@ def test_generate_passes_lower_order_final():
     b = dn.generate(model, "UniPC-3", 10, 4, seed=2, lower_order_final=True)
     c = dn.generate(model, "UniPC-3", 10, 4, seed=2, lower_order_final=False)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_missing_weights_error_names_companion_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_RESULTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="COMPANION_RESULTS"):
+        dn.load_digits_denoiser(0)  # no result file there
+    exp = registry("ch5")[("ch5", "digits_denoiser")]
+    (tmp_path / "ch5").mkdir()
+    record = {"chapter": "ch5", "name": "digits_denoiser", "command": exp.command, "config": exp.config,
+              "results": {"weights_sha256": {"0": "0" * 64}}, "provenance": {}}
+    (tmp_path / "ch5" / "digits_denoiser.json").write_text(json.dumps(record))
+    with pytest.raises(FileNotFoundError, match="COMPANION_RESULTS"):
+        dn.load_digits_denoiser(0)  # a result file, but no weights file next to it
+    monkeypatch.delenv("COMPANION_RESULTS")
+    monkeypatch.setattr("companion.experiments.repo_root", lambda: tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="set COMPANION_RESULTS"):
+        dn.load_digits_denoiser(0)  # the wheel case: no results/ beside the package

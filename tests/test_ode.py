@@ -364,15 +364,13 @@ def test_constant_and_non_finite_fields():
         ode.batch_jacobian(lambda y: torch.log(y * 0), x)
     with pytest.raises(TypeError, match="callable"):
         ode.batch_jacobian(3, x)
-    with pytest.raises(ValueError, match="non-empty"):
-        ode.batch_jacobian(const, x[:0])
+    assert ode.batch_jacobian(const, x[:0]).shape[0] == 0  # an empty batch: an empty result
 
 
 def test_csm_loss_needs_a_generator():
     model = ode.ScoreNet(_Zero())
     x0 = lab_2d().sample(8, 0)
-    with pytest.raises(ValueError, match="generator"):
-        ode.csm_loss(model, x0, None)
+    assert torch.isfinite(ode.csm_loss(model, x0, None))  # None: torch's global generator
     with pytest.raises(TypeError, match="generator"):
         ode.csm_loss(model, x0, 1.5)
     with pytest.raises(ValueError, match="p_mean"):

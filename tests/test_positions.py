@@ -136,7 +136,7 @@ def test_uniform_positions():
         (lambda: P.random_positions(0, 3, 5, gen()), ValueError, "batch"),
         (lambda: P.plain_positions(2, 2.0), TypeError, "length"),
         (lambda: P.equal_mean_positions(2, 3, gen(), mean=-1.0), ValueError, "mean"),
-        (lambda: P.equal_mean_positions(2, 3, None), TypeError, "generator"),
+        (lambda: P.equal_mean_positions(2, 3, 1.5), TypeError, "generator"),
         (lambda: P.uniform_positions(2, 10, 5), ValueError, "max_len"),
         (lambda: P.sinusoidal_encoding(torch.arange(3.0), 5), ValueError, "even"),
         (lambda: P.sinusoidal_encoding(torch.arange(3), 4), TypeError, "positions"),

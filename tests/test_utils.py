@@ -38,8 +38,10 @@ def test_check_batch_and_require_generator():
         utils.check_batch("x", torch.zeros(3), min_ndim=2)
     with pytest.raises(ValueError, match="non-empty batch"):
         utils.check_batch("x", torch.zeros(0, 2))
-    with pytest.raises(ValueError, match="pass generator="):
-        utils.require_generator(None)
+    assert utils.check_batch("x", torch.zeros(0, 2), allow_empty=True).shape == (0, 2)
+    assert utils.require_generator(None) is None  # torch's global generator, as in torch
+    with pytest.raises(ValueError, match="seed must be an int seed"):
+        utils.seed_generator(None)
     with pytest.raises(TypeError, match="noise_gen must be a torch.Generator"):
         utils.require_generator(1.5, "noise_gen")
     assert isinstance(utils.require_generator(3), torch.Generator)

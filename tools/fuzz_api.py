@@ -14,11 +14,25 @@ and records the outcome of the call:
 * ``hang``     — it did not return within the time limit;
 * ``oom``      — it ran out of memory (the run sets an address-space limit, ``--memory-gb``).
 
-    .venv/bin/python tools/fuzz_api.py            # prints a summary and every non-clear case
+It also substitutes the inputs that torch accepts and so must be accepted (their labels start
+with ``ok:``): ``generator=None`` (torch's global generator), a model callable that returns
+float16 or bfloat16 (a network under autocast; the samplers keep their state in float32/float64),
+and, for the functions that compute per sample (:data:`BATCH_ARGS`), an empty batch: every batch
+argument of shape ``(0, ...)`` at once, which must give a result of shape ``(0, ...)`` too.
+Their outcomes:
+
+* ``ok``       — accepted, finite (and empty for an empty batch);
+* ``refused``  — an error for an input that torch accepts;
+* ``not empty``— an empty batch gave a result of another shape than ``(0, ...)``.
+
+An empty batch stays a bad input where a function reduces over the batch (a metric, a loss: no
+value exists) and where only one of several batch arguments is empty (a shape mismatch).
+
+    .venv/bin/python tools/fuzz_api.py            # prints a summary and every case not clear/ok
     .venv/bin/python tools/fuzz_api.py --json out.json
 
 The case list is deterministic (no randomness), so a run is reproducible; ``tests/test_fuzz_api.py``
-runs it and requires every case to be ``clear``.
+runs it and requires every case to be ``clear`` or ``ok``.
 """
 
 from __future__ import annotations
@@ -111,6 +125,11 @@ def bad_seed(_v) -> dict[str, object]:
     return {"None": None, "float": 1.5, "bool": True, "string": "0", "negative": -1}
 
 
+def bad_gen(_v) -> dict[str, object]:
+    """A ``generator`` argument: ``None`` is torch's global generator, as in torch (accepted)."""
+    return {"ok: None": None, "float": 1.5, "bool": True, "string": "0", "negative": -1}
+
+
 def bad_step(T: int) -> Callable:
     def make(_v) -> dict[str, object]:
         return {"negative": -1, "zero": 0, "above T": T + 1, "float": 1.5, "bool": True, "string": "1",
@@ -130,8 +149,13 @@ def bad_ctime(_v) -> dict[str, object]:
 
 
 def bad_fn(x_shape_fn: Callable | None = None) -> Callable:
-    def make(_v) -> dict[str, object]:
+    def make(v) -> dict[str, object]:
+        half = {} if not callable(v) else {  # a network under autocast: its output is fine
+            "ok: returns float16": lambda *a, **k: v(*a, **k).to(torch.float16),
+            "ok: returns bfloat16": lambda *a, **k: v(*a, **k).to(torch.bfloat16),
+        }
         return {
+            **half,
             "None": None,
             "int": 3,
             "returns NaN": lambda x, *a, **k: torch.full_like(x, NAN),
@@ -204,7 +228,7 @@ def targets() -> list[Target]:
         t(f"GaussianMixture.{meth}", getattr(gm2, meth), lambda: dict(x=x2), x=bad_points)
     t("GaussianMixture.cdf", gm1.cdf, lambda: dict(x=x1[:, 0]), x=lambda v: {
         k: w for k, w in bad_tensor(v).items() if k not in ("empty batch",)})
-    t("GaussianMixture.sample", gm2.sample, lambda: dict(n=5, generator=0), n=bad_size, generator=bad_seed)
+    t("GaussianMixture.sample", gm2.sample, lambda: dict(n=5, generator=0), n=bad_size, generator=bad_gen)
     t("GaussianMixture.noised", gm2.noised, lambda: dict(a=0.5, b=0.5), a=lambda v: {"nan": NAN, "inf": INF,
       "string": "a", "None": None}, b=lambda v: {"negative": -1.0, "nan": NAN, "string": "b", "None": None})
     for meth in ("posterior", "denoise", "eps_prediction"):
@@ -214,7 +238,7 @@ def targets() -> list[Target]:
     t("GaussianMixture.score_at", gm2.score_at, lambda: dict(x=x2, a=0.6, b=0.8), x=bad_points,
       a=lambda v: {"nan": NAN, "nan 0-d": torch.tensor(NAN, dtype=F64), "string": "a"},
       b=lambda v: {"negative": -0.5, "nan": NAN, "inf 0-d": torch.tensor(INF, dtype=F64), "None": None})
-    t("MixturePosterior.sample", gm2.posterior(x2, 0.6, 0.8).sample, lambda: dict(generator=0), generator=bad_seed)
+    t("MixturePosterior.sample", gm2.posterior(x2, 0.6, 0.8).sample, lambda: dict(generator=0), generator=bad_gen)
     t("lab_2d", lab_2d, lambda: dict(dtype=F64), dtype=lambda v: {"float16": torch.float16, "int": torch.int64,
                                                                   "string": "float64"})
 
@@ -248,7 +272,7 @@ def targets() -> list[Target]:
     t("w1_to_cdf", metrics.w1_to_cdf, lambda: dict(samples=x1[:, 0], cdf=gm1.cdf), samples=bad_tensor,
       cdf=lambda v: {"None": None, "returns NaN": lambda z: torch.full_like(z, NAN), "int": 3})
     t("sliced_wasserstein", metrics.sliced_wasserstein, lambda: dict(x=x2, y=y2, n_projections=8, generator=0),
-      x=bad_points, y=bad_points, n_projections=bad_size, generator=bad_seed)
+      x=bad_points, y=bad_points, n_projections=bad_size, generator=bad_gen)
     t("mmd_rbf", metrics.mmd_rbf, lambda: dict(x=x2, y=y2), x=bad_points, y=bad_points,
       bandwidth=lambda v: {"zero": 0.0, "negative": -1.0, "nan": NAN, "string": "1"},
       chunk=lambda v: {k: w for k, w in bad_size(v).items() if k != "None"})
@@ -271,11 +295,11 @@ def targets() -> list[Target]:
       y=lambda v: {"zero": [0.0, 1.0, 2.0], "inf": [INF, 1.0, 2.0], "wrong length": [1.0, 2.0], "None": None})
 
     # ----------------------------------------------------------- utils, data
-    t("make_generator", utils.make_generator, lambda: dict(seed=0), seed=bad_seed)
+    t("make_generator", utils.make_generator, lambda: dict(seed=0), seed=bad_gen)
     t("check_positive", utils.check_positive, lambda: dict(name="v", value=1.0), value=bad_pos)
     t("append_dims", utils.append_dims, lambda: dict(x=torch.zeros(3), ndim=3), ndim=lambda v: {"too small": 0})
     for name in ("moons", "rings", "checkerboard", "spiral"):
-        t(f"data.{name}", getattr(data, name), lambda: dict(n=8, generator=0), n=bad_size, generator=bad_seed)
+        t(f"data.{name}", getattr(data, name), lambda: dict(n=8, generator=0), n=bad_size, generator=bad_gen)
     t("data.moons noise", data.moons, lambda: dict(n=8, generator=0, noise=0.05), noise=bad_pos)
     t("data.digits", data.digits, lambda: dict(split="train", seed=0, test_fraction=0.25), split=bad_option,
       seed=bad_seed, test_fraction=bad_prob)
@@ -309,7 +333,7 @@ def targets() -> list[Target]:
     t("batches", lambda **k: next(iter(train.batches(**k))), lambda: dict(data=x2, batch_size=4,
                                                                         generator=torch.Generator()),
       data=lambda v: {"empty": v[:0], "None": None}, batch_size=bad_size,
-      generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+      generator=lambda v: {"ok: None": None, "float": 1.5, "string": "0"})
 
     # ------------------------------------------------------------------- ddpm
     e2 = torch.randn(16, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
@@ -326,13 +350,13 @@ def targets() -> list[Target]:
           t=lambda v: {**bad_step(50)(v), "tensor with 0": torch.zeros(16, dtype=torch.long)}, x_t=bad_tensor,
           **{last: lambda v: {**bad_tensor(v), "wrong shape": v[:3]}})
     t("ddpm.eps_loss", ddpm.eps_loss, lambda: dict(model=lambda x, tt: torch.zeros_like(x), schedule=lin, x0=x2, generator=torch.Generator()),
-      model=bad_fn(), x0=bad_tensor, generator=lambda v: {"None": None, "float": 1.5, "string": "0"},
+      model=bad_fn(), x0=bad_tensor, generator=lambda v: {"ok: None": None, "float": 1.5, "string": "0"},
       weighting=bad_option, reduction=bad_option)
     t("ddpm.ddim_sigma", ddpm.ddim_sigma, lambda: dict(schedule=lin, t=5, eta=0.5), t=bad_step(50), eta=bad_pos)
     t("ddpm.ddpm_step", ddpm.ddpm_step, lambda: dict(schedule=lin, t=5, x_t=x2, eps=e2, generator=torch.Generator()),
       t=bad_step(50), x_t=bad_tensor, eps=lambda v: {**bad_tensor(v), "wrong shape": v[:3]},
       variance=lambda v: {"unknown": "bogus", "negative": -1.0, "nan": NAN},
-      generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+      generator=lambda v: {"ok: None": None, "float": 1.5, "string": "0"})
     t("ddpm.ddim_step", ddpm.ddim_step, lambda: dict(schedule=lin, t=5, x_t=x2, eps=e2, eta=0.5,
                                                     generator=torch.Generator()),
       t=bad_step(50), x_t=bad_tensor, eps=bad_tensor, eta=lambda v: {**bad_pos(v), "too large": 50.0},
@@ -346,7 +370,7 @@ def targets() -> list[Target]:
       t=bad_step(50), eps_sq_mean=bad_pos)
     t("ddpm.analytic_dpm_variances", ddpm.analytic_dpm_variances, lambda: dict(model=eps50, schedule=sub, x0=x2,
                                                                               generator=0),
-      model=bad_fn(), schedule=bad_schedule, x0=bad_tensor, generator=bad_seed,
+      model=bad_fn(), schedule=bad_schedule, x0=bad_tensor, generator=bad_gen,
       x0_var_max=lambda v: {"negative": -1.0, "nan": NAN, "string": "1"})
     t("ddpm.exact_eps_model", ddpm.exact_eps_model, lambda: dict(mixture=gm2, schedule=lin), mixture=bad_gmm,
       schedule=bad_schedule)
@@ -357,16 +381,16 @@ def targets() -> list[Target]:
       model=bad_fn(), schedule=bad_schedule, x_T=bad_tensor, eta=lambda v: {**bad_pos(v), "above 1": 1.5},
       variance=lambda v: {"unknown": "bogus", "nan tensor": torch.full((11,), NAN, dtype=F64),
                           "negative tensor": -torch.ones(11, dtype=F64), "wrong length": torch.ones(3, dtype=F64)},
-      generator=bad_seed, callback=lambda v: {"int": 3})
+      generator=bad_gen, callback=lambda v: {"int": 3})
 
     # -------------------------------------------------------------------- sde
     t("SDE.marginal", vp.marginal, lambda: dict(x0=x2, t=0.5), x0=bad_tensor, t=bad_ctime)
     t("SDE.perturb", vp.perturb, lambda: dict(x0=x2, t=0.5, generator=0), x0=bad_tensor, t=bad_ctime,
-      generator=bad_seed)
+      generator=bad_gen)
     t("SDE.transition", vp.transition, lambda: dict(t=0.3, s=0.6), t=lambda v: {
         **bad_ctime(v), "after s": 0.9}, s=bad_ctime)
     t("SDE.prior_sample", vp.prior_sample, lambda: dict(shape=(4, 2), generator=0),
-      shape=lambda v: {"negative": (-1, 2), "None": None, "string": "4"}, generator=bad_seed,
+      shape=lambda v: {"negative": (-1, 2), "None": None, "string": "4"}, generator=bad_gen,
       dtype=lambda v: {"float16": torch.float16, "int": torch.int64})
     t("SDE.prior_log_prob", vp.prior_log_prob, lambda: dict(z=x2), z=bad_tensor)
     t("SDE.marginal_law", vp.marginal_law, lambda: dict(gmm=gm2, t=0.5), gmm=bad_gmm, t=bad_ctime)
@@ -376,18 +400,18 @@ def targets() -> list[Target]:
     t("sde.time_grid", S.time_grid, lambda: dict(sde=vp, steps=5), sde=bad_sde, steps=bad_size,
       t_start=lambda v: {k: w for k, w in bad_ctime(v).items() if k != "None"}, t_end=lambda v: {"nan": NAN, "above t_max": 1.5, "string": "0"})
     t("sde.forward_sample", S.forward_sample, lambda: dict(sde=vp, x0=x2, steps=5, generator=0), sde=bad_sde,
-      x0=bad_tensor, steps=bad_size, generator=bad_seed)
+      x0=bad_tensor, steps=bad_size, generator=bad_gen)
     t("sde.reverse_step", S.reverse_step, lambda: dict(sde=vp, score_fn=score_vp, x=x2, t=0.5, t_next=0.4,
                                                       generator=0),
       score_fn=bad_fn(), x=bad_tensor, t=bad_ctime, t_next=lambda v: {**bad_ctime(v), "after t": 0.6},
-      nu=lambda v: {"negative": -1.0, "nan": NAN, "string": "1"}, generator=bad_seed)
+      nu=lambda v: {"negative": -1.0, "nan": NAN, "string": "1"}, generator=bad_gen)
     t("sde.reverse_sample", S.reverse_sample, lambda: dict(sde=vp, score_fn=score_vp, x=x2, steps=4, generator=0),
-      sde=bad_sde, score_fn=bad_fn(), x=bad_tensor, steps=bad_size, generator=bad_seed,
+      sde=bad_sde, score_fn=bad_fn(), x=bad_tensor, steps=bad_size, generator=bad_gen,
       times=lambda v: {"increasing": torch.tensor([0.1, 0.5, 1.0], dtype=F64),
                        "nan": torch.tensor([1.0, NAN, 0.1], dtype=F64), "one": torch.tensor([1.0], dtype=F64)})
     t("sde.pc_sample", S.pc_sample, lambda: dict(sde=vp, score_fn=score_vp, x=x2, steps=3, generator=0),
       score_fn=lambda v: {**bad_fn()(v), "zero score": lambda x, tt: torch.zeros_like(x)}, x=bad_tensor,
-      snr=bad_pos, n_corrector=lambda v: {"negative": -1, "float": 1.5}, steps=bad_size, generator=bad_seed)
+      snr=bad_pos, n_corrector=lambda v: {"negative": -1, "float": 1.5}, steps=bad_size, generator=bad_gen)
     t("sde.pf_ode_drift", S.pf_ode_drift, lambda: dict(sde=vp, score_fn=score_vp, x=x2, t=0.5), score_fn=bad_fn(),
       x=bad_tensor, t=bad_ctime)
     t("sde.ddim_ode_drift", S.ddim_ode_drift, lambda: dict(sde=vp, eps_fn=lambda x, tt: torch.zeros_like(x),
@@ -404,7 +428,7 @@ def targets() -> list[Target]:
       parametrization=bad_option)
     t("sde.dsm_objective(...)", lf, lambda: dict(model=lambda x, tt: torch.zeros_like(x), x0=x2,
                                                generator=torch.Generator()),
-      model=bad_fn(), x0=bad_tensor, generator=lambda v: {"None": None, "float": 1.5})
+      model=bad_fn(), x0=bad_tensor, generator=lambda v: {"ok: None": None, "float": 1.5})
     t("sde.reverse_kernel_gaussian", S.reverse_kernel_gaussian, lambda: dict(sde=vp, score_fn=score_vp, x_next=x2,
                                                                             t=0.5, dt=0.01),
       score_fn=bad_fn(), x_next=bad_tensor, t=bad_ctime, dt=bad_pos)
@@ -474,7 +498,7 @@ def targets() -> list[Target]:
                                                             method="hutchinson", generator=0, rtol=1e-3,
                                                             atol=1e-3),
       score_fn=bad_fn(), x=bad_tensor, sigma_min=bad_pos, sigma_max=lambda v: {**bad_pos(v), "below min": 0.05},
-      method=bad_option, probe=bad_option, n_probes=bad_size, generator=bad_seed,
+      method=bad_option, probe=bad_option, n_probes=bad_size, generator=bad_gen,
       prior_logp=lambda v: {"int": 3, "returns NaN": lambda z: torch.full(z.shape[:1], NAN, dtype=F64),
                             "wrong shape": lambda z: z})
     snet = ode.ScoreNet(nets.TimeMLP(dim=2, hidden=8, depth=1).double())
@@ -483,14 +507,24 @@ def targets() -> list[Target]:
     t("ScoreNet.forward", snet, lambda: dict(x=x2, sigma=0.5), x=bad_points,
       sigma=lambda v: {**bad_pos(v), "zero": 0.0, "wrong length": torch.ones(3, dtype=F64)})
     t("ode.csm_loss", ode.csm_loss, lambda: dict(model=snet, x0=x2, generator=torch.Generator()),
-      model=lambda v: {"None": None, "module": mlp}, x0=bad_points, generator=bad_seed,
+      model=lambda v: {"None": None, "module": mlp}, x0=bad_points, generator=bad_gen,
       p_mean=lambda v: {"nan": NAN, "inf": INF, "string": "a"}, p_std=bad_pos)
+
+    # ------------------------------------------------------- denoiser.generate
+    from companion import denoiser as DN
+
+    tiny = DN.digits_denoiser(0, ch=8)
+    for smp in DN.DIGITS_SAMPLERS:
+        t(f"denoiser.generate {smp}", DN.generate, lambda smp=smp: dict(model=tiny, sampler=smp, nfe=2, n=2, seed=0),
+          n=lambda v: {**{k: w for k, w in bad_size(v).items() if k != "zero"}, "ok: zero (empty batch)": 0})
+    t("denoiser.generate", DN.generate, lambda: dict(model=tiny, sampler="DDIM", nfe=2, n=2, seed=0),
+      model=lambda v: {"None": None, "module": mlp}, sampler=bad_option, nfe=bad_size, seed=bad_seed)
 
     # ---------------------------------------------------------------- unified
     t("GaussianNoise", unified.GaussianNoise, lambda: dict(schedule=lin), schedule=bad_schedule)
     t("GaussianNoise.corrupt", G.corrupt, lambda: dict(x0=x2, t=5, generator=0), x0=bad_tensor,
       t=lambda v: {**bad_index(50)(v), "tensor out of range": torch.full((16,), 51),
-                   "float tensor": torch.full((16,), 1.0)}, generator=bad_seed)
+                   "float tensor": torch.full((16,), 1.0)}, generator=bad_gen)
     t("GaussianNoise.forward", G.forward, lambda: dict(x0=x2, t=5, noise=e2), x0=bad_tensor, t=bad_index(50),
       noise=lambda v: {**bad_tensor(v), "wrong shape": v[:3]})
     t("GaussianNoise.invert", G.invert, lambda: dict(x0=x2, x_t=e2, t=5), x0=bad_tensor, x_t=bad_tensor,
@@ -519,9 +553,9 @@ def targets() -> list[Target]:
       mask_token=lambda v: {"negative": -1, "float": 1.5, "None": None})
     t("Masking.corrupt", Mk.corrupt, lambda: dict(x0=tok, t=2, generator=0),
       x0=lambda v: {"float": v.double(), "wrong length": v[:, :2], "None": None, "bool": v > 0},
-      t=bad_index(4), generator=bad_seed)
+      t=bad_index(4), generator=bad_gen)
     t("Masking.invert", Mk.invert, lambda: dict(x0=tok, x_t=Mk.corrupt(tok, 2, 0), t=2, generator=0),
-      t=bad_index(4), generator=bad_seed)
+      t=bad_index(4), generator=bad_gen)
     t("Substitution", unified.Substitution, lambda: dict(length=4, vocab=3), length=bad_size,
       vocab=lambda v: {**bad_size(v), "one": 1})
     t("EnumeratedLaw.chain", unified.EnumeratedLaw.chain, lambda: dict(vocab=3, length=4),
@@ -530,7 +564,7 @@ def targets() -> list[Target]:
     t("EnumeratedLaw", unified.EnumeratedLaw, lambda: dict(pmf=law.pmf.clone(), vocab=3, length=4),
       pmf=lambda v: {"nan": _with(v, NAN), "negative": v - 1.0, "wrong size": v[:5], "None": None},
       vocab=lambda v: {"too many states": 1000}, length=lambda v: {"too many states": 100})
-    t("EnumeratedLaw.sample", law.sample, lambda: dict(n=4, generator=0), n=bad_size, generator=bad_seed)
+    t("EnumeratedLaw.sample", law.sample, lambda: dict(n=4, generator=0), n=bad_size, generator=bad_gen)
     t("EnumeratedLaw.tv", law.tv, lambda: dict(x=tok), x=lambda v: {"float": v.double(), "out of range": v + 5,
                                                                    "wrong length": v[:, :2], "None": None})
     t("EnumeratedLaw.masked_marginals", law.masked_marginals, lambda: dict(x_t=Mk.corrupt(tok, 2, 0), mask_token=3),
@@ -542,19 +576,19 @@ def targets() -> list[Target]:
       model=lambda v: {"None": None, "int": 3}, corruption=lambda v: {"None": None, "masking": Mk})
     spread = unified.gaussian_spread_estimator(est, torch.full((51,), 0.1, dtype=F64))
     t("gaussian_spread_estimator(...)", spread, lambda: dict(x=x2, t=5, g=torch.Generator()), t=bad_index(50),
-      g=lambda v: {"None": None, "float": 1.5})
+      g=lambda v: {"ok: None": None, "float": 1.5})
     t("gaussian_spread_estimator", unified.gaussian_spread_estimator,
       lambda: dict(point=est, x0_std=torch.full((51,), 0.1, dtype=F64)),
       point=lambda v: {"None": None}, x0_std=lambda v: {**bad_tensor(v), "negative": -v, "one entry": v[:1]})
     pest = unified.posterior_estimator(gm2, G, "sample")
     t("posterior_estimator(...)", pest, lambda: dict(x=x2, t=5, g=torch.Generator()), t=bad_index(50),
-      g=lambda v: {"None": None, "float": 1.5},
+      g=lambda v: {"ok: None": None, "float": 1.5},
       x=lambda v: {**bad_tensor(v), "wrong dim": torch.cat([v, v[:, :1]], 1)})
     t("posterior_estimator", unified.posterior_estimator, lambda: dict(mixture=gm2, corruption=G),
       mixture=bad_gmm, corruption=lambda v: {"masking": Mk, "None": None}, mode=bad_option)
     fest = unified.factorized_estimator(lambda x, tt: law.masked_marginals(x, 3), 3)
     t("factorized_estimator(...)", fest, lambda: dict(x=Mk.corrupt(tok, 2, 0), t=2, g=torch.Generator()),
-      g=lambda v: {"None": None, "float": 1.5})
+      g=lambda v: {"ok: None": None, "float": 1.5})
     t("unified.sample", unified.sample, lambda: dict(estimator=pest, corruption=G, x_T=xT, times=[50, 25, 0],
                                                    design=unified.Reuse(), generator=0),
       estimator=lambda v: {"None": None, "int": 3}, x_T=bad_tensor,
@@ -565,13 +599,13 @@ def targets() -> list[Target]:
     t("GaussianRenoise", unified.GaussianRenoise, lambda: dict(frac=0.5),
       frac=lambda v: {"negative": -0.1, "above 1": 1.5, "nan": NAN, "string": "a"})
     t("x0_loss", unified.x0_loss, lambda: dict(model=lambda x, tt: x, corruption=G, x0=x2, generator=0),
-      model=bad_fn(), x0=bad_tensor, generator=bad_seed, p=lambda v: {"three": 3, "string": "2"},
+      model=bad_fn(), x0=bad_tensor, generator=bad_gen, p=lambda v: {"three": 3, "string": "2"},
       t_min=lambda v: {"negative": -1, "above T": 60, "float": 1.5})
     tm = unified.TokenMLP(3, 4, hidden=8)
     t("masked_lm_loss", unified.masked_lm_loss, lambda: dict(model=tm, corruption=Mk, x0=tok, generator=0),
       model=lambda v: {"None": None}, corruption=lambda v: {"gaussian": G, "None": None},
       x0=lambda v: {"float": v.double(), "empty": v[:0], "wrong length": v[:, :2], "out of range": v + 5},
-      generator=bad_seed)
+      generator=bad_gen)
     t("TokenMLP.forward", tm, lambda: dict(x_t=tok), x_t=lambda v: {"float": v.double(), "wrong length": v[:, :2],
                                                                    "out of range": v + 7, "negative": v - 5})
     return T
@@ -623,20 +657,20 @@ def chapter_targets() -> list[Target]:
     t("EAE.forward", ea, lambda: dict(x=xi), x=bad_img)
     t("EAE.encode", ea.encode, lambda: dict(x=xi), x=bad_img)
     t("EAE.decode", ea.decode, lambda: dict(z=z[:8]), z=bad_points)
-    t("EAE.sample", ea.sample, lambda: dict(m=4, generator=0), m=bad_size, generator=bad_seed)
-    t("VAE.forward", va, lambda: dict(x=xi, generator=0), x=bad_img, generator=bad_seed)
+    t("EAE.sample", ea.sample, lambda: dict(m=4, generator=0), m=bad_size, generator=bad_gen)
+    t("VAE.forward", va, lambda: dict(x=xi, generator=0), x=bad_img, generator=bad_gen)
     t("VAE.encode", va.encode, lambda: dict(x=xi), x=bad_img)
     t("eae.eae_loss", eae.eae_loss, lambda: dict(model=ea, x=xi, generator=0), model=lambda v: {
         "None": None, "VAE": va}, x=bad_img, lam=bad_pos, k=bad_size)
     t("eae.vae_loss", eae.vae_loss, lambda: dict(model=va, x=xi, generator=0), model=lambda v: {
-        "None": None, "EAE": ea}, x=bad_img, generator=bad_seed, beta=bad_pos)
+        "None": None, "EAE": ea}, x=bad_img, generator=bad_gen, beta=bad_pos)
 
     # ------------------------------------------------------------------- gau
     t("gau.swish_moments", gau.swish_moments, lambda: dict(gain=1.0, nodes=20), gain=bad_pos, nodes=bad_size)
     t("gau.magnitude_theory", gau.magnitude_theory, lambda: dict(n=16, s=8), n=bad_size, s=bad_size, gain=bad_pos)
     t("gau.magnitude_monte_carlo", gau.magnitude_monte_carlo, lambda: dict(n=8, d=16, s=8, reps=1, generator=0),
       n=bad_size, d=bad_size, e=lambda v: {k: w for k, w in bad_size(v).items() if k != "None"}, s=bad_size,
-      reps=bad_size, gain=bad_pos, generator=bad_seed,
+      reps=bad_size, gain=bad_pos, generator=bad_gen,
       dtype=lambda v: {"float16": torch.float16, "int": torch.int64, "string": "float32"})
     t("gau.ScaleOffset", gau.ScaleOffset, lambda: dict(dim=4), dim=bad_size)
     so = gau.ScaleOffset(4)
@@ -664,7 +698,7 @@ def chapter_targets() -> list[Target]:
                          "too long": torch.cat([v, v], 1), "1-d": v[0], "empty": v[:0], "None": None}
     t("SequenceModel.forward", sm, lambda: dict(tokens=tok), tokens=bad_tok)
     t("gau.init_weights", gau.init_weights, lambda: dict(model=gau.GAU(4, 8, 4), generator=0),
-      model=lambda v: {"None": None, "function": lambda x: x}, generator=bad_seed, scheme=bad_option,
+      model=lambda v: {"None": None, "function": lambda x: x}, generator=bad_gen, scheme=bad_option,
       gain=bad_pos, deepnorm_beta=bad_pos)
     t("gau.count_parameters", gau.count_parameters, lambda: dict(model=sm), model=lambda v: {"None": None, "int": 3})
     t("gau.residual_ratios", gau.residual_ratios, lambda: dict(model=sm, tokens=tok), tokens=bad_tok,
@@ -672,7 +706,7 @@ def chapter_targets() -> list[Target]:
     t("gau.reversal_batch", gau.reversal_batch, lambda: dict(batch_size=2, generator=torch.Generator(), length=6,
                                                              vocab=5),
       batch_size=bad_size, length=bad_size, vocab=lambda v: {**bad_size(v), "one": 1},
-      generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+      generator=lambda v: {"ok: None": None, "float": 1.5, "string": "0"})
     rb = gau.reversal_batch(2, torch.Generator().manual_seed(0), length=6, vocab=5)
     t("gau.reversal_loss", gau.reversal_loss, lambda: dict(model=sm, batch=rb), model=lambda v: {"None": None},
       batch=bad_tok)
@@ -697,10 +731,10 @@ def chapter_targets() -> list[Target]:
     t("positions.random_positions", P.random_positions, lambda: dict(batch=2, length=6, max_len=16,
                                                                       generator=torch.Generator()),
       batch=bad_size, length=lambda v: {**bad_size(v), "above max_len": 17}, max_len=bad_size,
-      generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+      generator=lambda v: {"ok: None": None, "float": 1.5, "string": "0"})
     t("positions.equal_mean_positions", P.equal_mean_positions, lambda: dict(batch=2, length=6,
                                                                               generator=torch.Generator()),
-      batch=bad_size, length=bad_size, generator=lambda v: {"None": None, "float": 1.5, "string": "0"},
+      batch=bad_size, length=bad_size, generator=lambda v: {"ok: None": None, "float": 1.5, "string": "0"},
       mean=lambda v: {"negative": -1.0, "nan": NAN, "inf": INF, "string": "1"})
     t("positions.uniform_positions", P.uniform_positions, lambda: dict(batch=2, length=6, max_len=16),
       batch=bad_size, length=lambda v: {**bad_size(v), "above max_len": 17}, max_len=bad_size)
@@ -724,7 +758,7 @@ def chapter_targets() -> list[Target]:
       n=lambda v: {**bad_pos(v), "zero": 0.0}, sigma=bad_pos)
     for nm in ("first_marker_batch", "bucket_sort_batch", "even_pairs_batch"):
         t(f"positions.{nm}", getattr(P, nm), lambda: dict(batch=2, length=6, generator=torch.Generator()),
-          batch=bad_size, length=bad_size, generator=lambda v: {"None": None, "float": 1.5, "string": "0"})
+          batch=bad_size, length=bad_size, generator=lambda v: {"ok: None": None, "float": 1.5, "string": "0"})
     t("positions.PositionTransformer", P.PositionTransformer, lambda: dict(vocab=7, dim=8, heads=2, layers=1,
                                                                             max_len=16),
       vocab=bad_size, dim=lambda v: {**bad_size(v), "odd": 7}, heads=lambda v: {**bad_size(v), "not dividing": 3},
@@ -864,10 +898,10 @@ def chapter_targets() -> list[Target]:
       safety=lambda v: {**bad_pos(v), "above 1": 1.5}, max_steps=bad_size)
     for nm in ("sample_euler_ancestral", "sample_dpmpp_2m_sde"):
         t(f"samplers.{nm}", getattr(SM, nm), lambda: dict(denoiser=den, x=x0, sigmas=sg, generator=0), **common,
-          generator=bad_seed, eta=bad_pos, s_noise=bad_pos)
+          generator=bad_gen, eta=bad_pos, s_noise=bad_pos)
     t("samplers.sample_heun_churn", SM.sample_heun_churn, lambda: dict(denoiser=den, x=x0, sigmas=sg, generator=0,
                                                                         s_churn=1.0),
-      **common, generator=bad_seed, s_churn=bad_pos, s_noise=bad_pos,
+      **common, generator=bad_gen, s_churn=bad_pos, s_noise=bad_pos,
       s_tmin=lambda v: {"negative": -1.0, "nan": NAN, "string": "0"},
       s_tmax=lambda v: {"nan": NAN, "string": "1", "below s_tmin": -1.0})
     t("samplers.reference_solution", SM.reference_solution, lambda: dict(denoiser=den, x=x0[:2], sigma_max=5.0,
@@ -886,6 +920,49 @@ def chapter_targets() -> list[Target]:
 
 
 # ------------------------------------------------------------------------------ running
+#: The functions that compute per sample, and their batch arguments: an empty batch (all of them
+#: of shape ``(0, ...)`` at once) must give an empty result, as torch does.
+BATCH_ARGS: dict[str, tuple[str, ...]] = {
+    **{f"GaussianMixture.{m}": ("x",) for m in ("log_prob", "score", "score_divergence", "responsibilities",
+                                               "score_at")},
+    **{f"GaussianMixture.{m}": ("x_t",) for m in ("posterior", "denoise", "eps_prediction")},
+    "TimeMLP.forward": ("x",), "UNet.forward": ("x",),
+    "ddpm.q_sample": ("x0", "noise"), "ddpm.posterior": ("x_t", "x0"), "ddpm.x0_from_eps": ("x_t", "eps"),
+    "ddpm.eps_from_x0": ("x_t", "x0"), "ddpm.ddpm_step": ("x_t", "eps"), "ddpm.ddim_step": ("x_t", "eps"),
+    "ddpm.exact_eps_model(...)": ("x",), "ddpm.sample": ("x_T",),
+    "SDE.marginal": ("x0",), "SDE.perturb": ("x0",), "SDE.prior_log_prob": ("z",), "SDE.exact_score(...)": ("x",),
+    "sde.forward_sample": ("x0",), "sde.reverse_step": ("x",), "sde.reverse_sample": ("x",), "sde.pc_sample": ("x",),
+    "sde.pf_ode_drift": ("x",), "sde.ddim_ode_drift": ("x",), "sde.reverse_kernel_gaussian": ("x_next",),
+    "PrecondEps.forward": ("x",),
+    **{f"ode.{m}": ("x",) for m in ("gmm_score_fn(...)", "heat_log_density", "heat_velocity", "heat_drift",
+                                    "pf_ode_drift", "vp_to_heat", "sample_euler", "sample_heun", "sample_rk4",
+                                    "sample_adaptive", "batch_jacobian", "divergence", "gaussian_log_prob",
+                                    "log_likelihood")},
+    "ode.solve_adaptive": ("y0",), "ScoreNet.forward": ("x",),
+    "GaussianNoise.corrupt": ("x0",), "GaussianNoise.forward": ("x0", "noise"), "GaussianNoise.invert": ("x0", "x_t"),
+    "GaussianNoise.reuse": ("x0", "x_t"), "HeatBlur.degrade": ("x0",), "heat_blur": ("x",),
+    "eps_model_estimator(...)": ("x",), "posterior_estimator(...)": ("x",), "unified.sample": ("x_T",),
+    **{f"samplers.{m}": ("x",) for m in ("gmm_denoiser(...)", "sample_multistep", "sample_dpmpp_2m",
+                                         "sample_dpmpp_3m", "sample_unipc", "sample_lms", "sample_dpm_adaptive",
+                                         "sample_euler_ancestral", "sample_dpmpp_2m_sde", "sample_heun_churn",
+                                         "reference_solution")},
+}
+
+
+def _first_tensor(out) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out:
+        return _first_tensor(out[0])
+    return None
+
+
+def _is_empty_like(out, valid) -> bool:
+    """``out`` (or its first tensor) has shape ``(0, *valid.shape[1:])``."""
+    o, v = _first_tensor(out), _first_tensor(valid)
+    if o is None or v is None:
+        return True  # not a tensor result (e.g. a posterior object): nothing to compare
+    return o.ndim >= 1 and o.shape[0] == 0 and o.shape[1:] == v.shape[1:]
 def _finite(out) -> bool:
     if isinstance(out, torch.Tensor):
         return not out.is_floating_point() or bool(torch.isfinite(out).all())
@@ -903,23 +980,33 @@ def _consume(out):
     return out
 
 
-def run_case(fn: Callable, kwargs: dict, timeout: int) -> tuple[str, str]:
+def run_case(fn: Callable, kwargs: dict, timeout: int) -> tuple[str, str, object]:
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout)
     try:
         out = _consume(fn(**kwargs))
     except _Timeout:
-        return "hang", f"no answer within {timeout} s"
+        return "hang", f"no answer within {timeout} s", None
     except MemoryError as e:
-        return "oom", f"MemoryError: {str(e)[:100]}"
+        return "oom", f"MemoryError: {str(e)[:100]}", None
     except (ValueError, TypeError, FloatingPointError) as e:  # fit's divergence check is explicit too
-        return "clear", f"{type(e).__name__}: {e}"
+        return "clear", f"{type(e).__name__}: {e}", None
     except Exception as e:  # noqa: BLE001 - the point is to classify every other exception
-        return "obscure", f"{type(e).__name__}: {str(e)[:200]}"
+        return "obscure", f"{type(e).__name__}: {str(e)[:200]}", None
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    return ("accepted" if _finite(out) else "nonfinite"), ""
+    return ("accepted" if _finite(out) else "nonfinite"), "", out
+
+
+def _outcome_ok(outcome: str, msg: str, out, valid_out, empty: bool) -> tuple[str, str]:
+    """The outcome of an input that torch accepts (an ``ok:`` case)."""
+    if outcome == "clear":
+        return "refused", msg
+    if outcome == "accepted" and empty and not _is_empty_like(out, valid_out):
+        o = _first_tensor(out)
+        return "not empty", f"result of shape {None if o is None else tuple(o.shape)}"
+    return ("ok" if outcome == "accepted" else outcome), msg
 
 
 def run(timeout: int = 20, only: str = "") -> dict:
@@ -929,16 +1016,24 @@ def run(timeout: int = 20, only: str = "") -> dict:
         if only and only not in tg.name:
             continue
         valid = tg.kwargs()
-        outcome, msg = run_case(tg.fn, dict(valid), timeout)
+        outcome, msg, valid_out = run_case(tg.fn, dict(valid), timeout)
         if outcome != "accepted":
             baseline_errors.append({"target": tg.name, "outcome": outcome, "message": msg})
             continue
+        batch = BATCH_ARGS.get(tg.name, ())
+        cases = []
         for arg, maker in tg.args.items():
             for label, bad in maker(valid.get(arg)).items():
-                kw = dict(valid)
-                kw[arg] = bad
-                outcome, msg = run_case(tg.fn, kw, timeout)
-                results.append({"target": tg.name, "arg": arg, "bad": label, "outcome": outcome, "message": msg})
+                if label == "empty batch" and batch == (arg,):
+                    continue  # the same call as the empty-batch case below, which must be accepted
+                cases.append((arg, label, {**valid, arg: bad}))
+        if batch:
+            cases.append(("+".join(batch), "ok: empty batch", {**valid, **{a: valid[a][:0] for a in batch}}))
+        for arg, label, kw in cases:
+            outcome, msg, out = run_case(tg.fn, kw, timeout)
+            if label.startswith("ok:"):
+                outcome, msg = _outcome_ok(outcome, msg, out, valid_out, "empty" in label)
+            results.append({"target": tg.name, "arg": arg, "bad": label, "outcome": outcome, "message": msg})
     counts = Counter(r["outcome"] for r in results)
     return {"cases": len(results), "counts": dict(counts), "baseline_errors": baseline_errors, "results": results}
 
@@ -960,7 +1055,7 @@ def main() -> None:
     for b in rep["baseline_errors"]:
         print(f"BASELINE FAILS {b['target']}: {b['outcome']} {b['message']}")
     for r in rep["results"]:
-        if r["outcome"] != "clear":
+        if r["outcome"] not in ("clear", "ok"):
             print(f"{r['outcome']:9s} {r['target']}({r['arg']} = {r['bad']}) {r['message']}")
     print(f"{rep['cases']} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(rep["counts"].items())))
     if args.json:

@@ -25,7 +25,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,14 @@ def results_dir() -> Path:
     """Where result files live: ``$COMPANION_RESULTS`` if set, else ``<repo>/results``."""
     env = os.environ.get("COMPANION_RESULTS")
     return Path(env) if env else repo_root() / "results"
+
+
+def _where() -> str:
+    """Where result files were looked for, for the error messages."""
+    env = os.environ.get("COMPANION_RESULTS")
+    return (f"results are read from $COMPANION_RESULTS={env}" if env else
+            f"results are read from {repo_root() / 'results'}; set COMPANION_RESULTS to a directory "
+            "that holds results/<chapter>/ files (e.g. a clone's results/) to use those")
 
 
 def result_path(chapter: str, name: str) -> Path:
@@ -241,7 +249,8 @@ def load_result(chapter: str, name: str, *, check_config: bool = True) -> dict[s
     path = result_path(chapter, name)
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} does not exist; run `python -m companion.experiments {chapter} {name}` to create it"
+            f"{path} does not exist ({_where()}); run `python -m companion.experiments {chapter} {name}` "
+            "to create it"
         )
     record = json.loads(path.read_text())
     if check_config:
@@ -263,7 +272,7 @@ def _seed_worker(args):
     return fn(seed)
 
 
-def map_seeds(fn: Callable[[int], Any], seeds: list[int], *, workers: int = 1, threads: int = 1) -> list[Any]:
+def map_seeds(fn: Callable[[Any], Any], seeds: Sequence[Any], *, workers: int = 1, threads: int = 1) -> list[Any]:
     """``[fn(seed) for seed in seeds]``, in ``workers`` separate processes when ``workers > 1``.
 
     Each process runs torch with ``threads`` threads, so the numbers are the same as a serial run
@@ -324,7 +333,7 @@ def load_weights(chapter: str, name: str, seed: int) -> tuple[dict, dict[str, An
         raise ValueError(f"{chapter}/{name} kept no weights for seed {seed}; available: {sorted(sums)}")
     path = weights_file(chapter, name, seed)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `{record['command']}`")
+        raise FileNotFoundError(f"{path} is missing ({_where()}); run `{record['command']}`")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if _state_sha256(state) != sums[str(seed)]:
         raise ValueError(f"{path} does not match the checksum in its result file; rerun `{record['command']}`")

@@ -323,8 +323,11 @@ def finish(cfg: dict, per_law: dict[str, dict], K=None) -> dict[str, Any]:
                 sname, gname, _ = s[key]
                 row = results["digits"][f"{fam}: {sname} @{nfe}"]
                 steps = _steps(int(nfe), tables[fam][sname][1])
-                grid = (torch.tensor(row["optimised_grid"], dtype=torch.float64) if gname == "optimised"
-                        else shipped_grid(cfg, gname, steps))
+                if gname == "optimised":
+                    grid = torch.tensor(row["optimised_grid"], dtype=torch.float64)
+                else:
+                    assert steps is not None, f"{sname} @{nfe}: a shipped grid needs a whole number of steps"
+                    grid = shipped_grid(cfg, gname, steps)
                 runs[f"{fam}: {sname}, {gname} grid @{nfe}"] = (tables[fam][sname][0], grid)
         out["digits_fd"] = pooled_fd(cfg, runs)
     return out
