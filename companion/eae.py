@@ -403,8 +403,9 @@ def codes(model: EAE | VAE, x: torch.Tensor) -> torch.Tensor:
     if model.training:
         raise ValueError("put the model in eval mode first (model.eval()): in train mode batch norm "
                          "uses the statistics of the batch")
-    z = model.encode(x)
-    return z[0] if isinstance(model, VAE) else z
+    if isinstance(model, VAE):
+        return model.encode(x)[0]
+    return model.encode(x)
 
 
 class ExPostGMM:
@@ -436,9 +437,11 @@ class ExPostGMM:
 
     def sample_codes(self, m: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
         """``m`` codes ``(m, latent)`` (float64) from the fitted mixture: a component drawn with
-        probability ``weights``, then a Gaussian draw. ``generator``: int seed or
-        ``torch.Generator`` (required)."""
-        m = check_int("m", m, minimum=1)
+        probability ``weights``, then a Gaussian draw. ``generator``: int seed, ``torch.Generator``,
+        or ``None`` (torch's global generator). ``m = 0`` gives an empty ``(0, latent)``."""
+        m = check_int("m", m, minimum=0)
+        if m == 0:
+            return self.means.new_empty(0, self.means.shape[1])
         g = make_generator(generator)
         comp = torch.multinomial(self.weights, m, replacement=True, generator=g)
         eps = torch.randn(m, self.means.shape[1], generator=g, dtype=torch.float64)

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor, make_generator
+from .utils import check_int, check_positive, check_tensor, make_generator, seed_generator
 
 __all__ = [
     "swish_moments",
@@ -321,8 +322,8 @@ def init_weights(
                 m.qkv.weight[2 * m.d :].mul_(deepnorm_beta)
                 m.out.weight.mul_(deepnorm_beta)
             elif isinstance(m, StdBlock):
-                m.ffn[0].weight.mul_(deepnorm_beta)
-                m.ffn[2].weight.mul_(deepnorm_beta)
+                cast(nn.Linear, m.ffn[0]).weight.mul_(deepnorm_beta)
+                cast(nn.Linear, m.ffn[2]).weight.mul_(deepnorm_beta)
             elif isinstance(m, GAU):
                 m.uv.weight.mul_(deepnorm_beta)
                 m.out.weight.mul_(deepnorm_beta)
@@ -513,7 +514,7 @@ def reversal_accuracy(model: SequenceModel, n_seqs: int = 256, seed: int = 12345
     n_seqs = check_int("n_seqs", n_seqs, minimum=1)
     was_training = model.training
     model.eval()
-    x = reversal_batch(n_seqs, make_generator(seed), model.length, model.vocab)
+    x = reversal_batch(n_seqs, seed_generator(seed), model.length, model.vocab)
     acc = (model(x).argmax(-1) == x.flip(1)).double().mean().item()
     model.train(was_training)
     return acc
@@ -529,7 +530,7 @@ def train_reversal(
     seed: int = 1,
     progress: bool = True,
     desc: str | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Train on the reversal task with Adam at constant ``lr`` (linear ``warmup`` steps if > 0),
     no gradient clipping, through :func:`companion.train.fit`. Returns a dict with ``losses``
     (list), ``final_loss`` (mean of the last 20 steps), ``accuracy`` and ``seconds``."""
@@ -572,7 +573,7 @@ def reversal_arm(
     vocab: int = 16,
     batch_size: int = 32,
     progress: bool = True,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """One arm of the chapter's experiment: a :class:`SequenceModel` (``kind``, ``layers``, Post-LN,
     Xavier, optional DeepNorm) built from model seed ``seed`` and trained by :func:`train_reversal`
     with data seed ``seed + 1``. Returns the dict of :func:`train_reversal` (``losses``,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,8 +96,8 @@ def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator | No
 
 def fit(
     model: nn.Module,
-    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
-    data: torch.Tensor | Callable[[int, torch.Generator], torch.Tensor],
+    loss_fn: Callable[[Any, Any, torch.Generator], torch.Tensor],
+    data: torch.Tensor | Callable[[int, torch.Generator], Any],
     *,
     steps: int,
     batch_size: int = 256,

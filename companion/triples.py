@@ -303,7 +303,7 @@ def _check_corpus(corpus, name: str = "corpus") -> list:
         raise ValueError(f"{name} is empty")
     for s in corpus:
         _check_sentence(s, f"every element of {name}")
-    return corpus
+    return list(corpus)
 
 
 def _check_vocab(vocab) -> None:
@@ -656,7 +656,7 @@ def _nearest_end(starts, ends) -> list[tuple[int, int]]:
 def _decoded_rows(rows) -> set[tuple[tuple[int, int], int, tuple[int, int]]]:
     """What decoding the gold labels of ``rows`` ((subject span, column, object span) each) gives
     back, without building the dense labels (the oracle :func:`decode_gold`, on spans)."""
-    out = set()
+    out: set[tuple] = set()
     for sub in _nearest_end([ss[0] for ss, _, _ in rows], [ss[1] for ss, _, _ in rows]):
         cols: dict[int, tuple[list[int], list[int]]] = {}
         for ss, p, os_ in rows:
@@ -1082,7 +1082,7 @@ def find_span(tokens: list[str], words: tuple[str, ...]) -> tuple[int, int] | No
     return next(_iter_spans(tokens, words), None)
 
 
-def _iter_spans(tokens: list[str], words: tuple[str, ...]):
+def _iter_spans(tokens: Sequence[str], words: Sequence[str]):
     """Inclusive spans of the occurrences of ``words`` (non-empty) in ``tokens``, left to right."""
     tokens, words = list(tokens), list(words)
     m, i = len(words), -1
@@ -1353,7 +1353,7 @@ class TripleModel(nn.Module):
                 self.emb = nn.Embedding(vocab_size, d, padding_idx=0)
                 self.pos = nn.Parameter(pos_std * torch.randn(max_len, d))
                 layer = nn.TransformerEncoderLayer(d, heads, ffn, dropout, batch_first=True, norm_first=True)
-                self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+                self.encoder: nn.Module = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
                 self.external = False
             else:
                 self.encoder = encoder
@@ -1361,7 +1361,7 @@ class TripleModel(nn.Module):
             self.norm = nn.LayerNorm(d)
             self.subject_head = nn.Linear(d, 2)
             if conditioning == "cln":
-                self.cond = ConditionalLayerNorm(d, 2 * d)
+                self.cond: nn.Module = ConditionalLayerNorm(d, 2 * d)
             else:
                 self.cond = nn.Linear(2 * d, d)
             self.object_head = nn.Linear(d, 2 * n_predicates)

@@ -416,7 +416,11 @@ def test_ex_post_gmm_validation():
     with pytest.raises(ValueError):
         eae.ExPostGMM(m, x, components=0)
     gmm = eae.ExPostGMM(m, x, components=2)
-    with pytest.raises(ValueError, match="pass generator"):
-        gmm.sample_codes(3)
+    # what torch accepts: no generator (the global one), an empty batch (an empty result)
+    torch.manual_seed(3)
+    a = gmm.sample_codes(3)
+    torch.manual_seed(3)
+    assert torch.equal(a, gmm.sample_codes(3)) and a.shape == (3, gmm.means.shape[1])
+    assert gmm.sample_codes(0, generator=0).shape == (0, gmm.means.shape[1])
     with pytest.raises(ValueError):
-        gmm.sample_codes(0, generator=0)
+        gmm.sample_codes(-1, generator=0)

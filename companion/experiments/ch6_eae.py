@@ -22,11 +22,14 @@ bootstrap interval over the samples and the floor measured at the same size.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from . import experiment
+
+if TYPE_CHECKING:
+    from ..eae import EAE, VAE
 
 __all__ = ["train_digit_model", "prior_samples", "heldout_sse", "code_sample", "gap_scores", "score_model",
            "DIGITS"]
@@ -50,7 +53,7 @@ def train_digit_model(
     latent: int = 8,
     progress: bool = True,
     desc: str | None = None,
-) -> tuple[torch.nn.Module, float]:
+) -> tuple[EAE | VAE, float]:
     r"""Train one model of chapter 6 on ``x_train`` ``(N, 1, 8, 8)`` and return ``(model in eval
     mode, seconds)``.
 
@@ -69,6 +72,7 @@ def train_digit_model(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        model: EAE | VAE
         if kind == "eae":
             model = eae.EAE(latent=latent)
             loss_fn = lambda m, x, g: eae.eae_loss(m, x, lam=lam)
@@ -78,17 +82,17 @@ def train_digit_model(
     t = time.perf_counter()
     res = fit(model, loss_fn, x_train, steps=steps, batch_size=batch, lr=lr, seed=seed,
               progress=progress, desc=desc or f"{kind} seed {seed}")
-    return res.model.eval(), time.perf_counter() - t
+    return cast("EAE | VAE", res.model.eval()), time.perf_counter() - t
 
 
-def prior_samples(model: torch.nn.Module, sample_seeds: list[int], n: int) -> list[torch.Tensor]:
+def prior_samples(model: EAE | VAE, sample_seeds: list[int], n: int) -> list[torch.Tensor]:
     r"""Decode ``n`` prior draws :math:`\varepsilon\sim\mathcal N(0,I)` per sample seed: one batch
     ``(n, 1, 8, 8)`` per seed (the pool of :func:`companion.sample_quality.pooled_report`). Two
     models of the same latent size decode the same draws, so their pools are paired."""
     return [model.sample(n, generator=s) for s in sample_seeds]
 
 
-def heldout_sse(model: torch.nn.Module, x_test: torch.Tensor) -> float:
+def heldout_sse(model: EAE | VAE, x_test: torch.Tensor) -> float:
     """Mean squared reconstruction error per image on ``x_test`` (the VAE decodes its posterior mean)."""
     from .. import eae
 
@@ -100,7 +104,7 @@ def heldout_sse(model: torch.nn.Module, x_test: torch.Tensor) -> float:
     return ((rec - x_test) ** 2).sum((1, 2, 3)).mean().item()
 
 
-def code_sample(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def code_sample(model: EAE | VAE, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Codes ``(n, latent)`` of ``x`` as the prior sees them: the batch-normalized code of an EAE
     (eval mode), a draw of the VAE's posterior (mean plus its noise, from ``generator``)."""
     from .. import eae
@@ -112,7 +116,7 @@ def code_sample(model: torch.nn.Module, x: torch.Tensor, generator: torch.Genera
         return eae.codes(model, x)
 
 
-def gap_scores(model: torch.nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, *, seed: int = 5) -> dict[str, float]:
+def gap_scores(model: EAE | VAE, x_train: torch.Tensor, x_test: torch.Tensor, *, seed: int = 5) -> dict[str, float]:
     """Gaussianity gap (:func:`companion.eae.gaussianity_gap`, k = 1) of the codes of the held-out
     digits (``gap_test``) and of the training digits (``gap_train``: the mean over disjoint blocks
     of the training codes of the held-out size, so both estimates see the same ``n``)."""
@@ -136,7 +140,7 @@ def gap_floor(m: int, d: int, reps: int = 3, seed: int = 7) -> float:
     return sum(eae.gaussianity_gap(torch.randn(m, d, generator=g, dtype=torch.float64)).item() for _ in range(reps)) / reps
 
 
-def score_model(model: torch.nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, *, floor_fd: float,
+def score_model(model: EAE | VAE, x_train: torch.Tensor, x_test: torch.Tensor, *, floor_fd: float,
                 sample_seeds: list[int], n_per_seed: int = 449, n_boot: int = 400, boot_seed: int = 0,
                 gmm_components: int = 10, pools: dict | None = None) -> dict[str, Any]:
     """Every score of one trained model of chapter 6, under the protocol of
