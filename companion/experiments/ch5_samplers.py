@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import experiment, repo_root
+from . import repo_root
 
 CONFIG: dict[str, Any] = dict(
     laws=["lab_1d", "lab_2d", "digits"],
