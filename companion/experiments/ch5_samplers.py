@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import experiment, repo_root
+from . import repo_root
 
 CONFIG: dict[str, Any] = dict(
     laws=["lab_1d", "lab_2d", "digits"],
@@ -343,9 +343,6 @@ def kdiffusion_python() -> str:
     return os.environ.get("KDIFFUSION_PYTHON", "/tmp/kdenv/bin/python")
 
 
-@experiment("ch5", "sampler_benchmark", config=CONFIG,
-            description="every ODE sampler of the companion and k-diffusion on lab_1d, lab_2d and the learned digits "
-                        "ODE, each on k-diffusion's grids and its own optimised grid (needs a scratch env with k-diffusion)")
 def sampler_benchmark(cfg: dict) -> dict:
     py = kdiffusion_python()
     if not os.path.exists(py):  # make the scratch environment (PyPI only; the package never imports it)
