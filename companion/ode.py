@@ -333,7 +333,7 @@ def sigma_grid(n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: fl
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""Karras et al.'s decreasing grid of ``n + 1`` noise levels (equation :eq:`ode-grid`):
     :math:`\sigma_i=(\sigma_{\max}^{1/\rho}+\tfrac in(\sigma_{\min}^{1/\rho}-\sigma_{\max}^{1/\rho}))^\rho`,
-    ``i = 0..n``, ``1 <= n <= MAX_STEPS`` (:data:`companion.utils.MAX_STEPS`). ``rho = 1`` is uniform in :math:`\sigma`; large ``rho`` tends to uniform in
+    ``i = 0..n``, ``1 <= n <= MAX_STEPS`` (``companion.utils.MAX_STEPS``). ``rho = 1`` is uniform in :math:`\sigma`; large ``rho`` tends to uniform in
     :math:`\log\sigma`. Returns ``(n + 1,)`` from ``sigma_max`` to ``sigma_min``."""
     n = check_int("n", n, minimum=1, maximum=MAX_STEPS)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)

@@ -336,7 +336,7 @@ def time_grid(sde: SDE, steps: int, t_start: float | None = None, t_end: float |
     r"""Uniform decreasing grid ``t_start = t_0 > t_1 > ... > t_steps = t_end`` (float64, ``(steps+1,)``).
 
     Defaults: ``t_start = t_max``, ``t_end = t_min``. The terminal time is set exactly.
-    ``1 <= steps <= MAX_STEPS`` (:data:`companion.utils.MAX_STEPS`): a size guard, raised before allocating.
+    ``1 <= steps <= MAX_STEPS`` (``companion.utils.MAX_STEPS``): a size guard, raised before allocating.
     """
     sde = _check_sde(sde)
     steps = check_int("steps", steps, minimum=1, maximum=MAX_STEPS)

@@ -163,7 +163,7 @@ class Sentence:
 
     @property
     def gold(self) -> set[Triple]:
-        """Every gold triple of the sentence: the labelled ``triples`` and the ``dropped`` ones."""
+        """Every gold triple of the sentence, the labelled ``triples`` and the ``dropped`` ones."""
         return set(self.triples) | {t for t, _ in self.dropped}
 
     def span_text(self, words: tuple[str, ...]) -> str:
@@ -1048,7 +1048,7 @@ class Vocab:
     @classmethod
     def from_file(cls, path: str | Path, unk: str = "[UNK]") -> Vocab:
         """One token per line (line ``i`` is id ``i``), e.g. the ``vocab.txt`` of a BERT checkpoint;
-        UTF-8 with or without a byte-order mark, lines split at ``\n`` only."""
+        UTF-8 with or without a byte-order mark, lines split at ``\\n`` only."""
         lines = Path(path).read_text(encoding="utf-8-sig").split("\n")
         if lines and lines[-1] == "":
             lines.pop()
@@ -1462,7 +1462,7 @@ class TripleData:
 
     ``max_len`` is the model's position table. A longer sentence raises ``ValueError``, unless
     ``truncate``: it is then cut to its first ``max_len`` tokens, its triples with a token past the
-    cut leave the labels, and a warning says what that cost. :attr:`stats` counts ``sentences``,
+    cut leave the labels, and a warning says what that cost. ``stats`` counts ``sentences``,
     ``triples`` (labelled), ``truncated_sentences`` and ``truncated_triples``.
     """
 

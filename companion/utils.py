@@ -146,7 +146,7 @@ MODEL_KINDS = {
     "sde-score": "a score s(x, t) of an SDE in its time t",
     "eps": "a noise predictor eps(x_t, t_label) of a discrete chain",
 }
-#: How to turn one kind into another: the converters the error messages name.
+#: The converters that turn one model kind into another, as the error messages name them.
 CONVERTERS = {
     ("score", "denoiser"): "companion.samplers.denoiser_from_score(score_fn)",
     ("denoiser", "score"): "companion.samplers.score_from_denoiser(denoiser)",
