@@ -1,13 +1,21 @@
 """companion — the tested library of the executable book on generative models.
 
-Core: :mod:`~companion.gmm` (the exact Gaussian-mixture laboratory), :mod:`~companion.schedules`,
-:mod:`~companion.metrics`, :mod:`~companion.utils`; networks, training, data and plots in
-:mod:`~companion.nets`, :mod:`~companion.train`, :mod:`~companion.data`, :mod:`~companion.plot`
-(``from companion import nets, train, data, plot``). One module per chapter, imported here:
-:mod:`~companion.ddpm` (ch. 1), :mod:`~companion.sde` (ch. 2), :mod:`~companion.ode` (ch. 3),
-:mod:`~companion.unified` (ch. 4), :mod:`~companion.samplers`, :mod:`~companion.denoiser` and
-:mod:`~companion.sample_quality` (ch. 5), :mod:`~companion.eae` (ch. 6), :mod:`~companion.gau` (ch. 7),
-:mod:`~companion.positions` (ch. 8), :mod:`~companion.triples` (ch. 9).
+The package is layered; each folder imports only the ones above it in this list:
+
+- :mod:`companion.core`: the exact Gaussian-mixture laboratory (:mod:`~companion.core.gmm`),
+  schedules, metrics, networks, the training loop, data, the sample-quality protocol, input checks;
+- :mod:`companion.store`: result files and kept weights, with their provenance;
+- :mod:`companion.diffusion`: one module per diffusion chapter, :mod:`~companion.diffusion.ddpm` (ch. 1),
+  :mod:`~companion.diffusion.sde` (ch. 2), :mod:`~companion.diffusion.ode` (ch. 3),
+  :mod:`~companion.diffusion.unified` (ch. 4), :mod:`~companion.diffusion.samplers` (ch. 5);
+- :mod:`companion.sequence`: :mod:`~companion.sequence.eae` (ch. 6), :mod:`~companion.sequence.gau`
+  (ch. 7), :mod:`~companion.sequence.positions` (ch. 8), :mod:`~companion.sequence.triples` (ch. 9);
+- :mod:`companion.recipes`: the trained models (:mod:`~companion.recipes.denoiser`);
+- :mod:`companion.experiments`: the registered full runs that write the result files;
+- :mod:`companion.book`: glue, tables, figure style and source display for the notebooks.
+
+Every module keeps its short name: ``from companion import ddpm, samplers`` and
+``import companion.samplers`` work as before.
 
 Example::
 
@@ -17,28 +25,28 @@ Example::
     x_0 = ddpm.sample(ddpm.exact_eps_model(law, DiscreteSchedule.su(1000)), sched, x_T, eta=0.0)
 """
 
-from . import (
-               ddpm,
-               denoiser,
-               eae,
-               gau,
-               gmm,
-               metrics,
-               ode,
-               positions,
-               sample_quality,
-               samplers,
-               schedules,
-               sde,
-               triples,
-               unified,
-               utils,
-)
-from .gmm import GaussianMixture, lab_1d, lab_2d
-from .schedules import DiscreteSchedule, VESchedule, VPSchedule, su_vp
-from .utils import show_source
+import sys as _sys
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .book import plot, report
+from .book.source import show_source
+from .core import data, gmm, metrics, nets, sample_quality, schedules, train, utils
+from .core.gmm import GaussianMixture, lab_1d, lab_2d
+from .core.schedules import DiscreteSchedule, VESchedule, VPSchedule, su_vp
+from .diffusion import ddpm, ode, samplers, sde, unified
+from .recipes import denoiser
+from .sequence import eae, gau, positions, triples
+
+#: short module name -> its place in the layers (``companion.<name>`` is that module)
+MODULES = {
+    "utils": "core", "gmm": "core", "schedules": "core", "metrics": "core", "nets": "core",
+    "train": "core", "data": "core", "sample_quality": "core",
+    "ddpm": "diffusion", "sde": "diffusion", "ode": "diffusion", "samplers": "diffusion", "unified": "diffusion",
+    "eae": "sequence", "gau": "sequence", "positions": "sequence", "triples": "sequence",
+    "denoiser": "recipes", "plot": "book", "report": "book",
+}
+for _name in MODULES:
+    _sys.modules[f"{__name__}.{_name}"] = globals()[_name]
 
 __all__ = [
     "GaussianMixture",
@@ -64,5 +72,10 @@ __all__ = [
     "triples",
     "schedules",
     "utils",
+    "data",
+    "nets",
+    "train",
+    "plot",
+    "report",
     "__version__",
 ]

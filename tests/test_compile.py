@@ -1,5 +1,5 @@
 """``torch.compile`` of the book's networks: the input checks step aside while torch traces
-(:func:`companion.utils.checking`), so a compiled net runs inside the samplers and gives what
+(:func:`companion.core.utils.checking`), so a compiled net runs inside the samplers and gives what
 the eager net gives. The backends used here trace the graph without generating C++ code."""
 
 import pytest

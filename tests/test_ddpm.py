@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from companion import ddpm, metrics
-from companion.gmm import GaussianMixture, lab_1d
-from companion.schedules import DiscreteSchedule
+from companion.core.gmm import GaussianMixture, lab_1d
+from companion.core.schedules import DiscreteSchedule
 
 F64 = torch.float64
 
@@ -531,8 +531,8 @@ def test_slerp_endpoints_norms_and_angles():
 
 # ---------------------------------------------------------------- continuous limit, diversity, Analytic-DDIM
 def test_ddim_is_euler_of_the_continuous_form():
-    from companion.gmm import lab_1d
-    from companion.schedules import DiscreteSchedule
+    from companion.core.gmm import lab_1d
+    from companion.core.schedules import DiscreteSchedule
 
     full, lab = DiscreteSchedule.su(1000), lab_1d()
     sub = full.subsequence(7)
@@ -546,7 +546,7 @@ def test_ddim_is_euler_of_the_continuous_form():
 
 
 def test_ddim_ode_solve_converges_and_validates():
-    from companion.gmm import GaussianMixture
+    from companion.core.gmm import GaussianMixture
 
     g = GaussianMixture([1.0], [[0.3]], [0.5**2])
     eps = ddpm.vp_eps_sigma(g)
@@ -565,8 +565,8 @@ def test_ddim_ode_solve_converges_and_validates():
 
 
 def test_ddim_gaussian_variance_matches_sampling():
-    from companion.gmm import GaussianMixture
-    from companion.schedules import DiscreteSchedule
+    from companion.core.gmm import GaussianMixture
+    from companion.core.schedules import DiscreteSchedule
 
     full = DiscreteSchedule.su(1000)
     g = GaussianMixture([1.0], [[0.0]], [1.0])
@@ -585,8 +585,8 @@ def test_ddim_gaussian_variance_matches_sampling():
 
 
 def test_analytic_ddim_variances_reduce_to_analytic_dpm_at_eta_one():
-    from companion.gmm import lab_1d
-    from companion.schedules import DiscreteSchedule
+    from companion.core.gmm import lab_1d
+    from companion.core.schedules import DiscreteSchedule
 
     full, lab = DiscreteSchedule.su(1000), lab_1d()
     sub = full.subsequence(6)

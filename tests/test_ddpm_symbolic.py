@@ -6,7 +6,7 @@ import sympy as sp
 import torch
 
 from companion import ddpm
-from companion.schedules import DiscreteSchedule
+from companion.core.schedules import DiscreteSchedule
 
 # per-step alpha_t in (0, 1) and the previous noise std bb_prev = beta_bar_{t-1} in (0, 1);
 # everything else follows from alpha^2 + beta^2 = 1 and the telescoping identity

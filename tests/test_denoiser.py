@@ -8,10 +8,10 @@ import torch
 
 from companion import denoiser as dn
 from companion import ode
+from companion.core.nets import UNet
+from companion.core.schedules import DiscreteSchedule
+from companion.diffusion.sde import VPSDE
 from companion.experiments import load_weights, registry, save_weights
-from companion.nets import UNet
-from companion.schedules import DiscreteSchedule
-from companion.sde import VPSDE
 
 F64 = torch.float64
 
@@ -179,6 +179,6 @@ def test_missing_weights_error_names_companion_results(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="COMPANION_RESULTS"):
         dn.load_digits_denoiser(0)  # a result file, but no weights file next to it
     monkeypatch.delenv("COMPANION_RESULTS")
-    monkeypatch.setattr("companion.experiments.repo_root", lambda: tmp_path / "nowhere")
+    monkeypatch.setattr("companion.store.repo_root", lambda: tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="set COMPANION_RESULTS"):
         dn.load_digits_denoiser(0)  # the wheel case: no results/ beside the package

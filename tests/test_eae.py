@@ -1,4 +1,4 @@
-"""companion.eae: the k-NN entropy estimator against closed forms, scipy and its own invariances;
+"""companion.sequence.eae: the k-NN entropy estimator against closed forms, scipy and its own invariances;
 the EAE and VAE losses against independent computations; every validation path."""
 
 import math

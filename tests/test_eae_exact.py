@@ -1,4 +1,4 @@
-"""Exact checks of companion.eae that mutation testing showed were missing: the documented default
+"""Exact checks of companion.sequence.eae that mutation testing showed were missing: the documented default
 sizes, the VAE's reconstruction term by hand, and the AE + BN baseline (lam = 0) needing no
 entropy estimate."""
 

@@ -1,4 +1,4 @@
-"""Tests of companion.gau: the GAU's initial-size analysis (E2.1), layers, masking, init, task."""
+"""Tests of companion.sequence.gau: the GAU's initial-size analysis (E2.1), layers, masking, init, task."""
 
 from __future__ import annotations
 

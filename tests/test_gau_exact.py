@@ -1,4 +1,4 @@
-"""Exact checks of companion.gau that mutation testing showed were missing: the softmax
+"""Exact checks of companion.sequence.gau that mutation testing showed were missing: the softmax
 multi-head attention baseline against its definition written out from its weights, and the
 closed forms of magnitude_theory against their limits."""
 

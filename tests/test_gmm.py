@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from companion.gmm import GaussianMixture, lab_1d, lab_2d
+from companion.core.gmm import GaussianMixture, lab_1d, lab_2d
 
 
 def random_mixture(K=3, d=3, seed=0) -> GaussianMixture:

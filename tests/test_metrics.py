@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from companion import metrics
-from companion.gmm import lab_1d
+from companion.core.gmm import lab_1d
 
 
 def test_w1_to_cdf_point_mass_closed_form():
@@ -118,7 +118,7 @@ def test_frechet_distance_of_samples_equals_gaussian_formula_on_their_moments():
 
 
 def test_digit_classifier_is_accurate_and_fid_separates_noise_from_digits():
-    from companion.data import digits
+    from companion.core.data import digits
 
     _, acc = metrics.digit_classifier()
     assert acc > 0.9

@@ -10,7 +10,7 @@ import torch
 from companion import DiscreteSchedule, ddpm, lab_2d, ode
 from companion import denoiser as dn
 from companion import samplers as S
-from companion.sde import VPSDE, reverse_sample
+from companion.diffusion.sde import VPSDE, reverse_sample
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from companion.nets import DigitClassifier, SinusoidalEmbedding, TimeMLP, UNet
+from companion.core.nets import DigitClassifier, SinusoidalEmbedding, TimeMLP, UNet
 
 
 def test_sinusoidal_embedding_shape_and_range():

@@ -504,7 +504,7 @@ def test_crank_nicolson_matches_a_dense_solve_and_is_second_order():
     semi = ode.heat_semidiscrete_1d(p0, dx, 1.3)
     errs = [(ode.heat_crank_nicolson_1d(p0, dx, torch.linspace(0, 1.3, N + 1, dtype=torch.float64)) - semi).abs().max().item()
             for N in (4, 8, 16, 32)]
-    from companion.metrics import loglog_slope
+    from companion.core.metrics import loglog_slope
     assert abs(-loglog_slope([4, 8, 16, 32], errs) - 2) < 0.15
     with pytest.raises(ValueError):
         ode.heat_crank_nicolson_1d(p0, dx, [1.0, 0.5])
@@ -527,7 +527,7 @@ def test_csm_piecewise_fit_is_the_cell_mean():
 
 
 def test_log_density_along_path_matches_the_heat_flow():
-    from companion.gmm import lab_2d
+    from companion.core.gmm import lab_2d
 
     gm = lab_2d()
     x = gm.noised(1, 0.05).sample(8, 3)

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from companion import plot  # noqa: E402
-from companion.gmm import lab_2d  # noqa: E402
+from companion.core.gmm import lab_2d  # noqa: E402
 
 
 def test_score_field_draws_contours_and_capped_arrows():

@@ -1,4 +1,4 @@
-"""Tests of companion.positions (chapter 8): encodings, position samplers, log-n attention, tasks."""
+"""Tests of companion.sequence.positions (chapter 8): encodings, position samplers, log-n attention, tasks."""
 
 import math
 
@@ -366,7 +366,7 @@ def test_extrapolation_table_random_test_only_for_random_models():
 
 
 def test_train_task_leaves_the_callers_rng_and_is_reproducible():
-    from companion.positions import train_task
+    from companion.sequence.positions import train_task
 
     torch.manual_seed(7)
     state = torch.random.get_rng_state()

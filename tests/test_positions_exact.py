@@ -1,4 +1,4 @@
-"""Exact checks of companion.positions that mutation testing showed were missing: the Beta
+"""Exact checks of companion.sequence.positions that mutation testing showed were missing: the Beta
 position sampler's law, the task loss on hand-built logits, and one Pre-LN block written out."""
 
 from __future__ import annotations

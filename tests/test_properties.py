@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from companion import ddpm, metrics, ode
 from companion import sde as S
-from companion.gmm import GaussianMixture
-from companion.schedules import DiscreteSchedule, VESchedule, VPSchedule
+from companion.core.gmm import GaussianMixture
+from companion.core.schedules import DiscreteSchedule, VESchedule, VPSchedule
 
 F64 = torch.float64
 FAST = settings(max_examples=25, deadline=None, derandomize=True)

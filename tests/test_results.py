@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from companion import experiments as E
+from companion import store
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "results").glob("*/*.json"))
@@ -101,7 +102,7 @@ def _without_timings(obj):
 
 
 def test_run_experiment_refuses_a_dirty_tree(monkeypatch):
-    monkeypatch.setattr(E, "dirty_code_files", lambda: ["companion/metrics.py"])
+    monkeypatch.setattr(store, "dirty_code_files", lambda: ["companion/core/metrics.py"])
     (chapter, name), _ = next(iter(sorted(E.registry().items())))
     with pytest.raises(RuntimeError, match="uncommitted edits"):
         E.run_experiment(chapter, name)
@@ -110,7 +111,7 @@ def test_run_experiment_refuses_a_dirty_tree(monkeypatch):
 def test_same_platform_compares_torch_and_cpu():
     import torch
 
-    record = {"provenance": {"versions": {"torch": torch.__version__}, "cpu": E._cpu_name()}}
+    record = {"provenance": {"versions": {"torch": torch.__version__}, "cpu": store._cpu_name()}}
     assert E.same_platform(record)
-    assert not E.same_platform({"provenance": {"versions": {"torch": "0.0"}, "cpu": E._cpu_name()}})
+    assert not E.same_platform({"provenance": {"versions": {"torch": "0.0"}, "cpu": store._cpu_name()}})
     assert not E.same_platform({"provenance": {"versions": {"torch": torch.__version__}, "cpu": "another CPU"}})

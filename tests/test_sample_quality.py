@@ -5,7 +5,7 @@ import torch
 
 from companion import metrics
 from companion import sample_quality as Q
-from companion.data import digits
+from companion.core.data import digits
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Oracles: the closed-form flow of a Gaussian law (the exponential integrators must be exact for
 any step), a point mass (DPM-Solver++ exact), Euler's
-method of companion.ode, a DOP853 reference at 1e-12 (observed orders from log-log slopes), and
+method of companion.diffusion.ode, a DOP853 reference at 1e-12 (observed orders from log-log slopes), and
 the exact noised law of the laboratory (stochastic samplers, within a Monte-Carlo floor measured
 here). Spreads quoted in comments were measured over seeds 0-4 (float64, this machine).
 """

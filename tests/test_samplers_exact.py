@@ -1,4 +1,4 @@
-"""Exact checks of companion.samplers that mutation testing showed were missing: the callbacks'
+"""Exact checks of companion.diffusion.samplers that mutation testing showed were missing: the callbacks'
 noise levels, the multistep weights against closed-form integrals, and the scale equivariance
 of the adaptive solver's relative error control."""
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from companion.schedules import NOTATION, ContinuousSchedule, DiscreteSchedule, VESchedule, VPSchedule, su_vp
+from companion.core.schedules import NOTATION, ContinuousSchedule, DiscreteSchedule, VESchedule, VPSchedule, su_vp
 
 
 @pytest.fixture(params=["linear", "su", "cosine"])
@@ -175,7 +175,7 @@ def test_notation_table_has_five_columns():
 
 
 def test_times_refuse_empty_and_half_precision():
-    from companion.schedules import su_vp
+    from companion.core.schedules import su_vp
 
     s = su_vp()
     with pytest.raises(ValueError, match="empty"):

@@ -1,4 +1,4 @@
-"""Tests of companion.sde (chapter 2): every check against an independent reference.
+"""Tests of companion.diffusion.sde (chapter 2): every check against an independent reference.
 
 Statistical tolerances were measured over seeds before being fixed; the spreads are quoted
 next to each one (scripts run on this machine, float64).
@@ -11,8 +11,8 @@ import torch
 
 from companion import metrics
 from companion import sde as S
-from companion.gmm import GaussianMixture, lab_1d, lab_2d
-from companion.schedules import ContinuousSchedule
+from companion.core.gmm import GaussianMixture, lab_1d, lab_2d
+from companion.core.schedules import ContinuousSchedule
 
 F64 = torch.float64
 
@@ -508,7 +508,7 @@ def test_forward_family_keeps_the_marginals():
     import math as _m
 
     from companion import metrics as _metrics
-    from companion.gmm import GaussianMixture as _GM
+    from companion.core.gmm import GaussianMixture as _GM
 
     sde_ = S.VPSDE(0.0, 20.0)
     g = _GM([1.0], [[1.0]], [0.5**2])

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from companion import gmm, ode, samplers, schedules, sde, unified
-from companion.utils import MAX_STEPS, check_int
+from companion.core.utils import MAX_STEPS, check_int
 
 ROOT = Path(__file__).resolve().parents[1]
 HUGE = 10**11
@@ -104,7 +104,7 @@ def test_guards_fire_before_allocating():
 
 def test_ddim_ode_solve_caps_its_steps():
     from companion import ddpm
-    from companion.utils import MAX_STEPS
+    from companion.core.utils import MAX_STEPS
 
     with pytest.raises(ValueError, match="steps"):
         ddpm.ddim_ode_solve(lambda x, s: torch.zeros_like(x), torch.zeros(2, 1), 1.0, 0.0, steps=MAX_STEPS + 1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from companion import ddpm, denoiser, ode, samplers, sde
-from companion.gmm import lab_2d
+from companion.core.gmm import lab_2d
 
 GM = lab_2d()
 DEN = samplers.gmm_denoiser(GM)

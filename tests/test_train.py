@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from companion.train import EMA, batches, fit
+from companion.core.train import EMA, batches, fit
 
 
 def _regression(seed=0):
@@ -133,7 +133,7 @@ def test_fit_refuses_settings_that_would_train_wrongly():
 
 
 def test_smoothed_is_the_running_mean():
-    from companion.train import FitResult
+    from companion.core.train import FitResult
 
     losses = [float(v) for v in torch.arange(10, dtype=torch.float64) ** 2]
     r = FitResult(torch.nn.Identity(), torch.nn.Identity(), losses)
@@ -207,7 +207,7 @@ def test_fit_with_tiny_batches_and_few_rows():
 
 def test_ema_fused_update_matches_the_formula():
     """theta_ema <- d theta_ema + (1 - d) theta, for every tensor, with the warm-up decay."""
-    from companion.train import EMA
+    from companion.core.train import EMA
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
@@ -223,7 +223,7 @@ def test_ema_fused_update_matches_the_formula():
 
 
 def test_profile_step_reports_every_part_and_leaves_the_model():
-    from companion.train import profile_step
+    from companion.core.train import profile_step
 
     model = torch.nn.Linear(4, 4)
     w = model.weight.detach().clone()

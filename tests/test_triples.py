@@ -1,4 +1,4 @@
-"""Tests of companion.triples (chapter 9): decoder, oracles, corpus statistics, loss, F1."""
+"""Tests of companion.sequence.triples (chapter 9): decoder, oracles, corpus statistics, loss, F1."""
 
 import contextlib
 import io

@@ -1,4 +1,4 @@
-"""Checks of companion.triples that mutation testing showed were missing: every sentence template
+"""Checks of companion.sequence.triples that mutation testing showed were missing: every sentence template
 is generated, the documented bounds of reuse, and the type check of the subject span."""
 
 from __future__ import annotations

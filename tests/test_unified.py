@@ -14,8 +14,8 @@ from scipy import stats
 
 from companion import ddpm, metrics
 from companion import unified as U
-from companion.gmm import GaussianMixture, lab_1d
-from companion.schedules import DiscreteSchedule
+from companion.core.gmm import GaussianMixture, lab_1d
+from companion.core.schedules import DiscreteSchedule
 
 SU = DiscreteSchedule.su(1000)
 
@@ -598,7 +598,7 @@ def test_gaussian_fit_recovers_a_known_gaussian_and_draws_from_it():
 
 
 def test_fit_linear_restorer_reaches_the_mmse_restorer():
-    from companion.gmm import GaussianMixture as _GM
+    from companion.core.gmm import GaussianMixture as _GM
 
     d = 6
     k = torch.arange(d, dtype=torch.float64)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from companion import utils
+from companion.book import source
 
 
 def test_append_dims():
@@ -28,7 +29,7 @@ def test_checks():
 def test_make_generator_and_show_source():
     g = utils.make_generator(3)
     assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=utils.make_generator(3)))
-    md = utils.show_source(utils.append_dims)
+    md = source.show_source(utils.append_dims)
     assert "def append_dims" in getattr(md, "data", md)
 
 
@@ -58,7 +59,7 @@ def _demo(x: torch.Tensor, k: int = 2) -> torch.Tensor:
 
 
 def test_algorithm_source_hides_docstring_and_checks_only():
-    src, hidden = utils.algorithm_source(_demo)
+    src, hidden = source.algorithm_source(_demo)
     assert "docstring" not in src and "check_" not in src and "raise" not in src
     assert "y = x * k  # the algorithm" in src and "return y + 1" in src
     assert hidden == 5  # docstring, two checks, the two-line if/raise
@@ -66,15 +67,15 @@ def test_algorithm_source_hides_docstring_and_checks_only():
     # every stripped display in the package compiles too, and is never empty
     from companion import ddpm, sde, triples
     for obj in (ddpm.posterior, ddpm.ddim_step, sde.fokker_planck_1d, triples.ConditionalLayerNorm):
-        s, h = utils.algorithm_source(obj)
+        s, h = source.algorithm_source(obj)
         compile(s, obj.__qualname__, "exec")
         assert h > 0 and len(s.splitlines()) > 2
 
 
 def test_show_source_is_collapsed_with_api_link():
-    md = getattr(utils.show_source(_demo), "data", "")
+    md = getattr(source.show_source(_demo), "data", "")
     assert md.startswith("<details") and "</details>" in md and "../book/api/" in md
-    full = getattr(utils.show_source(_demo, full=True), "data", "")
+    full = getattr(source.show_source(_demo, full=True), "data", "")
     assert "docstring that the display hides" in full
 
 
@@ -95,7 +96,7 @@ def test_progress_prints_one_final_line_in_a_build(monkeypatch):
 
 
 def test_check_batch_accepts_a_1d_batch_by_default():
-    from companion.utils import check_batch
+    from companion.core.utils import check_batch
 
     assert check_batch("x", torch.zeros(3)).shape == (3,)
     with pytest.raises(ValueError, match="non-empty batch"):
@@ -110,7 +111,7 @@ def _no_doc(x):
 
 
 def test_algorithm_source_keeps_the_first_statement_of_a_function_without_docstring():
-    src, hidden = utils.algorithm_source(_no_doc)
+    src, hidden = source.algorithm_source(_no_doc)
     assert "y = x + 1" in src and hidden == 0
 
 
@@ -157,7 +158,7 @@ def test_hidden_lines_never_define_names_the_algorithm_uses():
         if not isinstance(node, (_ast.FunctionDef, _ast.AsyncFunctionDef)):
             continue
         params = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
-        for lo, hi in utils._hidden_lines(node):
+        for lo, hi in source._hidden_lines(node):
             for stmt in node.body:
                 if lo <= stmt.lineno <= hi:
                     local = {t.id for c in _ast.walk(stmt) if isinstance(c, _ast.comprehension)

@@ -36,8 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from companion.experiments import _code_state, _provenance, registry, result_path  # noqa: E402
 from companion.experiments import ch5_samplers as C  # noqa: E402
+from companion.experiments import registry, result_path  # noqa: E402
+from companion.store import _code_state, _provenance  # noqa: E402
 
 
 def load_kdiffusion_sampling() -> types.ModuleType:

@@ -54,7 +54,7 @@ sys.path.insert(0, os.environ.get("COMPANION_ROOT", str(Path(__file__).resolve()
 
 from companion import data, ddpm, metrics, nets, ode, schedules, train, unified, utils  # noqa: E402
 from companion import sde as S  # noqa: E402
-from companion.gmm import GaussianMixture, lab_1d, lab_2d  # noqa: E402
+from companion.core.gmm import GaussianMixture, lab_1d, lab_2d  # noqa: E402
 
 F64 = torch.float64
 NAN, INF = float("nan"), float("inf")

@@ -186,7 +186,7 @@ def main() -> None:
     summary: dict = {"seed": args.seed, "n": args.n, "modules": {}, "survivors": []}
     try:
         for m in args.modules:
-            path = work / "companion" / f"{m}.py"
+            path = next((work / "companion").rglob(f"{m}.py"))  # the module in its layer folder
             src = path.read_text()  # the copy: source and tests from the same moment
             tree = ast.parse(src)
             pts = mutation_points(tree)

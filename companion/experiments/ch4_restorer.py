@@ -1,10 +1,10 @@
 """Full run of chapter 4's Cold-Diffusion restorer on digits: train it over seeds, keep the weights,
 measure the naive and improved samplers.
 
-``cold_restorer`` trains :func:`companion.denoiser.train_cold_restorer` per seed, writes the EMA
+``cold_restorer`` trains :func:`companion.recipes.denoiser.train_cold_restorer` per seed, writes the EMA
 weights to ``results/ch4/cold_restorer_seed<k>.pt`` (checksums in the result file), and measures
 the naive and improved samplers and one-shot restoration under the protocol of
-:mod:`companion.sample_quality`: each from the same Gaussian-fit starts :math:`x_T` of three held-out
+:mod:`companion.core.sample_quality`: each from the same Gaussian-fit starts :math:`x_T` of three held-out
 sample seeds, pooled, against the floor at the pooled size, with a paired bootstrap of improved
 against naive.
 """
@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import time
 
-from . import experiment
+from .runner import experiment
 
 CONFIG = dict(model={}, seeds=[0, 1, 2], fit_seed=1, sample_seeds=[1000, 1001, 1002], n_per_seed=449, n_boot=400,
               workers=3, threads=1)
 
 
 def _full_config() -> dict:
-    from ..denoiser import COLD_CONFIG
+    from ..recipes.denoiser import COLD_CONFIG
 
     return {**CONFIG, "model": dict(COLD_CONFIG)}
 
@@ -30,10 +30,10 @@ def measure(restorer, cfg: dict, seed: int = 0) -> dict:
     section 5), and the paired bootstrap of improved against naive."""
     import torch
 
-    from .. import sample_quality as Q
-    from .. import unified as U
-    from ..data import digits
-    from ..denoiser import cold_blur
+    from ..core import sample_quality as Q
+    from ..core.data import digits
+    from ..diffusion import unified as U
+    from ..recipes.denoiser import cold_blur
 
     blur = cold_blur(**cfg["model"])
     T = blur.T
@@ -56,7 +56,7 @@ def measure(restorer, cfg: dict, seed: int = 0) -> dict:
 
 def _one_seed(args: tuple[int, dict]) -> tuple[dict, dict]:
     seed, cfg = args
-    from ..denoiser import train_cold_restorer
+    from ..recipes.denoiser import train_cold_restorer
 
     t0 = time.perf_counter()
     fit = train_cold_restorer(seed, progress=False, **cfg["model"])
@@ -70,7 +70,8 @@ def _one_seed(args: tuple[int, dict]) -> tuple[dict, dict]:
             description="Cold-Diffusion restorer (U-Net) for blurred digits over 3 seeds: weights; naive, improved and "
                         "one-shot samplers on pooled held-out sample seeds against the floor, paired bootstrap")
 def cold_restorer(cfg: dict) -> dict:
-    from . import map_seeds, save_weights
+    from ..store import save_weights
+    from .runner import map_seeds
 
     results: dict = {"weights_sha256": {}, "seeds": {}}
     outs = map_seeds(_one_seed, [(s, cfg) for s in cfg["seeds"]], workers=cfg["workers"], threads=cfg["threads"])

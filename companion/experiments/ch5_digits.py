@@ -1,9 +1,9 @@
 """Full runs of the learned digits denoiser: train it over seeds, keep the weights, and measure every
-claim the book makes about it under the statistics protocol of :mod:`companion.sample_quality`.
+claim the book makes about it under the statistics protocol of :mod:`companion.core.sample_quality`.
 
-``digits_denoiser`` trains :func:`companion.denoiser.train_digits_denoiser` for each seed and writes
+``digits_denoiser`` trains :func:`companion.recipes.denoiser.train_digits_denoiser` for each seed and writes
 the EMA weights to ``results/ch5/digits_denoiser_seed<k>.pt`` (their checksums go in the result
-file, so :func:`companion.denoiser.load_digits_denoiser` can refuse a mismatch).
+file, so :func:`companion.recipes.denoiser.load_digits_denoiser` can refuse a mismatch).
 
 ``digits_claims`` loads those weights and, for every training seed and every sampler run the book
 discusses, pools the samples of three held-out sample seeds (as many images as there are training
@@ -17,14 +17,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import experiment
+from .runner import experiment
 
 TRAIN = dict(
-    model={},  # overrides of companion.denoiser.DIGITS_CONFIG (filled below with the full recipe)
+    model={},  # overrides of companion.recipes.denoiser.DIGITS_CONFIG (filled below with the full recipe)
     seeds=[0, 1, 2], workers=3, threads=1,
 )
 
-#: (label, sampler of companion.denoiser.generate, NFE, lower_order_final)
+#: (label, sampler of companion.recipes.denoiser.generate, NFE, lower_order_final)
 RUNS: list[list[Any]] = [
     ["DDPM 20", "DDPM", 20, None], ["DDPM 100", "DDPM", 100, None], ["DDPM (β) 100", "DDPM (β)", 100, None],
     ["DDIM 20", "DDIM", 20, None], ["DDIM 100", "DDIM", 100, None],
@@ -65,14 +65,14 @@ CLAIMS = dict(
 
 
 def _full_config() -> dict:
-    from ..denoiser import DIGITS_CONFIG
+    from ..recipes.denoiser import DIGITS_CONFIG
 
     return {**TRAIN, "model": dict(DIGITS_CONFIG)}
 
 
 def _one_seed(args: tuple[int, dict]) -> tuple[dict, dict]:
     seed, cfg = args
-    from ..denoiser import train_digits_denoiser
+    from ..recipes.denoiser import train_digits_denoiser
 
     t0 = time.perf_counter()
     fit = train_digits_denoiser(seed, progress=False, **cfg["model"])
@@ -84,7 +84,8 @@ def _one_seed(args: tuple[int, dict]) -> tuple[dict, dict]:
 @experiment("ch5", "digits_denoiser", config=_full_config(),
             description="digits denoiser (U-Net + preconditioning) over 3 seeds: kept weights, training time, final loss")
 def digits_denoiser(cfg: dict) -> dict:
-    from . import map_seeds, save_weights
+    from ..store import save_weights
+    from .runner import map_seeds
 
     results: dict = {"weights_sha256": {}, "seeds": {}}
     outs = map_seeds(_one_seed, [(s, cfg) for s in cfg["seeds"]], workers=cfg["workers"], threads=cfg["threads"])
@@ -98,9 +99,9 @@ def _claims_one_seed(args: tuple[int, dict]) -> dict:
     """Pooled report of every run and the paired comparisons, for one training seed."""
     import torch
 
-    from .. import sample_quality as Q
-    from ..data import digits
-    from ..denoiser import generate, load_digits_denoiser
+    from ..core import sample_quality as Q
+    from ..core.data import digits
+    from ..recipes.denoiser import generate, load_digits_denoiser
 
     seed, cfg = args
     sample_seeds = cfg["sample_seeds"][str(seed)]
@@ -128,7 +129,7 @@ def _claims_one_seed(args: tuple[int, dict]) -> dict:
             description="every digits claim under the protocol: pooled FD of 3 held-out sample seeds against the floor "
                         "at the same size, seed spreads, class balance, memorisation, paired bootstraps; 3 training seeds")
 def digits_claims(cfg: dict) -> dict:
-    from . import map_seeds
+    from .runner import map_seeds
 
     outs = map_seeds(_claims_one_seed, [(s, cfg) for s in cfg["train_seeds"]], workers=cfg["workers"],
                      threads=cfg["threads"])
@@ -146,9 +147,9 @@ NOISE = dict(train_seed=0, sample_seeds=list(range(2000, 2024)), n_per_seed=449,
 def fd_noise(cfg: dict) -> dict:
     import torch
 
-    from .. import sample_quality as Q
-    from ..data import digits
-    from ..denoiser import generate, load_digits_denoiser
+    from ..core import sample_quality as Q
+    from ..core.data import digits
+    from ..recipes.denoiser import generate, load_digits_denoiser
 
     model = load_digits_denoiser(cfg["train_seed"])
     xtr, xte = digits("train")[0], digits("test")[0]

@@ -5,7 +5,7 @@ known to high accuracy (DOP853 from the same starts): the exact ODEs of ``lab_1d
 ``lab_2d`` and the learned ODE of the digits denoiser. Each sampler runs, at 10, 20 and 40 model
 calls, on every grid k-diffusion ships (Karras ρ = 7; exponential, i.e. uniform in log σ, which
 for this parameterisation *is* uniform log-SNR; polyexponential ρ = 2) and on a grid optimised
-for that sampler (:func:`companion.samplers.optimize_grid`) on *training* starts and judged on
+for that sampler (:func:`companion.diffusion.samplers.optimize_grid`) on *training* starts and judged on
 *held-out* starts, with the time the optimisation took (on the digits, the most accurate samplers
 of each library only: a network call costs more than a mixture's). The companion's exponential samplers
 with the data's mean and variance as reference Gaussian ("with data moments", equation
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import repo_root
+from ..store import repo_root
 
 CONFIG: dict[str, Any] = dict(
     laws=["lab_1d", "lab_2d", "digits"],
@@ -60,7 +60,7 @@ CONFIG: dict[str, Any] = dict(
 def digits_moments() -> tuple[torch.Tensor, float]:
     """Per-pixel mean ``(1, 8, 8)`` of the training digits and the root mean per-pixel variance:
     the reference Gaussian N(mu, s^2 I) "with data moments" of the digits."""
-    from ..data import digits
+    from ..core.data import digits
 
     x = digits("train")[0].double()
     return x.mean(0), float(x.var(0).mean().sqrt())
@@ -69,11 +69,11 @@ def digits_moments() -> tuple[torch.Tensor, float]:
 def setup(cfg: dict, name: str) -> dict[str, Any]:
     """The denoiser of one ODE (float64), its reference Gaussian, and the test and training starts
     with their DOP853 end points at ``sigma_min``."""
-    from .. import samplers as S
+    from ..diffusion import samplers as S
 
     smax, smin = cfg["sigma_max"], cfg["sigma_min"]
     if name == "digits":
-        from ..denoiser import load_digits_denoiser
+        from ..recipes.denoiser import load_digits_denoiser
 
         model = load_digits_denoiser(0).double()
 
@@ -86,7 +86,7 @@ def setup(cfg: dict, name: str) -> dict[str, Any]:
         draw = lambda n, seed: smax * torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed),
                                                    dtype=torch.float64)
     else:
-        from .. import gmm
+        from ..core import gmm
 
         gm = {"lab_1d": gmm.lab_1d, "lab_2d": gmm.lab_2d}[name]()
         den = S.gmm_denoiser(gm)
@@ -105,7 +105,7 @@ def setup(cfg: dict, name: str) -> dict[str, Any]:
 # ============================================================================ grids
 def shipped_grid(cfg: dict, kind: str, steps: int) -> torch.Tensor:
     """k-diffusion's grid families, ending at ``sigma_min`` (no appended zero): ``(steps + 1,)``."""
-    from .. import ode
+    from ..diffusion import ode
 
     smin, smax = cfg["sigma_min"], cfg["sigma_max"]
     if kind == "karras":
@@ -121,9 +121,9 @@ def shipped_grid(cfg: dict, kind: str, steps: int) -> torch.Tensor:
 
 
 def warp_of(cfg: dict, kind: str) -> np.ndarray | None:
-    """The log step density of a shipped grid for :func:`companion.samplers.warped_grid` (the
+    """The log step density of a shipped grid for :func:`companion.diffusion.samplers.warped_grid` (the
     start of the optimisation), where it is exact: Karras and exponential."""
-    from .. import samplers as S
+    from ..diffusion import samplers as S
 
     if kind == "karras":
         return S.karras_warp(cfg["knots"], cfg["sigma_min"], cfg["sigma_max"], cfg["grids"]["karras"])
@@ -138,7 +138,7 @@ Runner = Callable[[Callable, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def companion_samplers(lab: dict, moments: bool = False) -> dict[str, tuple[Runner, int]]:
     """Name -> (``run(denoiser, x, grid) -> x``, model calls per step)."""
-    from .. import samplers as S
+    from ..diffusion import samplers as S
 
     kw = {"ref_mean": lab["ref_mean"], "ref_std": lab["ref_std"]} if moments else {}
     table: dict[str, tuple[Runner, int]] = {
@@ -205,7 +205,7 @@ def sampler_rows(cfg: dict, name: str, lab: dict, family: str, table: dict[str, 
     """For each sampler and NFE: the held-out pathwise error on every shipped grid and on the grid
     optimised on the training starts (initialised from its best shipped grid), with the
     optimisation's cost."""
-    from .. import samplers as S
+    from ..diffusion import samplers as S
 
     den = lab["denoiser"]
     (x, ref), (xt, reft) = lab["test"], lab["train"]
@@ -272,9 +272,9 @@ def summary(cfg: dict, results: dict[str, Any]) -> dict[str, Any]:
 def pooled_fd(cfg: dict, runs: dict[str, tuple[Runner, torch.Tensor]]) -> dict[str, Any]:
     """Pooled FD (3 sample seeds) of chosen (sampler, grid) runs on the digits, in float32, and of
     the learned ODE's own end points (DOP853 at ``fd_ref_rtol``) from the same starts."""
-    from .. import sample_quality as Q
-    from .. import samplers as S
-    from ..denoiser import load_digits_denoiser
+    from ..core import sample_quality as Q
+    from ..diffusion import samplers as S
+    from ..recipes.denoiser import load_digits_denoiser
 
     model = load_digits_denoiser(0)
 

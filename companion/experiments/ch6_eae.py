@@ -5,7 +5,7 @@ chapter's notebook calls for its own seed-0 run, so seed 0 here is the notebook'
 digit when the notebook trains with the same number of torch threads (``threads`` of the
 configuration), since the order of float sums depends on it.
 
-Every sample metric follows :mod:`companion.sample_quality`: the decoded samples of three sample
+Every sample metric follows :mod:`companion.core.sample_quality`: the decoded samples of three sample
 seeds (449 each) are pooled, so the Fréchet distance (FD) is computed on 1347 digits, with a
 bootstrap interval over the samples and the floor measured at the same size.
 
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from . import experiment
+from .runner import experiment
 
 if TYPE_CHECKING:
-    from ..eae import EAE, VAE
+    from ..sequence.eae import EAE, VAE
 
 __all__ = ["train_digit_model", "prior_samples", "heldout_sse", "code_sample", "gap_scores", "score_model",
            "DIGITS"]
@@ -57,14 +57,14 @@ def train_digit_model(
     r"""Train one model of chapter 6 on ``x_train`` ``(N, 1, 8, 8)`` and return ``(model in eval
     mode, seconds)``.
 
-    ``kind="eae"``: :class:`~companion.eae.EAE` with loss :func:`~companion.eae.eae_loss` and weight
-    ``lam`` (``0`` gives AE + BN); ``kind="vae"``: :class:`~companion.eae.VAE` with
-    :func:`~companion.eae.vae_loss` and weight ``beta``. The initial weights come from ``seed``
+    ``kind="eae"``: :class:`~companion.sequence.eae.EAE` with loss :func:`~companion.sequence.eae.eae_loss` and weight
+    ``lam`` (``0`` gives AE + BN); ``kind="vae"``: :class:`~companion.sequence.eae.VAE` with
+    :func:`~companion.sequence.eae.vae_loss` and weight ``beta``. The initial weights come from ``seed``
     (the global torch generator is seeded inside a forked RNG state, so the caller's state is left
-    alone); batches and noise from ``companion.train.fit(seed=seed)``.
+    alone); batches and noise from ``companion.core.train.fit(seed=seed)``.
     """
-    from .. import eae
-    from ..train import fit
+    from ..core.train import fit
+    from ..sequence import eae
 
     if kind not in ("eae", "vae"):
         raise ValueError(f"kind must be 'eae' or 'vae', got {kind!r}")
@@ -87,14 +87,14 @@ def train_digit_model(
 
 def prior_samples(model: EAE | VAE, sample_seeds: list[int], n: int) -> list[torch.Tensor]:
     r"""Decode ``n`` prior draws :math:`\varepsilon\sim\mathcal N(0,I)` per sample seed: one batch
-    ``(n, 1, 8, 8)`` per seed (the pool of :func:`companion.sample_quality.pooled_report`). Two
+    ``(n, 1, 8, 8)`` per seed (the pool of :func:`companion.core.sample_quality.pooled_report`). Two
     models of the same latent size decode the same draws, so their pools are paired."""
     return [model.sample(n, generator=s) for s in sample_seeds]
 
 
 def heldout_sse(model: EAE | VAE, x_test: torch.Tensor) -> float:
     """Mean squared reconstruction error per image on ``x_test`` (the VAE decodes its posterior mean)."""
-    from .. import eae
+    from ..sequence import eae
 
     with torch.no_grad():
         if isinstance(model, eae.VAE):
@@ -107,7 +107,7 @@ def heldout_sse(model: EAE | VAE, x_test: torch.Tensor) -> float:
 def code_sample(model: EAE | VAE, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Codes ``(n, latent)`` of ``x`` as the prior sees them: the batch-normalized code of an EAE
     (eval mode), a draw of the VAE's posterior (mean plus its noise, from ``generator``)."""
-    from .. import eae
+    from ..sequence import eae
 
     with torch.no_grad():
         if isinstance(model, eae.VAE):
@@ -117,10 +117,10 @@ def code_sample(model: EAE | VAE, x: torch.Tensor, generator: torch.Generator) -
 
 
 def gap_scores(model: EAE | VAE, x_train: torch.Tensor, x_test: torch.Tensor, *, seed: int = 5) -> dict[str, float]:
-    """Gaussianity gap (:func:`companion.eae.gaussianity_gap`, k = 1) of the codes of the held-out
+    """Gaussianity gap (:func:`companion.sequence.eae.gaussianity_gap`, k = 1) of the codes of the held-out
     digits (``gap_test``) and of the training digits (``gap_train``: the mean over disjoint blocks
     of the training codes of the held-out size, so both estimates see the same ``n``)."""
-    from .. import eae
+    from ..sequence import eae
 
     g = torch.Generator().manual_seed(seed)
     m = x_test.shape[0]
@@ -134,7 +134,7 @@ def gap_scores(model: EAE | VAE, x_train: torch.Tensor, x_test: torch.Tensor, *,
 def gap_floor(m: int, d: int, reps: int = 3, seed: int = 7) -> float:
     """Mean Gaussianity gap estimate of ``reps`` exact N(0, I_d) samples of size ``m`` (truth 0):
     the estimator's own offset at that size."""
-    from .. import eae
+    from ..sequence import eae
 
     g = torch.Generator().manual_seed(seed)
     return sum(eae.gaussianity_gap(torch.randn(m, d, generator=g, dtype=torch.float64)).item() for _ in range(reps)) / reps
@@ -144,22 +144,23 @@ def score_model(model: EAE | VAE, x_train: torch.Tensor, x_test: torch.Tensor, *
                 sample_seeds: list[int], n_per_seed: int = 449, n_boot: int = 400, boot_seed: int = 0,
                 gmm_components: int = 10, pools: dict | None = None) -> dict[str, Any]:
     """Every score of one trained model of chapter 6, under the protocol of
-    :mod:`companion.sample_quality`.
+    :mod:`companion.core.sample_quality`.
 
     Prior samples (:func:`prior_samples`, pooled over ``sample_seeds``):
-    :func:`~companion.sample_quality.pooled_report` against ``floor_fd`` (the floor at the pooled
+    :func:`~companion.core.sample_quality.pooled_report` against ``floor_fd`` (the floor at the pooled
     size) gives ``fd``, ``ratio``, ``fd_per_seed``, ``fd_seed_sd``, ``class_p`` and
-    ``memorisation``; :func:`~companion.sample_quality.bootstrap_fd` (``n_boot`` replicates, seed
+    ``memorisation``; :func:`~companion.core.sample_quality.bootstrap_fd` (``n_boot`` replicates, seed
     ``boot_seed``) gives the standard deviation ``fd_boot_sd`` and the 95 % interval ``fd_lo``,
     ``fd_hi`` = ``fd`` ∓ 1.96 ``fd_boot_sd`` (a normal interval: the replicates themselves sit above
     ``fd``, because resampling with replacement repeats samples and FD grows as the number of
     distinct samples falls); ``is`` is the inception-style score of the pool. The same FD, interval and
-    score with codes from :class:`~companion.eae.ExPostGMM` (``gmm_components`` components, EM seed
+    score with codes from :class:`~companion.sequence.eae.ExPostGMM` (``gmm_components`` components, EM seed
     0, draws from the same seeds): ``fd_gmm``, ``fd_gmm_lo``, ``fd_gmm_hi``, ``is_gmm``. Then the
     held-out reconstruction error ``sse`` and the Gaussianity gaps of :func:`gap_scores`. A dict
     passed as ``pools`` receives the two pools (``'prior'``, ``'mixture'``: lists of batches)."""
-    from .. import eae, metrics
-    from .. import sample_quality as Q
+    from ..core import metrics
+    from ..core import sample_quality as Q
+    from ..sequence import eae
 
     fr = Q.digit_features(x_test)
 
@@ -182,8 +183,8 @@ def score_model(model: EAE | VAE, x_train: torch.Tensor, x_test: torch.Tensor, *
 
 
 def _reference_scores(cfg: dict, x_train: torch.Tensor, x_test: torch.Tensor) -> dict[str, Any]:
-    from .. import metrics
-    from .. import sample_quality as Q
+    from ..core import metrics
+    from ..core import sample_quality as Q
 
     n_pool = cfg["n_per_seed"] * len(cfg["sample_seeds"])
     return {"floor": Q.floor(n_pool, train=x_train, test=x_test, n_boot=cfg["n_boot"]),
@@ -213,8 +214,8 @@ SEEDS = dict(DIGITS, seeds=[0, 1, 2, 3, 4], lam=1.0, betas=[0.25, 0.5, 1.0], com
             description="8x8 digits: AE+BN, EAE (lambda 1), VAE (beta 0.25/0.5/1) over 5 seeds; pooled FD with "
                         "bootstrap intervals and floor, IS, memorisation (prior and GMM), gaps, paired comparisons")
 def seeds(cfg: dict) -> dict:
-    from .. import data
-    from .. import sample_quality as Q
+    from ..core import data
+    from ..core import sample_quality as Q
 
     x_train, _ = data.digits("train")
     x_test, _ = data.digits("test")
@@ -243,8 +244,8 @@ LAMBDA_SWEEP = dict(DIGITS, seeds=[0, 1, 2, 3, 4], lams=[0.25, 0.5, 2.0, 4.0], t
             description="8x8 digits: EAE with lambda 0.25/0.5/2/4 over 5 seeds; pooled FD with bootstrap intervals, "
                         "IS, gaps, reconstruction")
 def lambda_sweep(cfg: dict) -> dict:
-    from .. import data
-    from .. import sample_quality as Q
+    from ..core import data
+    from ..core import sample_quality as Q
 
     x_train, _ = data.digits("train")
     x_test, _ = data.digits("test")

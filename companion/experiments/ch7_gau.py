@@ -1,7 +1,7 @@
 """Full runs of chapter 7 (gated attention units): the reversal experiment over seeds, depths and
 learning rates, with budgets long enough for every arm to converge or clearly not.
 
-Every run is :func:`companion.gau.reversal_arm` (model seed ``s``, data seed ``s + 1``, Adam at a
+Every run is :func:`companion.sequence.gau.reversal_arm` (model seed ``s``, data seed ``s + 1``, Adam at a
 constant learning rate after an optional linear warmup, no clipping), the function the chapter's
 notebook calls for its own short run. Sequences of length 16, vocabulary 16 (chance loss
 :math:`\\ln 15`), width 64, batch 32.
@@ -13,12 +13,12 @@ notebook calls for its own short run. Sequences of length 16, vocabulary 16 (cha
 * ``depth_sweep`` — standard stacks of 2 to 12 layers and GAU stacks of 24 to 96 layers at the
   learning rate 2e-3 without warmup; 400 steps, seeds 0, 1, 2; with each stack's mean initial
   branch ratio and the relative change of its last hidden states after the first Adam step
-  (:func:`companion.gau.first_step_change`), the two sides of the depth estimate.
+  (:func:`companion.sequence.gau.first_step_change`), the two sides of the depth estimate.
 
 Each run records its final loss (mean of the last 20 training losses), its accuracy on 256
 fresh sequences, the steps it needs to bring the 20-step running mean of the training loss
 under each threshold of ``config["thresholds"]`` (``None``: not within the budget, see
-:func:`companion.gau.steps_to_threshold`), and its loss curve as means over blocks of 10 steps.
+:func:`companion.sequence.gau.steps_to_threshold`), and its loss curve as means over blocks of 10 steps.
 Runs are spread over ``workers`` processes with one torch thread each, so the numbers do not
 depend on how the runs are scheduled.
 """
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import experiment
+from .runner import experiment
 
 # (label, kind, layers, warmup?, deepnorm): the warmup length comes from the configuration
 ARMS: list[tuple[str, str, int, bool, bool]] = [
@@ -58,14 +58,14 @@ def _cost(job: dict[str, Any]) -> float:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One training run: ``job`` holds the keyword arguments of :func:`companion.gau.reversal_arm`
+    """One training run: ``job`` holds the keyword arguments of :func:`companion.sequence.gau.reversal_arm`
     (``kind, layers, length, lr, steps, warmup, deepnorm, seed``) plus ``thresholds``, ``window``,
     ``block`` and, optionally, ``probe_batch``/``probe_seed`` (measure the initial branch ratio and
     the first Adam step's change on a batch of that size). Module-level, so it can run in a worker."""
     import numpy as np
     import torch
 
-    from ..gau import (
+    from ..sequence.gau import (
         SequenceModel,
         first_step_change,
         residual_ratios,
@@ -98,7 +98,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 def run_jobs(jobs: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """:func:`run_job` on every job, the costliest first, over ``cfg["workers"]`` processes; results
     in the order of ``jobs``."""
-    from . import map_seeds
+    from .runner import map_seeds
 
     order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))
     done = map_seeds(run_job, [jobs[i] for i in order], workers=cfg["workers"], threads=cfg["threads"])

@@ -1,7 +1,7 @@
 """Full runs of chapter 8 (length extrapolation): seed sweeps and arms too long for the notebook.
 
-Every experiment trains one :class:`companion.positions.PositionTransformer` per (task, training
-positions, seed) with :func:`companion.positions.extrapolation_table` (the recipe the notebook
+Every experiment trains one :class:`companion.sequence.positions.PositionTransformer` per (task, training
+positions, seed) with :func:`companion.sequence.positions.extrapolation_table` (the recipe the notebook
 runs) and records its per-answer accuracy at each test length.
 
 The *grid* experiments cross the four model variants (sinusoidal encoding, sinusoidal with
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import positions as P
-from . import experiment
+from ..sequence import positions as P
+from .runner import experiment
 
 KINDS = ["plain", "random", "equal_mean"]
 LENGTHS = [16, 32, 64]

@@ -1,9 +1,9 @@
 """Full runs of chapter 9 (triple extraction): seed sweeps and arms too long for the notebook.
 
-Every run is :func:`companion.triples.train_extractor` (the recipe the notebook runs for seed 0)
-on the chapter's template corpus (:func:`companion.triples.toy_splits`: a quarter of every entity
+Every run is :func:`companion.sequence.triples.train_extractor` (the recipe the notebook runs for seed 0)
+on the chapter's template corpus (:func:`companion.sequence.triples.toy_splits`: a quarter of every entity
 class held out of training, test sentences sharing a triple with training removed, vocabulary
-from the training split only), scored by :func:`companion.triples.evaluate` on the test corpus,
+from the training split only), scored by :func:`companion.sequence.triples.evaluate` on the test corpus,
 for the final weights (``scores``) and for their moving average (``scores_ema``), including the
 test triples whose entities never occur in training. An *arm* is a set of changes to the
 notebook's recipe ``RECIPE``; the key ``corpus`` changes the corpus (e.g. its reuse rate).
@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .. import triples
-from . import experiment
+from ..sequence import triples
+from .runner import experiment
 
 # the corpus and the training recipe of the notebook's section 6
 CORPUS = dict(train_size=6000, train_seed=0, test_size=1000, test_seed=1, reuse=0.0)

@@ -14,7 +14,7 @@ next. This module is the protocol every digits claim of the book goes through:
 * say "A beats B" only when a **paired bootstrap** (:func:`paired_bootstrap_fd`) puts the
   difference beyond its noise; otherwise the two are indistinguishable;
 * check **memorisation** with the 5th-percentile rule (:func:`memorisation_fraction`) and
-  **class balance** on the pool (:func:`companion.metrics.digit_class_balance`).
+  **class balance** on the pool (:func:`companion.core.metrics.digit_class_balance`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = [
 
 def digit_features(x: torch.Tensor) -> torch.Tensor:
     """Features ``(n, d)`` of digit images ``(n, 1, 8, 8)`` (clamped to [-1, 1]) under the
-    classifier of :func:`companion.metrics.digit_classifier`, in float64."""
+    classifier of :func:`companion.core.metrics.digit_classifier`, in float64."""
     x = check_tensor("x", x, ndim=4)
     if x.shape[1:] != (1, 8, 8):
         raise ValueError(f"x must have shape (n, 1, 8, 8), got {tuple(x.shape)}")
@@ -189,7 +189,7 @@ def pooled_report(samples_by_seed: list[torch.Tensor], *, train: torch.Tensor | 
     ``samples_by_seed``: one ``(n_k, 1, 8, 8)`` batch per sample seed (at least 3). Returns the
     pooled FD and its ratio to ``floor_fd`` (the floor at the pooled size, :func:`floor`; computed
     here when ``None``), the per-seed FDs (their spread), the pooled class balance
-    (:func:`companion.metrics.digit_class_balance`) and the memorisation fraction."""
+    (:func:`companion.core.metrics.digit_class_balance`) and the memorisation fraction."""
     from .data import digits
 
     if not isinstance(samples_by_seed, (list, tuple)) or len(samples_by_seed) < 3:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor, seed_generator
+from ..core.utils import check_int, check_positive, check_tensor, seed_generator
 
 __all__ = [
     "sinusoidal_encoding",
@@ -632,13 +632,13 @@ def train_task(
 ) -> nn.Module:
     """Train a :class:`PositionTransformer` on ``task`` with task lengths uniform in
     ``[min_length, max_length]`` (one length per batch) and the training positions ``positions``
-    (see :func:`make_sampler`), with :func:`companion.train.fit` (AdamW, weight decay 0.01, no EMA).
+    (see :func:`make_sampler`), with :func:`companion.core.train.fit` (AdamW, weight decay 0.01, no EMA).
     Weights are seeded by ``seed``, data by ``seed + 1``. ``log_n=True`` scales the attention logits
     by :math:`\\log_m n` (equation :eq:`pos-logn`) with :math:`m` the number of tokens of the longest
     training sequence (:func:`sequence_length`), unless ``train_length`` gives :math:`m` explicitly.
     ``beta_alpha`` is the spare parameter of the ``"beta"`` sampler (:func:`beta_positions`).
     Returns the trained model (eval mode)."""
-    from .train import fit
+    from ..core.train import fit
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")

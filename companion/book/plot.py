@@ -79,7 +79,7 @@ def score_field(ax, law, *, lim: float = 3.5, arrows: int = 15, grid: int = 150,
     r"""Draw a 2-D law's density as contour lines and its score :math:`\nabla\log p` as arrows.
 
     ``law`` is anything with ``log_prob(x) -> (n,)`` and ``score(x) -> (n, 2)`` for ``x`` of shape
-    ``(n, 2)`` (a :class:`~companion.gmm.GaussianMixture`, e.g. a noised one). The density is evaluated
+    ``(n, 2)`` (a :class:`~companion.core.gmm.GaussianMixture`, e.g. a noised one). The density is evaluated
     on a ``grid`` × ``grid`` lattice of ``[-lim, lim]^2``, the score on an ``arrows`` × ``arrows`` one.
     Arrows show the score's direction; their length grows with its norm but is capped, so that
     the large scores near a narrow mode do not hide the rest of the field. Returns ``ax``.

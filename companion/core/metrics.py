@@ -241,7 +241,7 @@ def frechet_distance(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def digit_classifier(seed: int = 0, steps: int = 600):
     """Train (once per process and seed; cached) the small classifier of
-    :class:`companion.nets.DigitClassifier` on the digits' training split.
+    :class:`companion.core.nets.DigitClassifier` on the digits' training split.
     Returns ``(model, test_accuracy)``; about 3 s on 2 idle cores. Safe to call under
     ``torch.no_grad()``."""
     return _digit_classifier(check_int("seed", seed), check_int("steps", steps, minimum=1))

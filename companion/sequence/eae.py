@@ -26,7 +26,7 @@ nearest-neighbour distance and :math:`\log 0=-\infty`. :func:`knn_entropy` raise
 ``ValueError`` in that case unless ``dedupe=True``, which keeps one copy of each distinct row
 (``n`` becomes the number of distinct rows). Mini-batches drawn *with replacement* from a
 finite data set contain repeated examples, hence repeated codes: :func:`eae_loss` therefore
-dedupes, and ``companion.train.fit(..., replace=False)`` avoids the issue at the source.
+dedupes, and ``companion.core.train.fit(..., replace=False)`` avoids the issue at the source.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .utils import check_batch, check_int, check_positive, check_tensor, make_generator
+from ..core.utils import check_batch, check_int, check_positive, check_tensor, make_generator
 
 __all__ = [
     "unit_ball_log_volume",
@@ -328,7 +328,7 @@ def eae_loss(model: EAE, x: torch.Tensor, generator: torch.Generator | None = No
     ``x``: ``(n, *x_shape)`` with ``n > k``; ``lam >= 0`` (``0`` gives AE + BN). The entropy is
     estimated on the batch's distinct codes (``dedupe=True``: batches drawn with replacement
     repeat examples). ``generator`` is unused (the loss is deterministic); it is accepted so the
-    function plugs into :func:`companion.train.fit`. Returns the scalar loss, or
+    function plugs into :func:`companion.core.train.fit`. Returns the scalar loss, or
     ``(loss, {'rec', 'entropy'})`` (floats) if ``return_parts``.
     """
     if not isinstance(model, EAE):

@@ -3,9 +3,9 @@ r"""Chapter 1 — DDPM derived with Bayes' rule: forward marginal, posterior, sa
 Everything is written in the book's notation (standard deviations, Su's convention):
 :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` and, per step,
 :math:`x_t=\alpha_t x_{t-1}+\beta_t\varepsilon_t` with :math:`\alpha_t^2+\beta_t^2=1`.
-Ho et al.'s variances are the squares (see :meth:`~companion.schedules.DiscreteSchedule.to_ho`).
+Ho et al.'s variances are the squares (see :meth:`~companion.core.schedules.DiscreteSchedule.to_ho`).
 
-**Step indices.** Every function takes a :class:`~companion.schedules.DiscreteSchedule` and an
+**Step indices.** Every function takes a :class:`~companion.core.schedules.DiscreteSchedule` and an
 index ``t`` *into that schedule*. On a subsequence ``sched.subsequence(S)`` the index runs
 over ``1..S``, and every coefficient is computed from the barred quantities at positions
 ``t`` and ``t-1`` of the subsequence, :math:`\alpha_t:=\bar\alpha_{\tau_t}/\bar\alpha_{\tau_{t-1}}`
@@ -15,8 +15,8 @@ into a skipped step therefore cannot happen here. A network sees the *original* 
 
 **Models.** A noise-prediction model is any callable ``model(x, t_label) -> eps`` with
 ``x`` of shape ``(n, ...)`` and ``t_label`` a Python ``int`` (the original step index);
-:class:`companion.nets.TimeMLP` and :class:`companion.nets.UNet` qualify, and
-:func:`exact_eps_model` turns a :class:`~companion.gmm.GaussianMixture` into the exact one.
+:class:`companion.core.nets.TimeMLP` and :class:`companion.core.nets.UNet` qualify, and
+:func:`exact_eps_model` turns a :class:`~companion.core.gmm.GaussianMixture` into the exact one.
 
 **Randomness.** Each stochastic step draws ``torch.randn(x.shape, generator=generator,
 dtype=x.dtype, device=x.device)`` exactly once, and only if its standard deviation is
@@ -29,8 +29,8 @@ from collections.abc import Callable
 
 import torch
 
-from .schedules import DiscreteSchedule
-from .utils import (
+from ..core.schedules import DiscreteSchedule
+from ..core.utils import (
     MAX_STEPS,
     append_dims,
     check_batch,
@@ -207,7 +207,7 @@ def eps_loss(
     ``'x0'`` is :math:`w_t=\bar\beta_t^2/\bar\alpha_t^2`, which makes the loss *equal* to
     :math:`\|x_0-\hat x_0\|^2/D` sample by sample (equation :eq:`ddpm-loss-weight`).
 
-    The signature ``(model, schedule, batch, generator)`` plugs into :func:`companion.train.fit`
+    The signature ``(model, schedule, batch, generator)`` plugs into :func:`companion.core.train.fit`
     as ``lambda m, b, g: eps_loss(m, sched, b, g)``. ``reduction='none'`` returns ``(n,)``.
     """
     schedule = _check_schedule(schedule)
@@ -440,7 +440,7 @@ def analytic_dpm_variances(
 
 def exact_eps_model(mixture, schedule: DiscreteSchedule) -> EpsModel:
     r"""The exact noise predictor :math:`\epsilon^*(x_t)=-\bar\beta_t\nabla\log p_t(x_t)` of a
-    :class:`~companion.gmm.GaussianMixture`, as a model ``(x, t_label) -> eps``.
+    :class:`~companion.core.gmm.GaussianMixture`, as a model ``(x, t_label) -> eps``.
 
     ``schedule`` is the *full* schedule whose indices are the time labels (a subsequence of it
     keeps those labels in ``timesteps``).
@@ -566,7 +566,7 @@ def slerp(x0: torch.Tensor, x1: torch.Tensor, w: float | torch.Tensor) -> torch.
 
 # ============================================================ continuous limit, diversity, Analytic-DDIM
 def vp_eps_sigma(mixture) -> Callable[[torch.Tensor, float], torch.Tensor]:
-    r"""The exact noise predictor of a :class:`~companion.gmm.GaussianMixture` as a function of the
+    r"""The exact noise predictor of a :class:`~companion.core.gmm.GaussianMixture` as a function of the
     noise-to-signal ratio :math:`\sigma=\bar\beta/\bar\alpha` instead of a step index (equation :eq:`ddim-ode`).
 
     For a variance-preserving chain :math:`\bar\alpha^2+\bar\beta^2=1`, so

@@ -27,8 +27,8 @@ through one more node: one order more for no extra model call.
 :math:`\hat x_0(x,\sigma)` for ``x`` of shape ``(n, ...)`` and a Python float ``sigma``
 (k-diffusion's model interface with one noise level per call); :func:`gmm_denoiser` builds the
 exact one of the laboratory, :func:`denoiser_from_score` wraps a score function of
-:mod:`companion.ode`. Samplers are plain functions over a strictly decreasing grid
-``sigmas`` of noise levels, all > 0 (e.g. :func:`companion.ode.sigma_grid`), and return
+:mod:`companion.diffusion.ode`. Samplers are plain functions over a strictly decreasing grid
+``sigmas`` of noise levels, all > 0 (e.g. :func:`companion.diffusion.ode.sigma_grid`), and return
 ``(x, info)`` with ``info['nfe']`` counting every call of the denoiser; ``callback`` receives
 ``{'i', 'x', 'sigma', 'sigma_next', 'denoised'}`` once per step.
 """
@@ -41,9 +41,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .gmm import GaussianMixture
+from ..core.gmm import GaussianMixture
+from ..core.utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, make_generator, mark_kind
 from .ode import ScoreFn, _check_sigma_range, _check_sigmas, gmm_score_fn
-from .utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, make_generator, mark_kind
 
 __all__ = [
     "Denoiser",
@@ -78,7 +78,7 @@ def gmm_denoiser(gm: GaussianMixture) -> Denoiser:
     r"""Exact denoiser :math:`\hat x_0(x,\sigma)=x+\sigma^2\nabla\log p_\sigma(x)` (Tweedie) of the
     mixture ``gm`` noised by :math:`\mathcal N(0,\sigma^2I)`; ``x``: ``(n, d)`` -> ``(n, d)``.
 
-    Uses the laboratory's fast score path (:func:`companion.ode.gmm_score_fn`)."""
+    Uses the laboratory's fast score path (:func:`companion.diffusion.ode.gmm_score_fn`)."""
     return denoiser_from_score(gmm_score_fn(gm))
 
 
@@ -100,7 +100,7 @@ def denoiser_from_score(score_fn: ScoreFn) -> Denoiser:
 
 def score_from_denoiser(denoiser: Denoiser) -> ScoreFn:
     r"""Turn a denoiser into the score :math:`s(x,\sigma)=(\hat x_0(x,\sigma)-x)/\sigma^2` (Tweedie's
-    formula), for the solvers of :mod:`companion.ode`, which take a score."""
+    formula), for the solvers of :mod:`companion.diffusion.ode`, which take a score."""
     check_kind(denoiser, "denoiser", "denoiser")
 
     def score(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -633,7 +633,7 @@ def sample_heun_churn(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     :math:`\hat\sigma=\sigma_i(1+\gamma)`, :math:`\gamma=\min(s_{\rm churn}/N,\sqrt2-1)`, by adding
     :math:`\sqrt{\hat\sigma^2-\sigma_i^2}\,\xi`, then take a Heun step of equation :eq:`ode-sigma` from
     :math:`\hat\sigma` to :math:`\sigma_{i+1}`. ``s_churn = 0`` is deterministic Heun
-    (:func:`companion.ode.sample_heun`) and needs no ``generator``. Two model calls per step.
+    (:func:`companion.diffusion.ode.sample_heun`) and needs no ``generator``. Two model calls per step.
     Returns ``(x, {'nfe', 'denoised'})``."""
     model = _Counted(denoiser)
     x = check_batch("x", x, min_ndim=2, allow_empty=True)
@@ -731,7 +731,7 @@ def warped_grid(params, n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0
 
 
 def karras_warp(k: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: float = 7.0) -> np.ndarray:
-    r"""Log step density of Karras et al.'s grid (:func:`companion.ode.sigma_grid`) at ``k`` knots,
+    r"""Log step density of Karras et al.'s grid (:func:`companion.diffusion.ode.sigma_grid`) at ``k`` knots,
     for :func:`warped_grid`: :math:`a(t)=\log|d\log\sigma/dt|=\log\rho|B|-\log(A+Bt)`."""
     k = check_int("k", k, minimum=2, maximum=MAX_STEPS)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)

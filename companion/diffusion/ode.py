@@ -41,9 +41,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .gmm import GaussianMixture
-from .schedules import ContinuousSchedule
-from .utils import (
+from ..core.gmm import GaussianMixture
+from ..core.schedules import ContinuousSchedule
+from ..core.utils import (
     MAX_STEPS,
     append_dims,
     check_batch,
@@ -333,7 +333,7 @@ def sigma_grid(n: int, sigma_min: float = 2e-3, sigma_max: float = 80.0, rho: fl
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""Karras et al.'s decreasing grid of ``n + 1`` noise levels (equation :eq:`ode-grid`):
     :math:`\sigma_i=(\sigma_{\max}^{1/\rho}+\tfrac in(\sigma_{\min}^{1/\rho}-\sigma_{\max}^{1/\rho}))^\rho`,
-    ``i = 0..n``, ``1 <= n <= MAX_STEPS`` (``companion.utils.MAX_STEPS``). ``rho = 1`` is uniform in :math:`\sigma`; large ``rho`` tends to uniform in
+    ``i = 0..n``, ``1 <= n <= MAX_STEPS`` (``companion.core.utils.MAX_STEPS``). ``rho = 1`` is uniform in :math:`\sigma`; large ``rho`` tends to uniform in
     :math:`\log\sigma`. Returns ``(n + 1,)`` from ``sigma_max`` to ``sigma_min``."""
     n = check_int("n", n, minimum=1, maximum=MAX_STEPS)
     sigma_max, sigma_min = _check_sigma_range(sigma_max, sigma_min)
@@ -749,11 +749,11 @@ class ScoreNet(nn.Module):
     :math:`c_{\rm in}=1/\sqrt{\sigma^2+\sigma_d^2}`, :math:`c_{\rm skip}=\sigma_d^2/(\sigma^2+\sigma_d^2)`,
     :math:`c_{\rm out}=\sigma\sigma_d/\sqrt{\sigma^2+\sigma_d^2}`, :math:`c_{\rm noise}=\tfrac14\ln\sigma`,
     and the score is Tweedie's :math:`(\hat x_0-x)/\sigma^2`. ``net(x, t)``: any
-    ``(n, ...), (n,) -> (n, ...)`` module (e.g. :class:`companion.nets.TimeMLP`).
+    ``(n, ...), (n,) -> (n, ...)`` module (e.g. :class:`companion.core.nets.TimeMLP`).
     Calling ``ScoreNet(x, sigma)`` returns the score, so it plugs into every solver here.
     """
 
-    #: a ScoreNet's call returns the score (the samplers' kind checks, :func:`companion.utils.check_kind`)
+    #: a ScoreNet's call returns the score (the samplers' kind checks, :func:`companion.core.utils.check_kind`)
     model_kind = "score"
 
     def __init__(self, net: nn.Module, sigma_data: float = 1.0):

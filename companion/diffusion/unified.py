@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .schedules import DiscreteSchedule
-from .utils import (
+from ..core.schedules import DiscreteSchedule
+from ..core.utils import (
     append_dims,
     check_int,
     check_positive,
@@ -277,7 +277,7 @@ class Additive(Corruption):
 
 
 class GaussianNoise(Additive):
-    r"""The DDPM corruption :math:`x_t=\bar\alpha_tx_0+\bar\beta_t\varepsilon` on a :class:`~companion.schedules.DiscreteSchedule` (equation :eq:`udm-gauss`).
+    r"""The DDPM corruption :math:`x_t=\bar\alpha_tx_0+\bar\beta_t\varepsilon` on a :class:`~companion.core.schedules.DiscreteSchedule` (equation :eq:`udm-gauss`).
 
     Times are the schedule's indices ``0..T``; sample on a subsequence by passing
     ``schedule.subsequence(S).timesteps`` to :func:`sample`.
@@ -833,7 +833,7 @@ def eps_model_estimator(model: Callable[[torch.Tensor, int], torch.Tensor], corr
 
 
 def posterior_estimator(mixture, corruption: Additive, mode: str = "sample") -> Estimator:
-    r"""The exact :math:`p(x_0\mid x_t)` of a :class:`~companion.gmm.GaussianMixture` under a linear-Gaussian
+    r"""The exact :math:`p(x_0\mid x_t)` of a :class:`~companion.core.gmm.GaussianMixture` under a linear-Gaussian
     corruption (:class:`GaussianNoise` or :class:`HeatBlur`): ``mode='sample'`` draws from it
     (the exact UDM step), ``'mean'`` returns its mean (the best point estimate, DDIM's
     :math:`\hat x_0` with the exact model). Signals of any shape are flattened to ``d`` coordinates.
@@ -971,7 +971,7 @@ def x0_loss(
 ) -> torch.Tensor:
     r"""Restoration loss :math:`E\,\|x_0-\mathcal G_\theta(\mathcal F_t(x_0,\varepsilon),t)\|_p^p/D` with
     :math:`t\sim\mathcal U\{t_{\min}..T\}` (equation :eq:`udm-loss`): ``p=2`` is a Gaussian :math:`q(x_0\mid x_t)`,
-    ``p=1`` the Laplace one behind Cold Diffusion. Plugs into :func:`companion.train.fit`.
+    ``p=1`` the Laplace one behind Cold Diffusion. Plugs into :func:`companion.core.train.fit`.
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")

@@ -2,7 +2,7 @@ r"""The learned image denoiser of chapter 5, and the wrappers that give each cha
 
 One network is trained, as chapter 5's preconditioned denoiser
 :math:`\hat x_0(x,\sigma)=c_{\rm skip}x+c_{\rm out}F(c_{\rm in}x,c_{\rm noise})`
-(equation :eq:`ode-precond`, :class:`companion.ode.ScoreNet` around a :class:`companion.nets.UNet`),
+(equation :eq:`ode-precond`, :class:`companion.diffusion.ode.ScoreNet` around a :class:`companion.core.nets.UNet`),
 on :math:`x=x_0+\sigma\varepsilon`. Every other parameterisation is a change of variables:
 
 * chapter 3's score is Tweedie's :math:`(\hat x_0-x)/\sigma^2` (``ScoreNet.__call__``);
@@ -24,11 +24,12 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from .nets import UNet
-from .ode import ScoreNet, csm_loss
-from .schedules import DiscreteSchedule
-from .train import FitResult, fit
-from .utils import check_batch, check_int, mark_kind
+from ..core.nets import UNet
+from ..core.schedules import DiscreteSchedule
+from ..core.train import FitResult, fit
+from ..core.utils import check_batch, check_int, mark_kind
+from ..diffusion.ode import ScoreNet, csm_loss
+from ..store import load_weights
 
 __all__ = [
     "DIGITS_CONFIG",
@@ -66,7 +67,7 @@ def digits_denoiser(seed: int = 0, **overrides) -> ScoreNet:
     :math:`\\sigma_d=\\sqrt{m_2}` the root mean square of the training pixels (equation :eq:`ode-precond`). The weights are drawn
     from ``seed`` without touching the caller's random state. ``overrides``: keys of
     :data:`DIGITS_CONFIG` (the network ones matter here)."""
-    from .data import digits
+    from ..core.data import digits
 
     cfg = _config(overrides)
     seed = check_int("seed", seed, minimum=0)
@@ -80,9 +81,9 @@ def digits_denoiser(seed: int = 0, **overrides) -> ScoreNet:
 
 def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) -> FitResult:
     """Train :func:`digits_denoiser` on the training digits with the loss of equation
-    :eq:`ode-csm` (:func:`companion.ode.csm_loss`), Adam with warm-up and cosine decay, and an EMA
+    :eq:`ode-csm` (:func:`companion.diffusion.ode.csm_loss`), Adam with warm-up and cosine decay, and an EMA
     of the weights (``FitResult.ema`` is the model to sample from)."""
-    from .data import digits
+    from ..core.data import digits
 
     cfg = _config(overrides)
     model = digits_denoiser(seed, **{k: v for k, v in overrides.items()})
@@ -93,7 +94,7 @@ def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) 
 
 
 def denoiser_fn(model: ScoreNet):
-    """``(x, sigma) -> x0_hat`` (the samplers' interface of :mod:`companion.samplers`), run without
+    """``(x, sigma) -> x0_hat`` (the samplers' interface of :mod:`companion.diffusion.samplers`), run without
     gradients; ``x``: ``(n, C, H, W)``, ``sigma`` a float > 0."""
     if not isinstance(model, ScoreNet):
         raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
@@ -112,7 +113,7 @@ def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
     Dividing :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` by :math:`\bar\alpha_t` gives
     :math:`x_0+\sigma_t\varepsilon` with :math:`\sigma_t=\bar\beta_t/\bar\alpha_t`, so
     :math:`\hat\varepsilon=(x_t/\bar\alpha_t-\hat x_0)/\sigma_t`. ``schedule`` must be the *full*
-    schedule whose labels :func:`companion.ddpm.sample` passes (a subsequence keeps them).
+    schedule whose labels :func:`companion.diffusion.ddpm.sample` passes (a subsequence keeps them).
     ``x_t``: ``(n, C, H, W)`` or flattened ``(n, C·H·W)``.
     """
     if not isinstance(model, ScoreNet):
@@ -136,19 +137,19 @@ def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
 
 
 def vp_score(model: ScoreNet, sde):
-    r"""Chapter 2's score :math:`\nabla\log p_t(x_t)` of a :class:`companion.sde.SDE` from the denoiser.
+    r"""Chapter 2's score :math:`\nabla\log p_t(x_t)` of a :class:`companion.diffusion.sde.SDE` from the denoiser.
 
     With :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon`, Tweedie's formula gives
     :math:`\nabla\log p_t(x_t)=(\bar\alpha_t E[x_0\mid x_t]-x_t)/\bar\beta_t^2`, and
     :math:`E[x_0\mid x_t]=\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t)`. Returns
     ``score(x, t)`` for ``x``: ``(n, C, H, W)`` and a float time ``t`` of the SDE.
     """
-    from .sde import SDE
+    from ..diffusion.sde import SDE
 
     if not isinstance(model, ScoreNet):
         raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
     if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a companion.sde.SDE, got {type(sde).__name__}")
+        raise TypeError(f"sde must be a companion.diffusion.sde.SDE, got {type(sde).__name__}")
 
     @torch.no_grad()
     def score(x: torch.Tensor, t: float) -> torch.Tensor:
@@ -170,7 +171,7 @@ def _image_shape(model: ScoreNet) -> tuple[int, int, int] | None:
 #: The samplers :func:`generate` knows: chapter 1's chain over a subsequence of a linear 1000-step
 #: schedule (DDPM = η 1, i.e. the posterior variance; DDPM (β) = the forward variance β_t;
 #: DDIM = η 0); chapter 2's reverse SDE, predictor–corrector and probability-flow ODE of Song's VP
-#: SDE (β from 0.1 to 20, stopped at t = 1e-3); and the σ-samplers of :mod:`companion.samplers` over
+#: SDE (β from 0.1 to 20, stopped at t = 1e-3); and the σ-samplers of :mod:`companion.diffusion.samplers` over
 #: Karras' grid.
 DIGITS_SAMPLERS = ("DDPM", "DDPM (β)", "DDIM",
                    "reverse SDE (VP)", "predictor-corrector (VP)", "probability-flow ODE (VP)",
@@ -186,9 +187,9 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
     one predictor and one corrector call). The start and the sampler's noise come from ``seed``: the
     same standard-normal start for every sampler and ``n``, scaled to each sampler's prior.
     ``lower_order_final`` is passed to the multistep σ-samplers (``None``: their default)."""
-    from . import ddpm, ode
-    from . import samplers as S
-    from . import sde as sde_mod
+    from ..diffusion import ddpm, ode
+    from ..diffusion import samplers as S
+    from ..diffusion import sde as sde_mod
 
     if not isinstance(model, ScoreNet):
         raise TypeError(f"model must be a ScoreNet (e.g. from load_digits_denoiser), got {type(model).__name__}")
@@ -235,10 +236,9 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
 def load_digits_denoiser(seed: int = 0) -> ScoreNet:
     """The trained digits denoiser of ``python -m companion.experiments ch5 digits_denoiser``
     (EMA weights, eval mode). Refuses a stale result file or weights whose checksum differs from
-    the one the experiment recorded (:func:`companion.experiments.load_weights`)."""
-    from .experiments import load_weights
-
-    state, record = load_weights("ch5", "digits_denoiser", check_int("seed", seed, minimum=0))
+    the one the experiment recorded (:func:`companion.store.load_weights`)."""
+    state, record = load_weights("ch5", "digits_denoiser", check_int("seed", seed, minimum=0),
+                                 expect={"model": DIGITS_CONFIG})
     model = digits_denoiser(seed, **{k: record["config"]["model"][k] for k in ("ch", "mult", "blocks", "max_freq")})
     model.load_state_dict(state)
     return model.eval()
@@ -246,7 +246,7 @@ def load_digits_denoiser(seed: int = 0) -> ScoreNet:
 
 class ResidualRestorer(nn.Module):
     r"""Restorer :math:`\mathcal G(x_t,t)=x_t+F(x_t,t/T)` of chapter 4 for ``(n, C, H, W)`` images,
-    with ``F`` a :class:`companion.nets.UNet`: it learns only what the corruption removed."""
+    with ``F`` a :class:`companion.core.nets.UNet`: it learns only what the corruption removed."""
 
     def __init__(self, T: int, seed: int = 0, **unet):
         super().__init__()
@@ -286,9 +286,9 @@ def _cold_config(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def cold_blur(**overrides):
-    """Chapter 4's digits corruption: :class:`companion.unified.HeatBlur` on 8×8 images, widths
+    """Chapter 4's digits corruption: :class:`companion.diffusion.unified.HeatBlur` on 8×8 images, widths
     growing linearly to ``max_width`` over ``T`` steps, plus noise of std ``noise_std``."""
-    from .unified import HeatBlur
+    from ..diffusion.unified import HeatBlur
 
     cfg = _cold_config(overrides)
     return HeatBlur.linear((8, 8), cfg["T"], cfg["max_width"], noise_std=cfg["noise_std"], boundary=cfg["boundary"])
@@ -296,9 +296,9 @@ def cold_blur(**overrides):
 
 def train_cold_restorer(seed: int = 0, *, progress: bool = True, **overrides) -> FitResult:
     """Train a :class:`ResidualRestorer` for :func:`cold_blur` with chapter 4's restoration loss
-    (:func:`companion.unified.x0_loss`, ``p = 1`` as in Cold Diffusion) and an EMA of the weights."""
-    from .data import digits
-    from .unified import x0_loss
+    (:func:`companion.diffusion.unified.x0_loss`, ``p = 1`` as in Cold Diffusion) and an EMA of the weights."""
+    from ..core.data import digits
+    from ..diffusion.unified import x0_loss
 
     cfg = _cold_config(overrides)
     blur = cold_blur(**overrides)
@@ -312,9 +312,8 @@ def train_cold_restorer(seed: int = 0, *, progress: bool = True, **overrides) ->
 def load_cold_restorer(seed: int = 0) -> ResidualRestorer:
     """The restorer kept by ``python -m companion.experiments ch4 cold_restorer`` (EMA weights, eval
     mode), checked against the result file's configuration and checksum."""
-    from .experiments import load_weights
-
-    state, record = load_weights("ch4", "cold_restorer", check_int("seed", seed, minimum=0))
+    state, record = load_weights("ch4", "cold_restorer", check_int("seed", seed, minimum=0),
+                                 expect={"model": COLD_CONFIG})
     cfg = _cold_config(record["config"]["model"])
     model = ResidualRestorer(cfg["T"], seed, ch=cfg["ch"], mult=tuple(cfg["mult"]), blocks=cfg["blocks"],
                              max_freq=cfg["max_freq"])

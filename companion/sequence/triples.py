@@ -21,7 +21,7 @@ Public surface:
   objects folded back), :func:`run_files` (which counts every triple it cannot label or reach),
   :func:`window_starts` and :func:`window_coverage` (long text read in windows),
   :func:`load_extractor` and :func:`predict_texts` (a saved model on new text), and the command
-  line ``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json``
+  line ``python -m companion.sequence.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json``
   (and ``predict --model DIR --input FILE.jsonl``);
 * tokens: :class:`Vocab`, :func:`build_vocab` (training split only; unknown tokens map to
   ``[UNK]``), :func:`encode_sentence`, :func:`find_span`;
@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor
+from ..core.utils import check_int, check_positive, check_tensor
 
 __all__ = [
     "PREDICATES",
@@ -1456,7 +1456,7 @@ class TripleData:
 
     Calling it as ``data(batch_size, generator)`` draws a batch and one subject per sentence
     (a random gold start, then a random gold end at or after it — not always a gold subject, which
-    gives free negative samples), the sampler :func:`companion.train.fit` expects. A sentence with
+    gives free negative samples), the sampler :func:`companion.core.train.fit` expects. A sentence with
     no triple contributes the one-token span at position 0 with all-zero object labels.
     ``predicates`` is the schema (object-head columns), by default the template corpus's.
 
@@ -1585,16 +1585,16 @@ def train_extractor(data: TripleData, *, seed: int | torch.Generator = 0, steps:
                     **model_kw):
     """The chapter's training recipe: a :class:`TripleModel` (weights seeded by ``seed``, one
     column pair per predicate of ``data.predicates``, other options ``model_kw``, e.g.
-    ``encoder=``) trained on ``data`` with :func:`triple_loss` by :func:`companion.train.fit`:
+    ``encoder=``) trained on ``data`` with :func:`triple_loss` by :func:`companion.core.train.fit`:
     Adam, no gradient clipping, batches and subject sampling seeded by ``seed + 1``, dropout by
     ``seed + 2``; a constant rate ``lr``, or a cosine decay of it if ``cosine``; an exponential
     moving average of the weights with decay ``ema_decay`` (``None``: none).
 
     ``seed`` is an int or a ``torch.Generator`` (one int is drawn from it). The run happens inside
     ``torch.random.fork_rng``: the caller's global random state is left untouched. Returns the
-    :class:`companion.train.FitResult`: ``.model`` is the trained model, ``.ema`` its averaged copy
+    :class:`companion.core.train.FitResult`: ``.model`` is the trained model, ``.ema`` its averaged copy
     (the model itself when ``ema_decay`` is ``None``)."""
-    from .train import fit
+    from ..core.train import fit
 
     if not isinstance(data, TripleData):
         raise TypeError(f"data must be a TripleData, got {type(data).__name__}")
@@ -1883,7 +1883,7 @@ def run_files(train: str | Path, dev: str | Path, schema: str | Path, *, out: st
     ``model.pt`` (weights,
     options, vocabulary, schema and stride, read back by :func:`load_extractor`). Returns a dict
     with ``scores``, ``accounting``, ``seconds``, corpus sizes and, under ``"run"``, the
-    :class:`companion.train.FitResult`."""
+    :class:`companion.core.train.FitResult`."""
     sch = load_schema(schema)
     train_c, drop_tr, load_tr = load_jsonl(train, sch, skip_missing=skip_missing, return_dropped=True, return_stats=True)
     dev_c, drop_dev, load_dev = load_jsonl(dev, sch, skip_missing=skip_missing, return_dropped=True, return_stats=True)
@@ -1961,15 +1961,15 @@ def _accounting_table(acc: dict[str, dict[str, int]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """``python -m companion.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]``
+    """``python -m companion.sequence.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]``
     trains and scores the extractor (:func:`run_files`) and prints the accounting of every triple
-    and precision, recall and F1; ``python -m companion.triples_cli predict --model DIR
+    and precision, recall and F1; ``python -m companion.sequence.triples_cli predict --model DIR
     [--input FILE.jsonl] [--output FILE.jsonl]`` loads a saved model (:func:`load_extractor`) and
     writes the triples of new text as JSON lines (:func:`predict_texts`; the input is JSON lines
     with a ``"text"`` field, or plain text on standard input, one text per line);
-    ``python -m companion.triples_cli demo DIR`` writes the generated Chinese corpus
+    ``python -m companion.sequence.triples_cli demo DIR`` writes the generated Chinese corpus
     (:func:`write_dataset`) to ``DIR`` to try it on."""
-    ap = argparse.ArgumentParser(prog="python -m companion.triples_cli",
+    ap = argparse.ArgumentParser(prog="python -m companion.sequence.triples_cli",
                                  description="Half-pointer, half-tagging triple extraction (chapter 9).")
     sub = ap.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train on a JSON-lines file and score a dev file")

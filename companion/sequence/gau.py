@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_int, check_positive, check_tensor, make_generator, seed_generator
+from ..core.utils import check_int, check_positive, check_tensor, make_generator, seed_generator
 
 __all__ = [
     "swish_moments",
@@ -498,7 +498,7 @@ def reversal_batch(
 
 def reversal_loss(model: nn.Module, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Mean per-position cross-entropy of predicting ``batch.flip(1)``; chance level is
-    :math:`\ln(\text{vocab}-1)`. Signature fits :func:`companion.train.fit`."""
+    :math:`\ln(\text{vocab}-1)`. Signature fits :func:`companion.core.train.fit`."""
     _check_model(model)
     logits = model(batch)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.flip(1).reshape(-1))
@@ -532,11 +532,11 @@ def train_reversal(
     desc: str | None = None,
 ) -> dict[str, Any]:
     """Train on the reversal task with Adam at constant ``lr`` (linear ``warmup`` steps if > 0),
-    no gradient clipping, through :func:`companion.train.fit`. Returns a dict with ``losses``
+    no gradient clipping, through :func:`companion.core.train.fit`. Returns a dict with ``losses``
     (list), ``final_loss`` (mean of the last 20 steps), ``accuracy`` and ``seconds``."""
     import time
 
-    from .train import fit
+    from ..core.train import fit
 
     steps = check_int("steps", steps, minimum=1)
     warmup = check_int("warmup", warmup, minimum=0)
