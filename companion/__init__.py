@@ -7,7 +7,8 @@ The package is layered; each folder imports only the ones above it in this list:
 - :mod:`companion.store`: result files and kept weights, with their provenance;
 - :mod:`companion.diffusion`: one module per diffusion chapter, :mod:`~companion.diffusion.ddpm` (ch. 1),
   :mod:`~companion.diffusion.sde` (ch. 2), :mod:`~companion.diffusion.ode` (ch. 3),
-  :mod:`~companion.diffusion.unified` (ch. 4), :mod:`~companion.diffusion.samplers` (ch. 5);
+  :mod:`~companion.diffusion.unified` (ch. 4), :mod:`~companion.diffusion.samplers` (ch. 5), and
+  :mod:`~companion.diffusion.precond`: the denoiser convention, the preconditioned network and the converters;
 - :mod:`companion.sequence`: :mod:`~companion.sequence.eae` (ch. 6), :mod:`~companion.sequence.gau`
   (ch. 7), :mod:`~companion.sequence.positions` (ch. 8), :mod:`~companion.sequence.triples` (ch. 9);
 - :mod:`companion.recipes`: the trained models (:mod:`~companion.recipes.denoiser`);
@@ -33,7 +34,7 @@ from .book.source import show_source
 from .core import data, gmm, metrics, nets, sample_quality, schedules, train, utils
 from .core.gmm import GaussianMixture, lab_1d, lab_2d
 from .core.schedules import DiscreteSchedule, VESchedule, VPSchedule, su_vp
-from .diffusion import ddpm, ode, samplers, sde, unified
+from .diffusion import ddpm, ode, precond, samplers, sde, unified
 from .recipes import denoiser
 from .sequence import eae, gau, positions, triples
 
@@ -41,7 +42,7 @@ from .sequence import eae, gau, positions, triples
 MODULES = {
     "utils": "core", "gmm": "core", "schedules": "core", "metrics": "core", "nets": "core",
     "train": "core", "data": "core", "sample_quality": "core",
-    "ddpm": "diffusion", "sde": "diffusion", "ode": "diffusion", "samplers": "diffusion", "unified": "diffusion",
+    "ddpm": "diffusion", "sde": "diffusion", "ode": "diffusion", "samplers": "diffusion", "unified": "diffusion", "precond": "diffusion",
     "eae": "sequence", "gau": "sequence", "positions": "sequence", "triples": "sequence",
     "denoiser": "recipes", "plot": "book", "report": "book",
 }
@@ -63,6 +64,7 @@ __all__ = [
     "sde",
     "ode",
     "samplers",
+    "precond",
     "denoiser",
     "sample_quality",
     "unified",

@@ -112,3 +112,17 @@ def test_old_module_names_still_import():
 
     for short, layer in companion.MODULES.items():
         assert importlib.import_module(f"companion.{short}") is importlib.import_module(f"companion.{layer}.{short}")
+
+
+def test_every_converter_an_error_names_is_in_precond():
+    """The kind errors name converters; each one is a function of :mod:`companion.diffusion.precond`."""
+    import importlib
+
+    from companion.core.utils import CONVERTERS
+
+    for text in CONVERTERS.values():
+        path = text.split("(")[0]
+        module, name = path.rsplit(".", 1)
+        mod = importlib.import_module(module)
+        assert mod.__name__ == "companion.diffusion.precond", text
+        assert callable(getattr(mod, name)), text

@@ -133,7 +133,7 @@ class UNet(nn.Module):
     r"""Small noise-conditioned U-Net for images: ``(n, C, H, W), t -> (n, C, H, W)``.
 
     The network :math:`F` of the preconditioned denoiser of chapter 3 (equation
-    :eq:`ode-precond`, :class:`companion.diffusion.ode.ScoreNet`), which calls it with
+    :eq:`ode-precond`, :class:`companion.diffusion.precond.ScoreNet`), which calls it with
     :math:`c_{\rm in}x` and :math:`t=c_{\rm noise}=\tfrac14\ln\sigma`. One resolution level per
     entry of ``mult`` (``ch * mult[i]`` channels, ``blocks`` residual blocks each, halving
     H and W between levels), a middle block, and the mirror path with skip connections. The

@@ -145,11 +145,11 @@ MODEL_KINDS = {
 }
 #: The converters that turn one model kind into another, as the error messages name them.
 CONVERTERS = {
-    ("score", "denoiser"): "companion.diffusion.samplers.denoiser_from_score(score_fn)",
-    ("denoiser", "score"): "companion.diffusion.samplers.score_from_denoiser(denoiser)",
-    ("scorenet", "denoiser"): "companion.recipes.denoiser.denoiser_fn(model) (or model.denoise)",
-    ("scorenet", "sde-score"): "companion.recipes.denoiser.vp_score(model, sde)",
-    ("scorenet", "eps"): "companion.recipes.denoiser.eps_model(model, schedule)",
+    ("score", "denoiser"): "companion.precond.denoiser_from_score(score_fn)",
+    ("denoiser", "score"): "companion.precond.score_from_denoiser(denoiser)",
+    ("scorenet", "denoiser"): "companion.precond.denoiser_fn(model) (or model.denoise)",
+    ("scorenet", "sde-score"): "companion.precond.vp_score(model, sde)",
+    ("scorenet", "eps"): "companion.precond.eps_model(model, schedule)",
 }
 
 
@@ -165,7 +165,7 @@ def check_kind(fn: Any, expected: str, name: str = "model") -> None:
     """Refuse a model of another kind than ``expected``, naming the converter.
 
     Plain callables carry no tag and pass (the sampler cannot know what they compute); the
-    book's converters tag what they return, and a :class:`companion.diffusion.ode.ScoreNet` (whose call
+    book's converters tag what they return, and a :class:`companion.diffusion.precond.ScoreNet` (whose call
     returns a score) is recognised by its class."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable ({MODEL_KINDS[expected]}), got {type(fn).__name__}")

@@ -39,23 +39,22 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from ..core.gmm import GaussianMixture
 from ..core.schedules import ContinuousSchedule
 from ..core.utils import (
     MAX_STEPS,
-    append_dims,
     check_batch,
     check_int,
     check_kind,
     check_positive,
     check_tensor,
-    checking,
     make_generator,
     mark_kind,
-    require_generator,
 )
+
+# the preconditioned network and its loss live in precond; the names stay importable from here
+from .precond import ScoreFn, ScoreNet, csm_loss  # noqa: F401
 
 __all__ = [
     "gmm_score_fn",
@@ -80,11 +79,8 @@ __all__ = [
     "divergence",
     "gaussian_log_prob",
     "log_likelihood",
-    "ScoreNet",
-    "csm_loss",
 ]
 
-ScoreFn = Callable[[torch.Tensor, float], torch.Tensor]
 Velocity = Callable[[torch.Tensor, float], torch.Tensor]
 
 
@@ -742,78 +738,5 @@ def log_likelihood(score_fn: ScoreFn, x: torch.Tensor, *, sigma_min: float, sigm
 
 
 # ============================================================================ training
-class ScoreNet(nn.Module):
-    r"""A network as a score function, with Karras et al.'s preconditioning.
-
-    The denoiser is :math:`\hat x_0=c_{\rm skip}x+c_{\rm out}F(c_{\rm in}x,c_{\rm noise})` with
-    :math:`c_{\rm in}=1/\sqrt{\sigma^2+\sigma_d^2}`, :math:`c_{\rm skip}=\sigma_d^2/(\sigma^2+\sigma_d^2)`,
-    :math:`c_{\rm out}=\sigma\sigma_d/\sqrt{\sigma^2+\sigma_d^2}`, :math:`c_{\rm noise}=\tfrac14\ln\sigma`,
-    and the score is Tweedie's :math:`(\hat x_0-x)/\sigma^2`. ``net(x, t)``: any
-    ``(n, ...), (n,) -> (n, ...)`` module (e.g. :class:`companion.core.nets.TimeMLP`).
-    Calling ``ScoreNet(x, sigma)`` returns the score, so it plugs into every solver here.
-    """
-
-    #: a ScoreNet's call returns the score (the samplers' kind checks, :func:`companion.core.utils.check_kind`)
-    model_kind = "score"
-
-    def __init__(self, net: nn.Module, sigma_data: float = 1.0):
-        super().__init__()
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-        self.net = net
-        self.sigma_data = check_positive("sigma_data", sigma_data)
-
-    def _sigma(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
-            sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
-        sigma = check_tensor("sigma", sigma, ndim=(0, 1)).to(dtype=x.dtype, device=x.device)
-        sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
-        if checking() and sigma.shape != (x.shape[0],):
-            raise ValueError(f"sigma must be a float or have shape ({x.shape[0]},), got {tuple(sigma.shape)}")
-        if checking() and not (sigma > 0).all():
-            raise ValueError("sigma must be > 0")
-        return sigma
-
-    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        r"""The denoiser :math:`\hat x_0(x,\sigma)`; ``x``: ``(n, ...)``, ``sigma``: float or ``(n,)``."""
-        x = check_batch("x", x, min_ndim=2, allow_empty=True)
-        s = self._sigma(x, sigma)
-        sd2 = self.sigma_data**2
-        c_in = append_dims((s**2 + sd2).rsqrt(), x.ndim)
-        c_skip = append_dims(sd2 / (s**2 + sd2), x.ndim)
-        c_out = append_dims(s * self.sigma_data * (s**2 + sd2).rsqrt(), x.ndim)
-        return c_skip * x + c_out * self.net(c_in * x, 0.25 * torch.log(s))
-
-    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        s = append_dims(self._sigma(check_batch("x", x, min_ndim=2, allow_empty=True), sigma), x.ndim)
-        return (self.denoise(x, sigma) - x) / s**2
 
 
-def csm_loss(model: ScoreNet, x0: torch.Tensor, generator: torch.Generator | int | None, *,
-             p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
-    r"""Conditional score matching (equation :eq:`ode-csm`) in the denoiser form, as a scalar loss.
-
-    Draw :math:`\ln\sigma\sim\mathcal N(p_{\rm mean},p_{\rm std}^2)` and
-    :math:`x=x_0+\sigma\varepsilon`. The kernel's score target is :math:`-(x-x_0)/\sigma^2`, and
-    with :math:`s=(\hat x_0-x)/\sigma^2` the residual is :math:`s+(x-x_0)/\sigma^2=(\hat x_0-x_0)/\sigma^2`.
-    The loss is :math:`\lambda'(\sigma)\|\hat x_0-x_0\|^2` with Karras et al.'s
-    :math:`\lambda'=(\sigma^2+\sigma_d^2)/(\sigma\sigma_d)^2`, i.e. equation :eq:`ode-csm` with
-    :math:`\lambda(\sigma)=\sigma^4\lambda'(\sigma)`; it makes the regression target of the
-    network unit-variance at every noise level. Averaged over coordinates and the batch.
-    ``x0``: ``(n, ...)`` in the model's dtype.
-    """
-    if not isinstance(model, ScoreNet):
-        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
-    x0 = check_batch("x0", x0, min_ndim=2)
-    p_std = check_positive("p_std", p_std)
-    if isinstance(p_mean, bool) or not isinstance(p_mean, (int, float)) or not math.isfinite(p_mean):
-        raise ValueError(f"p_mean must be a finite real number, got {p_mean!r}")
-    generator = require_generator(generator)
-    n = x0.shape[0]
-    log_s = p_mean + p_std * torch.randn(n, generator=generator, dtype=x0.dtype, device=x0.device)
-    s = log_s.exp()
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    x = x0 + append_dims(s, x0.ndim) * eps
-    sd2 = model.sigma_data**2
-    weight = append_dims((s**2 + sd2) / (s * model.sigma_data) ** 2, x0.ndim)
-    return (weight * (model.denoise(x, s) - x0) ** 2).flatten(1).mean(1).mean()

@@ -42,14 +42,12 @@ import numpy as np
 import torch
 
 from ..core.gmm import GaussianMixture
-from ..core.utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, make_generator, mark_kind
-from .ode import ScoreFn, _check_sigma_range, _check_sigmas, gmm_score_fn
+from ..core.utils import MAX_STEPS, check_batch, check_int, check_kind, check_positive, make_generator
+from .ode import _check_sigma_range, _check_sigmas, gmm_score_fn
+from .precond import Denoiser, denoiser_from_score, score_from_denoiser  # noqa: F401  (kept importable here)
 
 __all__ = [
-    "Denoiser",
     "gmm_denoiser",
-    "denoiser_from_score",
-    "score_from_denoiser",
     "fast_coordinates",
     "sample_multistep",
     "sample_dpmpp_2m",
@@ -70,8 +68,6 @@ __all__ = [
     "LOWER_ORDER_FINAL_BELOW",
 ]
 
-Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
-
 
 # ============================================================================ model wrappers
 def gmm_denoiser(gm: GaussianMixture) -> Denoiser:
@@ -81,34 +77,6 @@ def gmm_denoiser(gm: GaussianMixture) -> Denoiser:
     Uses the laboratory's fast score path (:func:`companion.diffusion.ode.gmm_score_fn`)."""
     return denoiser_from_score(gmm_score_fn(gm))
 
-
-def denoiser_from_score(score_fn: ScoreFn) -> Denoiser:
-    r"""Turn a score function ``score_fn(x, sigma)`` into the denoiser
-    :math:`\hat x_0=x+\sigma^2 s(x,\sigma)` (Tweedie's formula, equation :eq:`ode-sigma`)."""
-    if not callable(score_fn):
-        raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
-
-    check_kind(score_fn, "score", "score_fn")
-
-    def denoiser(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
-            raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
-        return x + sigma**2 * score_fn(x, sigma)
-
-    return mark_kind(denoiser, "denoiser")
-
-
-def score_from_denoiser(denoiser: Denoiser) -> ScoreFn:
-    r"""Turn a denoiser into the score :math:`s(x,\sigma)=(\hat x_0(x,\sigma)-x)/\sigma^2` (Tweedie's
-    formula), for the solvers of :mod:`companion.diffusion.ode`, which take a score."""
-    check_kind(denoiser, "denoiser", "denoiser")
-
-    def score(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
-            raise TypeError(f"sigma must be a number or a tensor, got {type(sigma).__name__}")
-        return (denoiser(x, sigma) - x) / sigma**2
-
-    return mark_kind(score, "score")
 
 
 class _Counted:

@@ -76,7 +76,9 @@ __all__ = [
     "PrecondEps",
 ]
 
-ScoreFn = Callable[[torch.Tensor, "float | torch.Tensor"], torch.Tensor]
+#: a score ``s(x, t)`` of an SDE in its own time ``t`` (chapter 3's :data:`companion.diffusion.precond.ScoreFn`
+#: takes the noise level σ instead)
+TimeScoreFn = Callable[[torch.Tensor, "float | torch.Tensor"], torch.Tensor]
 
 
 # ============================================================================ helpers
@@ -282,7 +284,7 @@ class SDE:
         ab, bb, _, _ = self._scalars(t)
         return gmm.noised(ab, bb)
 
-    def exact_score(self, gmm: GaussianMixture) -> ScoreFn:
+    def exact_score(self, gmm: GaussianMixture) -> TimeScoreFn:
         r"""The exact score :math:`\nabla\log p_t(x)` of mixture data, as ``score_fn(x, t)``.
 
         ``x``: ``(n, d)``; ``t``: float, or a tensor ``(n,)`` (grouped by distinct values)."""
@@ -406,7 +408,7 @@ def forward_sample(
 
 def forward_family_sample(
     sde: SDE,
-    score_fn: ScoreFn,
+    score_fn: TimeScoreFn,
     x0: torch.Tensor,
     *,
     nu: float,
@@ -452,7 +454,7 @@ def forward_family_sample(
 # ============================================================================ reverse family
 def reverse_step(
     sde: SDE,
-    score_fn: ScoreFn,
+    score_fn: TimeScoreFn,
     x: torch.Tensor,
     t: float,
     t_next: float,
@@ -500,7 +502,7 @@ def reverse_step(
 
 def reverse_sample(
     sde: SDE,
-    score_fn: ScoreFn,
+    score_fn: TimeScoreFn,
     x: torch.Tensor,
     *,
     steps: int | None = None,
@@ -540,7 +542,7 @@ def reverse_sample(
 
 def pc_sample(
     sde: SDE,
-    score_fn: ScoreFn,
+    score_fn: TimeScoreFn,
     x: torch.Tensor,
     *,
     steps: int | None = None,
@@ -599,7 +601,7 @@ def pc_sample(
     return x, {"nfe": nfe, "x0_hat": x0_hat, "times": ts}
 
 
-def pf_ode_drift(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, t: float) -> torch.Tensor:
+def pf_ode_drift(sde: SDE, score_fn: TimeScoreFn, x: torch.Tensor, t: float) -> torch.Tensor:
     r"""Right-hand side of the probability-flow ODE :math:`\frac{dx}{dt}=f_tx-\tfrac12g_t^2\nabla\log p_t(x)` (equation :eq:`sde-pf-ode`)."""
     sde = _check_sde(sde)
     x = check_batch("x", x, allow_empty=True)
@@ -639,7 +641,7 @@ def ddim_ode_drift(sde: SDE, eps_fn: Callable, x: torch.Tensor, t: float) -> tor
 
 
 # ============================================================================ score matching
-def score_from_eps(sde: SDE, eps_model: Callable) -> ScoreFn:
+def score_from_eps(sde: SDE, eps_model: Callable) -> TimeScoreFn:
     r"""Wrap a noise predictor into a score: :math:`s(x,t)=-\epsilon(x,t)/\bar\beta_t` (equation :eq:`sde-dsm-eps`)."""
     sde = _check_sde(sde)
     if not callable(eps_model):
@@ -653,7 +655,7 @@ def score_from_eps(sde: SDE, eps_model: Callable) -> ScoreFn:
 
 def dsm_loss(
     sde: SDE,
-    score_fn: ScoreFn,
+    score_fn: TimeScoreFn,
     x0: torch.Tensor,
     t,
     noise: torch.Tensor,
@@ -722,7 +724,7 @@ def dsm_objective(
 
 
 # ============================================================================ reverse kernel (B3)
-def reverse_kernel_gaussian(sde: SDE, score_fn: ScoreFn, x_next: torch.Tensor, t: float, dt: float):
+def reverse_kernel_gaussian(sde: SDE, score_fn: TimeScoreFn, x_next: torch.Tensor, t: float, dt: float):
     r"""Su's Gaussian approximation of :math:`p(x_t\mid x_{t+\Delta t})` (equation :eq:`sde-reverse-kernel`):
     mean :math:`x_{t+\Delta t}-[f_{t+\Delta t}x_{t+\Delta t}-g^2_{t+\Delta t}\nabla\log p_{t+\Delta t}]\Delta t`,
     variance :math:`g^2_{t+\Delta t}\Delta t`.

@@ -2,7 +2,7 @@ r"""The learned image denoiser of chapter 5, and the wrappers that give each cha
 
 One network is trained, as chapter 5's preconditioned denoiser
 :math:`\hat x_0(x,\sigma)=c_{\rm skip}x+c_{\rm out}F(c_{\rm in}x,c_{\rm noise})`
-(equation :eq:`ode-precond`, :class:`companion.diffusion.ode.ScoreNet` around a :class:`companion.core.nets.UNet`),
+(equation :eq:`ode-precond`, :class:`companion.diffusion.precond.ScoreNet` around a :class:`companion.core.nets.UNet`),
 on :math:`x=x_0+\sigma\varepsilon`. Every other parameterisation is a change of variables:
 
 * chapter 3's score is Tweedie's :math:`(\hat x_0-x)/\sigma^2` (``ScoreNet.__call__``);
@@ -27,17 +27,20 @@ from torch import nn
 from ..core.nets import UNet
 from ..core.schedules import DiscreteSchedule
 from ..core.train import FitResult, fit
-from ..core.utils import check_batch, check_int, mark_kind
-from ..diffusion.ode import ScoreNet, csm_loss
+from ..core.utils import check_int
+from ..diffusion.precond import (  # noqa: F401  (the recipe's views, kept importable here)
+    ScoreNet,
+    csm_loss,
+    denoiser_fn,
+    eps_model,
+    vp_score,
+)
 from ..store import load_weights
 
 __all__ = [
     "DIGITS_CONFIG",
     "digits_denoiser",
     "train_digits_denoiser",
-    "denoiser_fn",
-    "eps_model",
-    "vp_score",
     "load_digits_denoiser",
     "DIGITS_SAMPLERS",
     "generate",
@@ -81,7 +84,7 @@ def digits_denoiser(seed: int = 0, **overrides) -> ScoreNet:
 
 def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) -> FitResult:
     """Train :func:`digits_denoiser` on the training digits with the loss of equation
-    :eq:`ode-csm` (:func:`companion.diffusion.ode.csm_loss`), Adam with warm-up and cosine decay, and an EMA
+    :eq:`ode-csm` (:func:`companion.diffusion.precond.csm_loss`), Adam with warm-up and cosine decay, and an EMA
     of the weights (``FitResult.ema`` is the model to sample from)."""
     from ..core.data import digits
 
@@ -92,80 +95,6 @@ def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) 
                steps=cfg["steps"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed,
                ema_decay=cfg["ema_decay"], warmup=cfg["warmup"], progress=progress, desc="digits denoiser")
 
-
-def denoiser_fn(model: ScoreNet):
-    """``(x, sigma) -> x0_hat`` (the samplers' interface of :mod:`companion.diffusion.samplers`), run without
-    gradients; ``x``: ``(n, C, H, W)``, ``sigma`` a float > 0."""
-    if not isinstance(model, ScoreNet):
-        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
-
-    @torch.no_grad()
-    def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        return model.denoise(x, sigma)
-
-    return mark_kind(denoise, "denoiser")
-
-
-def eps_model(model: ScoreNet, schedule: DiscreteSchedule):
-    r"""Chapter 1's noise predictor ``(x_t, t_label) -> eps`` from a denoiser trained on
-    :math:`x_0+\sigma\varepsilon` (equation :eq:`ddpm-eps-from-denoiser`).
-
-    Dividing :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` by :math:`\bar\alpha_t` gives
-    :math:`x_0+\sigma_t\varepsilon` with :math:`\sigma_t=\bar\beta_t/\bar\alpha_t`, so
-    :math:`\hat\varepsilon=(x_t/\bar\alpha_t-\hat x_0)/\sigma_t`. ``schedule`` must be the *full*
-    schedule whose labels :func:`companion.diffusion.ddpm.sample` passes (a subsequence keeps them).
-    ``x_t``: ``(n, C, H, W)`` or flattened ``(n, C·H·W)``.
-    """
-    if not isinstance(model, ScoreNet):
-        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
-    if not isinstance(schedule, DiscreteSchedule):
-        raise TypeError(f"schedule must be a DiscreteSchedule, got {type(schedule).__name__}")
-    shape = _image_shape(model)
-
-    @torch.no_grad()
-    def eps(x_t: torch.Tensor, t_label: int) -> torch.Tensor:
-        x_t = check_batch("x_t", x_t, min_ndim=2, allow_empty=True)
-        t = check_int("t_label", t_label, minimum=1)
-        if t > schedule.T:
-            raise ValueError(f"t_label must be in [1, {schedule.T}], got {t}")
-        a, s = schedule.alpha_bar[t].item(), schedule.sigma[t].item()
-        img = x_t.reshape(x_t.shape[0], *shape) if shape is not None and x_t.ndim == 2 else x_t
-        x = img / a
-        return ((x - model.denoise(x, s)) / s).reshape(x_t.shape)
-
-    return mark_kind(eps, "eps")
-
-
-def vp_score(model: ScoreNet, sde):
-    r"""Chapter 2's score :math:`\nabla\log p_t(x_t)` of a :class:`companion.diffusion.sde.SDE` from the denoiser.
-
-    With :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon`, Tweedie's formula gives
-    :math:`\nabla\log p_t(x_t)=(\bar\alpha_t E[x_0\mid x_t]-x_t)/\bar\beta_t^2`, and
-    :math:`E[x_0\mid x_t]=\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t)`. Returns
-    ``score(x, t)`` for ``x``: ``(n, C, H, W)`` and a float time ``t`` of the SDE.
-    """
-    from ..diffusion.sde import SDE
-
-    if not isinstance(model, ScoreNet):
-        raise TypeError(f"model must be a ScoreNet, got {type(model).__name__}")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a companion.diffusion.sde.SDE, got {type(sde).__name__}")
-
-    @torch.no_grad()
-    def score(x: torch.Tensor, t: float) -> torch.Tensor:
-        x = check_batch("x", x, min_ndim=2, allow_empty=True)
-        tt = torch.tensor(sde._scalar_time("t", t), dtype=torch.float64)  # one time in [t_min, t_max]
-        a, b = sde.alpha_bar(tt).item(), sde.beta_bar(tt).item()
-        if not b > 0:
-            raise ValueError(f"beta_bar(t) must be > 0 (t > 0), got t={t}")
-        return (a * model.denoise(x / a, b / a) - x) / b**2
-
-    return mark_kind(score, "sde-score")
-
-
-def _image_shape(model: ScoreNet) -> tuple[int, int, int] | None:
-    net = model.net
-    return (net.in_ch, 8, 8) if isinstance(net, UNet) else None
 
 
 #: The samplers :func:`generate` knows: chapter 1's chain over a subsequence of a linear 1000-step
