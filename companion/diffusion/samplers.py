@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +66,8 @@ __all__ = [
     "warped_grid",
     "karras_warp",
     "optimize_grid",
+    "SAMPLERS",
+    "SamplerInfo",
     "FAST_SAMPLERS",
     "LOWER_ORDER_FINAL_BELOW",
 ]
@@ -745,11 +749,47 @@ def optimize_grid(sampler: Callable, denoiser: Denoiser, x_T: torch.Tensor, x_re
         "evals": int(res.nfev)}
 
 
-#: Named fixed-step ODE samplers of this module (denoiser interface) and their order.
-FAST_SAMPLERS: dict[str, tuple[Callable, int]] = {
-    "DPM-Solver++(2M)": (sample_dpmpp_2m, 2),
-    "DPM-Solver-2M (taylor)": (sample_dpmpp_2m_taylor, 2),
-    "DPM-Solver++(3M)": (sample_dpmpp_3m, 3),
-    "UniPC-3": (sample_unipc, 4),
-    "LMS-4": (sample_lms, 4),
+@dataclass(frozen=True)
+class SamplerInfo:
+    """One entry of :data:`SAMPLERS`: ``fn(denoiser, x, sigmas, **kwargs) -> (x, info)``, its order
+    (the log-log slope of its pathwise error; weak order 1 for the stochastic ones), how many model
+    calls one step makes, whether it draws noise (then it takes ``generator``) and whether it takes
+    ``lower_order_final`` (the multistep ones). Calling the entry runs the sampler with its fixed
+    arguments."""
+
+    fn: Callable[..., tuple[torch.Tensor, dict]]
+    order: int
+    calls_per_step: int = 1
+    stochastic: bool = False
+    multistep: bool = False
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
+                 generator: torch.Generator | int | None = None, lower_order_final: bool | None = None,
+                 callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, dict]:
+        kw: dict[str, Any] = dict(self.kwargs)
+        if self.stochastic or "eta" in kw:
+            kw["generator"] = generator
+        if self.multistep and lower_order_final is not None:
+            kw["lower_order_final"] = lower_order_final
+        return self.fn(denoiser, x, sigmas, callback=callback, **kw)
+
+
+#: Every σ-sampler of the book by name, the one registry (denoiser interface). The score-based
+#: Euler/Heun/RK4 loops of chapter 3 (:data:`companion.diffusion.ode.SOLVERS`) are that chapter's
+#: derivation; here Euler and Heun are the denoiser versions.
+SAMPLERS: dict[str, SamplerInfo] = {
+    "Euler": SamplerInfo(sample_euler_ancestral, 1, kwargs=(("eta", 0.0),)),
+    "Heun": SamplerInfo(sample_heun_churn, 2, calls_per_step=2),
+    "DPM-Solver++(2M)": SamplerInfo(sample_dpmpp_2m, 2, multistep=True),
+    "DPM-Solver-2M (taylor)": SamplerInfo(sample_dpmpp_2m_taylor, 2, multistep=True),
+    "DPM-Solver++(3M)": SamplerInfo(sample_dpmpp_3m, 3, multistep=True),
+    "UniPC-3": SamplerInfo(sample_unipc, 4, multistep=True),
+    "LMS-4": SamplerInfo(sample_lms, 4, multistep=True),
+    "Euler ancestral": SamplerInfo(sample_euler_ancestral, 1, stochastic=True),
+    "DPM-Solver++(2M) SDE": SamplerInfo(sample_dpmpp_2m_sde, 1, stochastic=True, multistep=True),
 }
+
+#: The deterministic multistep samplers of :data:`SAMPLERS` and their order (a view of it).
+FAST_SAMPLERS: dict[str, tuple[Callable, int]] = {
+    name: (info.fn, info.order) for name, info in SAMPLERS.items() if info.multistep and not info.stochastic}

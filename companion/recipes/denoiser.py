@@ -35,6 +35,7 @@ from ..diffusion.precond import (  # noqa: F401  (the recipe's views, kept impor
     eps_model,
     vp_score,
 )
+from ..diffusion.samplers import SAMPLERS
 from ..store import load_weights
 
 __all__ = [
@@ -104,8 +105,7 @@ def train_digits_denoiser(seed: int = 0, *, progress: bool = True, **overrides) 
 #: Karras' grid.
 DIGITS_SAMPLERS = ("DDPM", "DDPM (β)", "DDIM",
                    "reverse SDE (VP)", "predictor-corrector (VP)", "probability-flow ODE (VP)",
-                   "Euler", "Heun", "DPM-Solver++(2M)", "DPM-Solver-2M (taylor)", "DPM-Solver++(3M)",
-                   "UniPC-3", "Euler ancestral", "DPM-Solver++(2M) SDE")
+                   *SAMPLERS)
 
 
 def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
@@ -127,14 +127,13 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
     if (not isinstance(shape, tuple) or not shape
             or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)):
         raise ValueError(f"shape must be a non-empty tuple of positive ints (C, H, W), got {shape!r}")
-    two_per_step = sampler in ("Heun", "predictor-corrector (VP)")
+    two_per_step = sampler == "predictor-corrector (VP)" or SAMPLERS.get(sampler, SAMPLERS["Euler"]).calls_per_step == 2
     nfe = check_int("nfe", nfe, minimum=2 if two_per_step else 1, maximum=10_000)
     n = check_int("n", n, minimum=0, maximum=10**6)
     g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     x = torch.randn(n, *shape, generator=g)
     if n == 0:
         return x
-    lof: dict[str, Any] = {} if lower_order_final is None else {"lower_order_final": lower_order_final}
     with torch.no_grad():
         if sampler in ("DDPM", "DDPM (β)", "DDIM"):
             sched = DiscreteSchedule.linear(1000)
@@ -147,18 +146,11 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
                 return sde_mod.pc_sample(vp, score, x_T, steps=nfe // 2, t_end=1e-3, generator=g)[0]
             nu = 1.0 if sampler == "reverse SDE (VP)" else 0.0
             return sde_mod.reverse_sample(vp, score, x_T, steps=nfe, t_end=1e-3, nu=nu, generator=g)[0]
+        spec = S.SAMPLERS[sampler]
         den, x_T = denoiser_fn(model), x * sigma_max
-        steps = nfe // 2 if sampler == "Heun" else nfe
-        sig = ode.sigma_grid(steps, sigma_min=sigma_min, sigma_max=sigma_max, dtype=torch.float32)
-        if sampler == "Heun":
-            return S.sample_heun_churn(den, x_T, sig)[0]
-        if sampler == "Euler":
-            return S.sample_euler_ancestral(den, x_T, sig, generator=g, eta=0.0)[0]
-        if sampler == "Euler ancestral":
-            return S.sample_euler_ancestral(den, x_T, sig, generator=g)[0]
-        if sampler == "DPM-Solver++(2M) SDE":
-            return S.sample_dpmpp_2m_sde(den, x_T, sig, generator=g, **lof)[0]
-        return S.FAST_SAMPLERS[sampler][0](den, x_T, sig, **lof)[0]
+        sig = ode.sigma_grid(nfe // spec.calls_per_step, sigma_min=sigma_min, sigma_max=sigma_max,
+                             dtype=torch.float32)
+        return spec(den, x_T, sig, generator=g, lower_order_final=lower_order_final)[0]
 
 
 # ============================================================================ committed weights
