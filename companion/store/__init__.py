@@ -22,6 +22,7 @@ from typing import Any
 __all__ = [
     "repo_root",
     "results_dir",
+    "packaged_results",
     "result_path",
     "read_result",
     "weights_file",
@@ -39,17 +40,35 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def packaged_results() -> Path | None:
+    """The copy of ``results/`` that a wheel installs as package data (``companion._results``), or
+    ``None`` in a source checkout, which reads the repository's ``results/`` instead."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("companion._results")))
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return path if path.is_dir() else None
+
+
 def results_dir() -> Path:
-    """Where result files live: ``$COMPANION_RESULTS`` if set, else ``<repo>/results``."""
+    """Where result files live: ``$COMPANION_RESULTS`` if set; else ``<repo>/results`` in a source
+    checkout; else the copy installed with the package (:func:`packaged_results`)."""
     env = os.environ.get("COMPANION_RESULTS")
-    return Path(env) if env else repo_root() / "results"
+    if env:
+        return Path(env)
+    repo = repo_root() / "results"
+    if repo.is_dir():
+        return repo
+    return packaged_results() or repo
 
 
 def _where() -> str:
     """Where result files were looked for, for the error messages."""
     env = os.environ.get("COMPANION_RESULTS")
     return (f"results are read from $COMPANION_RESULTS={env}" if env else
-            f"results are read from {repo_root() / 'results'}; set COMPANION_RESULTS to a directory "
+            f"results are read from {results_dir()}; set COMPANION_RESULTS to a directory "
             "that holds results/<chapter>/ files (e.g. a clone's results/) to use those")
 
 
