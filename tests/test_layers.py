@@ -55,6 +55,17 @@ def imported_modules(path: Path, source: str | None = None) -> list[tuple[int, s
     return out
 
 
+def imported_from(path: Path, source: str | None = None) -> list[tuple[int, str]]:
+    """(line, package) of every ``from <package> import names`` whose names may be attributes."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.ImportFrom) and (node.module is None or node.module == "companion"):
+            base = list(path.relative_to(PKG.parent).with_suffix("").parts)
+            base = base[: len(base) - node.level] if node.level else ["companion"]
+            out.append((node.lineno, ".".join(base)))
+    return out
+
+
 def _target_layer(name: str) -> str | None:
     parts = name.split(".")
     if len(parts) == 1:
@@ -66,11 +77,23 @@ def test_the_layer_folders_are_the_ones_documented():
     assert {_layer(p) for p in MODULES} == set(RANK)
 
 
+def _exists(name: str, attr_ok: bool) -> bool:
+    """Whether ``name`` is a module of the package (``attr_ok``: or ``name`` is ``pkg.attr``, from
+    ``from pkg import attr``, and ``pkg`` is one)."""
+    for n in (name, name.rsplit(".", 1)[0]) if attr_ok else (name,):
+        base = PKG.parent.joinpath(*n.split("."))
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return True
+    return False
+
+
 def check_imports(path: Path, source: str | None = None) -> None:
     own = _layer(path)
     for line, name in imported_modules(path, source):
         target = _target_layer(name)
         where = f"{path.relative_to(PKG)}:{line} imports {name}"
+        assert _exists(name, attr_ok=name.rsplit(".", 1)[0] in {m for _, m in imported_from(path, source)}), (
+            f"{where}: no such module")
         assert target is not None, f"{where}: a layer module may not import the facade `companion` or an unknown place"
         assert RANK[target] <= RANK[own], f"{where}: {target} is above {own}"
         assert target == own or frozenset({own, target}) not in SIBLINGS, f"{where}: {own} and {target} are siblings"
@@ -98,7 +121,7 @@ def test_the_check_sees_an_upward_import():
     for path, src in ((core, "from ..diffusion import ode\n"),
                       (core, "def f():\n    from ..diffusion.ode import sample_heun\n"),
                       (core, "import companion.recipes.denoiser\n"), (core, "from .. import ddpm\n"),
-                      (diffusion, "from ..sequence import gau\n"), (diffusion, "from ..store import load_weights\n"
+                      (diffusion, "from ..sequence import gau\n"), (diffusion, "from ..diffusion.core import utils\n"), (diffusion, "from ..store import load_weights\n"
                                                                          "from ..book import plot\n")):
         with pytest.raises(AssertionError):
             check_imports(path, src)

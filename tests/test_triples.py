@@ -473,9 +473,9 @@ def test_dedupe_and_toy_splits_hold_out_entities():
     assert held and all(e not in ents for e in held)
     # the "train" pool never draws a held-out entity: a quarter of every class
     big = tr.generate_corpus(2000, seed=0, pool="train")
-    persons = {e for s in big for a, _, b in s.triples for e in (a, b) if len(e) == 2 and e[0] in tr._FIRST}
-    assert not any(tr._heldout("person", p) for p in persons)
-    assert sum(tr._heldout("person", (f, last)) for f in tr._FIRST for last in tr._LAST) == 104
+    persons = {e for s in big for a, _, b in s.triples for e in (a, b) if len(e) == 2 and e[0] in tr.corpus._FIRST}
+    assert not any(tr.corpus._heldout("person", p) for p in persons)
+    assert sum(tr.corpus._heldout("person", (f, last)) for f in tr.corpus._FIRST for last in tr.corpus._LAST) == 104
     a = tr.Sentence(["x"], [(("x",), "author", ("x",))])
     assert tr.dedupe([a], [a]) == []
 

@@ -106,11 +106,25 @@ def algorithm_source(obj: Callable | type) -> tuple[str, int]:
     return "\n".join(kept).rstrip() + "\n", hidden
 
 
+#: modules documented on another module's API page (the default page is the module in its layer
+#: folder: companion.<layer>.<module>[.<part>] -> <module>)
+_API_PAGE = {"companion.store": "experiments", "companion.experiments": "experiments",
+             "companion.book.source": "report", "companion.book.report": "report"}
+
+
+def _api_page(module: str) -> str:
+    for prefix, page in _API_PAGE.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return page
+    parts = module.split(".")
+    return parts[2] if parts[0] == "companion" and len(parts) >= 3 else "index"
+
+
 def api_url(obj: Callable | type) -> str:
     """Relative address (from a chapter page) of ``obj`` on the API page of its module."""
     module = getattr(obj, "__module__", "") or ""
     qualname = getattr(obj, "__qualname__", "")
-    page = module.rsplit(".", 1)[-1] if module.startswith("companion.") else "index"
+    page = _api_page(module)
     public = not any(part.startswith("_") and not part.startswith("__") for part in qualname.split("."))
     anchor = f"#{module}.{qualname}" if public and "__" not in qualname else ""
     return f"../book/api/{page}.html{anchor}"

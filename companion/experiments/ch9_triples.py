@@ -1,9 +1,9 @@
 """Full runs of chapter 9 (triple extraction): seed sweeps and arms too long for the notebook.
 
-Every run is :func:`companion.sequence.triples.train_extractor` (the recipe the notebook runs for seed 0)
-on the chapter's template corpus (:func:`companion.sequence.triples.toy_splits`: a quarter of every entity
+Every run is :func:`companion.sequence.triples.model.train_extractor` (the recipe the notebook runs for seed 0)
+on the chapter's template corpus (:func:`companion.sequence.triples.corpus.toy_splits`: a quarter of every entity
 class held out of training, test sentences sharing a triple with training removed, vocabulary
-from the training split only), scored by :func:`companion.sequence.triples.evaluate` on the test corpus,
+from the training split only), scored by :func:`companion.sequence.triples.decode.evaluate` on the test corpus,
 for the final weights (``scores``) and for their moving average (``scores_ema``), including the
 test triples whose entities never occur in training. An *arm* is a set of changes to the
 notebook's recipe ``RECIPE``; the key ``corpus`` changes the corpus (e.g. its reuse rate).

@@ -1,4 +1,4 @@
-"""Command line of chapter 9 (:func:`companion.sequence.triples.main`)::
+"""Command line of chapter 9 (:func:`companion.sequence.triples.cli.main`)::
 
     python -m companion.sequence.triples_cli train --train T.jsonl --dev D.jsonl --schema S.json [--out DIR]
     python -m companion.sequence.triples_cli predict --model DIR [--input FILE.jsonl] [--output OUT.jsonl]
