@@ -68,3 +68,19 @@ def test_half_precision_network_output_is_cast_to_the_state(dtype):
 def test_half_precision_state_is_refused_clearly():
     with pytest.raises(TypeError, match="only float32 and float64"):
         samplers.sample_dpmpp_2m(DEN, X.half(), SIG)
+
+
+def test_generate_runs_every_digits_sampler_on_the_model_device():
+    """``generate`` builds no CPU-only tensor in the chain: with the network on the ``meta`` device
+    every sampler runs there (a CPU tensor met on the way would raise a device mismatch)."""
+    from companion import denoiser as dn
+
+    model = dn.digits_denoiser(0).to("meta")
+    # the predictor-corrector's Langevin step size is a number read from the score's norm (.item()):
+    # it runs on any real device, but a meta tensor has no value to read
+    for sampler in (s for s in dn.DIGITS_SAMPLERS if s != "predictor-corrector (VP)"):
+        nfe = 4
+        y = dn.generate(model, sampler, nfe, 3, 0)
+        assert y.device.type == "meta" and y.shape == (3, 1, 8, 8), sampler
+    cpu = dn.digits_denoiser(0)
+    assert torch.equal(dn.generate(cpu, "Euler ancestral", 4, 3, 5), dn.generate(cpu, "Euler ancestral", 4, 3, 5, device="cpu"))

@@ -31,7 +31,7 @@ def _time_tensor(t, n: int, like: torch.Tensor) -> torch.Tensor:
     if t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"t must be a real (float or integer) tensor, got dtype {t.dtype}")
     t = t.to(dtype=like.dtype, device=like.device)
-    if not torch.isfinite(t).all():
+    if t.device.type != "meta" and not torch.isfinite(t).all():  # meta tensors hold no values
         raise ValueError("t contains NaN or infinite values")
     if t.ndim == 0:
         t = t.expand(n)

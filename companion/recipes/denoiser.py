@@ -27,7 +27,7 @@ from torch import nn
 from ..core.nets import UNet
 from ..core.schedules import DiscreteSchedule
 from ..core.train import FitResult, fit
-from ..core.utils import check_int
+from ..core.utils import check_int, seed_generator
 from ..diffusion.precond import (  # noqa: F401  (the recipe's views, kept importable here)
     ScoreNet,
     csm_loss,
@@ -110,12 +110,15 @@ DIGITS_SAMPLERS = ("DDPM", "DDPM (β)", "DDIM",
 
 def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
              sigma_min: float = 2e-3, sigma_max: float = 80.0, shape: tuple[int, ...] = (1, 8, 8),
-             lower_order_final: bool | None = None) -> torch.Tensor:
+             lower_order_final: bool | None = None, device: str | torch.device | None = None) -> torch.Tensor:
     """Draw ``n`` images ``(n, *shape)`` from ``model`` with one of :data:`DIGITS_SAMPLERS` at ``nfe``
     network evaluations (Heun: ``nfe // 2`` steps of 2; predictor–corrector: ``nfe // 2`` steps of
     one predictor and one corrector call). The start and the sampler's noise come from ``seed``: the
     same standard-normal start for every sampler and ``n``, scaled to each sampler's prior.
-    ``lower_order_final`` is passed to the multistep σ-samplers (``None``: their default)."""
+    ``lower_order_final`` is passed to the multistep σ-samplers (``None``: their default).
+    ``device`` (default: the model's) is where the chain runs: the start is drawn on the CPU, so it
+    is the same on every device, and the sampler's noise comes from a generator on ``device``
+    seeded with ``seed`` (on the CPU, the start's own generator goes on)."""
     from ..diffusion import ddpm, ode
     from ..diffusion import samplers as S
     from ..diffusion import sde as sde_mod
@@ -130,10 +133,14 @@ def generate(model: ScoreNet, sampler: str, nfe: int, n: int, seed: int, *,
     two_per_step = sampler == "predictor-corrector (VP)" or SAMPLERS.get(sampler, SAMPLERS["Euler"]).calls_per_step == 2
     nfe = check_int("nfe", nfe, minimum=2 if two_per_step else 1, maximum=10_000)
     n = check_int("n", n, minimum=0, maximum=10**6)
-    g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    x = torch.randn(n, *shape, generator=g)
+    seed = check_int("seed", seed, minimum=0)
+    dev = next(model.parameters(), torch.empty(0)).device if device is None else torch.device(device)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *shape, generator=g).to(dev)
     if n == 0:
         return x
+    if dev.type != "cpu":
+        g = seed_generator(seed, dev)
     with torch.no_grad():
         if sampler in ("DDPM", "DDPM (β)", "DDIM"):
             sched = DiscreteSchedule.linear(1000)
