@@ -313,8 +313,11 @@ def test_reversal_task_targets():
     acc = gau.reversal_accuracy(copier, 2000)
     # chance of a match is 1/4 per position; se of the mean over 12000 tokens < 0.004
     assert abs(acc - 0.25) < 0.02
+    # as everywhere in the package: an int seed is a generator seeded with it, None torch's global one
+    assert torch.equal(gau.reversal_batch(4, 7), gau.reversal_batch(4, torch.Generator().manual_seed(7)))
+    assert gau.reversal_batch(4, None).shape == (4, 32)
     with pytest.raises(TypeError, match="generator"):
-        gau.reversal_batch(4, 0)
+        gau.reversal_batch(4, 0.5)
     with pytest.raises(ValueError, match="vocab"):
         gau.reversal_batch(4, g, vocab=2)
     with pytest.raises(ValueError, match="batch_size"):

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.utils import check_int, check_positive, check_tensor, make_generator, seed_generator
+from ..core.utils import check_int, check_positive, check_tensor, make_generator, require_generator, seed_generator
 
 __all__ = [
     "swish_moments",
@@ -373,7 +373,7 @@ class SequenceModel(nn.Module):
         else:
             self.blocks = nn.ModuleList(StdBlock(d, heads, 4, alpha) for _ in range(layers))
         self.head = nn.Linear(d, vocab)
-        g = make_generator(seed)
+        g = seed_generator(seed)  # weights from the seed only: None would not say which
         with torch.no_grad():
             nn.init.normal_(self.embed.weight, generator=g)
             nn.init.normal_(self.pos, generator=g)
@@ -484,16 +484,15 @@ def magnitude_monte_carlo(
 
 # ============================================================================ the task
 def reversal_batch(
-    batch_size: int, generator: torch.Generator, length: int = 32, vocab: int = 16
+    batch_size: int, generator: torch.Generator | int | None, length: int = 32, vocab: int = 16
 ) -> torch.Tensor:
     """Random token sequences ``(batch_size, length)`` with tokens uniform in ``1 … vocab-1``
-    (0 is reserved); the target of the reversal task is ``batch.flip(1)``."""
+    (0 is reserved); the target of the reversal task is ``batch.flip(1)``. ``generator``: a
+    ``torch.Generator``, an int seed, or ``None`` (torch's global generator, as in torch)."""
     batch_size = check_int("batch_size", batch_size, minimum=1)
     length = check_int("length", length, minimum=1)
     vocab = check_int("vocab", vocab, minimum=3)
-    if not isinstance(generator, torch.Generator):
-        raise TypeError("generator must be a torch.Generator")
-    return torch.randint(1, vocab, (batch_size, length), generator=generator)
+    return torch.randint(1, vocab, (batch_size, length), generator=require_generator(generator))
 
 
 def reversal_loss(model: nn.Module, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
