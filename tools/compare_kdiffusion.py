@@ -27,6 +27,7 @@ import importlib.metadata
 import importlib.util
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 import types
@@ -79,8 +80,22 @@ def main(argv=None) -> int:
     cfg = json.loads(json.dumps(exp.config))
     t0, state = time.perf_counter(), _code_state()
     K = load_kdiffusion_sampling()
-    with ProcessPoolExecutor(max_workers=int(cfg.get("workers", 1)), mp_context=mp.get_context("spawn")) as pool:
-        per_law = dict(zip(cfg["laws"], pool.map(_law, [(cfg, name) for name in cfg["laws"]]), strict=True))
+    cache = Path(os.environ["BENCH_CACHE"]) if os.environ.get("BENCH_CACHE") else None
+    if cache is not None and cache.exists():  # the rows of an interrupted run of the same commit
+        stored = json.loads(cache.read_text())
+        if stored["git_commit"] != state["git_commit"] or stored["config"] != cfg:
+            raise RuntimeError(f"{cache} holds rows of another commit or configuration")
+        per_law = stored["per_law"]
+    else:
+        # the laboratories side by side (one thread each), then the digits ODE alone (digits_threads)
+        labs = [n for n in cfg["laws"] if n != "digits"]
+        with ProcessPoolExecutor(max_workers=int(cfg.get("workers", 1)), mp_context=mp.get_context("spawn")) as pool:
+            per_law = dict(zip(labs, pool.map(_law, [(cfg, name) for name in labs]), strict=True))
+        if "digits" in cfg["laws"]:
+            with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                per_law["digits"] = pool.submit(_law, (cfg, "digits")).result()
+        if cache is not None:
+            cache.write_text(json.dumps({"git_commit": state["git_commit"], "config": cfg, "per_law": per_law}))
     res = C.finish(cfg, per_law, K)
     res["peer"] = {"k-diffusion": importlib.metadata.version("k-diffusion")}
     if args.print_json:
