@@ -19,7 +19,7 @@ Tweedie's denoiser.
 **Conventions.** A *score function* is any callable ``score_fn(x, sigma) -> (n, ...)`` giving
 :math:`\nabla\log p_\sigma(x)` for :math:`p_\sigma=p_0*\mathcal N(0,\sigma^2I)`, with ``x`` of
 shape ``(n, ...)`` and ``sigma`` a Python float. :func:`gmm_score_fn` builds the exact one of the
-laboratory; :class:`ScoreNet` wraps a trained network. Here :math:`\sigma` is the heat-kernel
+laboratory; :class:`~companion.diffusion.precond.ScoreNet` wraps a trained network. Here :math:`\sigma` is the heat-kernel
 width, which is also the VE / EDM noise level and the book's noise-to-signal ratio
 :math:`\bar\beta_t/\bar\alpha_t` (equation :eq:`ode-vp-rescale`).
 

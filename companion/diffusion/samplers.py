@@ -26,7 +26,7 @@ through one more node: one order more for no extra model call.
 **Conventions.** A *denoiser* is any callable ``denoiser(x, sigma) -> (n, ...)`` giving
 :math:`\hat x_0(x,\sigma)` for ``x`` of shape ``(n, ...)`` and a Python float ``sigma``
 (k-diffusion's model interface with one noise level per call); :func:`gmm_denoiser` builds the
-exact one of the laboratory, :func:`denoiser_from_score` wraps a score function of
+exact one of the laboratory, :func:`~companion.diffusion.precond.denoiser_from_score` wraps a score function of
 :mod:`companion.diffusion.ode`. Samplers are plain functions over a strictly decreasing grid
 ``sigmas`` of noise levels, all > 0 (e.g. :func:`companion.diffusion.ode.sigma_grid`), and return
 ``(x, info)`` with ``info['nfe']`` counting every call of the denoiser; ``callback`` receives

@@ -12,7 +12,7 @@ with their provenance line, so every number the book shows has a code path::
     python -m companion.experiments all               # everything (``make results``)
 
 A result file whose stored configuration differs from the registered one is *stale*:
-:func:`load_result` refuses it and a unit test fails, so an edited experiment cannot keep
+:func:`~companion.experiments.runner.load_result` refuses it and a unit test fails, so an edited experiment cannot keep
 showing old numbers.
 """
 

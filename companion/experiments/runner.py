@@ -70,7 +70,7 @@ def run_experiment(chapter: str, name: str, *, out_dir: Path | None = None,
     """Run one registered experiment and write its result file; return what was written.
 
     A result file must come from the commit it records, so the run is refused while the code
-    (:data:`CODE_PATHS`) has uncommitted edits, unless ``allow_dirty`` (the file then lists them).
+    (:data:`~companion.store.CODE_PATHS`) has uncommitted edits, unless ``allow_dirty`` (the file then lists them).
     Torch runs with ``config["threads"]`` threads (default 1): the float sums, hence the digits,
     depend on the thread count, which the provenance records.
     """

@@ -6,11 +6,11 @@ One network is trained, as chapter 5's preconditioned denoiser
 on :math:`x=x_0+\sigma\varepsilon`. Every other parameterisation is a change of variables:
 
 * chapter 3's score is Tweedie's :math:`(\hat x_0-x)/\sigma^2` (``ScoreNet.__call__``);
-* chapter 2's score of a VP SDE is :func:`vp_score` (equation :eq:`sde-score-from-denoiser`);
-* chapter 5's fast samplers take the denoiser itself (:func:`denoiser_fn`);
+* chapter 2's score of a VP SDE is :func:`~companion.diffusion.precond.vp_score` (equation :eq:`sde-score-from-denoiser`);
+* chapter 5's fast samplers take the denoiser itself (:func:`~companion.diffusion.precond.denoiser_fn`);
 * chapter 1's noise predictor for the chain :math:`x_t=\bar\alpha_t x_0+\bar\beta_t\varepsilon` is
   :math:`\hat\varepsilon=(x_t-\bar\alpha_t\hat x_0(x_t/\bar\alpha_t,\bar\beta_t/\bar\alpha_t))/\bar\beta_t`
-  (:func:`eps_model`, equation :eq:`ddpm-eps-from-denoiser`).
+  (:func:`~companion.diffusion.precond.eps_model`, equation :eq:`ddpm-eps-from-denoiser`).
 
 The full model is trained by ``python -m companion.experiments ch5 digits_denoiser`` and its
 weights are committed next to the result file; :func:`load_digits_denoiser` checks that they

@@ -6,7 +6,7 @@ and the checks that refuse a stale file or a mismatched checksum.
 kept, whose checksums the JSON file records. ``$COMPANION_RESULTS`` points the store at another
 directory laid out the same way (e.g. a clone's ``results/``). The experiments that write these files
 are registered in :mod:`companion.experiments`; this layer only reads and writes them, so the
-trained-model recipes (:mod:`companion.recipes`) can load weights without importing the runner.
+trained-model recipes (:mod:`companion.recipes.denoiser`) can load weights without importing the runner.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def read_result(chapter: str, name: str, *, expect: dict[str, Any] | None = None
 
     ``expect``: configuration entries the stored configuration must hold (compared after a JSON
     round trip); a file that differs is *stale* and a ``ValueError`` names the command that
-    regenerates it. :func:`companion.experiments.load_result` passes the whole registered
+    regenerates it. :func:`companion.experiments.runner.load_result` passes the whole registered
     configuration.
     """
     path = result_path(chapter, name)
