@@ -180,5 +180,6 @@ def test_missing_weights_error_names_companion_results(tmp_path, monkeypatch):
         dn.load_digits_denoiser(0)  # a result file, but no weights file next to it
     monkeypatch.delenv("COMPANION_RESULTS")
     monkeypatch.setattr("companion.store.repo_root", lambda: tmp_path / "nowhere")
+    monkeypatch.setattr("companion.store.packaged_results", lambda: None)
     with pytest.raises(FileNotFoundError, match="set COMPANION_RESULTS"):
-        dn.load_digits_denoiser(0)  # the wheel case: no results/ beside the package
+        dn.load_digits_denoiser(0)  # no results/ beside the package and none installed with it
