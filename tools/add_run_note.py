@@ -27,7 +27,7 @@ def note(module: str | None) -> str:
            "where each one links back to its equation.") if module else ""
     return f"""<!-- {MARK} -->
 :::{{admonition}} Run this chapter yourself
-:class: tip run-note
+:class: tip run-note dropdown
 Locally, from a clone: `make book` (or `pip install -r requirements.txt`, then open this
 notebook). On Colab, use the rocket button above and run this line first — it clones the
 repository (with the result files of the long runs) and installs `companion` next to Colab's own
