@@ -50,3 +50,30 @@ def test_chapter_has_title_and_run_note(path):
     assert notes == [expected], f"{path.name}: the run note is stale: run `python tools/add_run_note.py {path}`"
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["repository"]["url"] in expected
+
+
+def _last_glue_call(source: str) -> bool:
+    """True when a cell ends with a bare ``glue(...)`` call not silenced by ``;``."""
+    import ast
+
+    text = source.rstrip()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:  # IPython magics: not our concern here
+        return False
+    last = tree.body[-1] if tree.body else None
+    return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and getattr(last.value.func, "id", None) == "glue" and not text.endswith(";"))
+
+
+def test_last_glue_call_detector():
+    assert _last_glue_call('glue("a", 1)\n') and _last_glue_call('x = 1\nglue("a", x)')
+    assert not _last_glue_call('glue("a", 1);\n') and not _last_glue_call('glue("a", 1)\nx = 2')
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_stray_glued_value(path):
+    """``glue`` returns its value, so a cell that ends with it shows the bare number to the reader."""
+    nb = json.loads(path.read_text())
+    bad = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and _last_glue_call("".join(c["source"]))]
+    assert not bad, f"{path.name}: cells {bad} end with a bare glue(...) call; end the line with ';'"
