@@ -111,6 +111,18 @@ def numbering_problems(root: Path) -> list[str]:
     return problems
 
 
+_STDERR = re.compile(r'<div class="output stderr[^"]*">([\s\S]*?)</pre>')
+_WARNING = re.compile(r"\b(\w*Warning): (.{0,60})")
+
+
+def shown_warnings(page_html: str) -> list[str]:
+    """Python warnings printed into a page's stderr outputs (progress bars are stderr too, and fine)."""
+    found = []
+    for block in _STDERR.findall(page_html):
+        found += [f"{w}: {msg}" for w, msg in _WARNING.findall(html.unescape(re.sub(r"<[^>]+>", "", block)))]
+    return found
+
+
 def static_problems(root: Path) -> list[str]:
     problems = []
     parsed = {p: _parse(p) for p in book_pages(root)}
@@ -118,6 +130,8 @@ def static_problems(root: Path) -> list[str]:
         rel = page.relative_to(root)
         if info.error_cells:
             problems.append(f"{rel}: {info.error_cells} error output cell(s)")
+        for warning in shown_warnings(page.read_text(encoding="utf-8", errors="replace")):
+            problems.append(f"{rel}: a cell shows a Python warning to the reader: {warning}")
         if rel.parts[0] == "notebooks" and info.imgs == 0:
             problems.append(f"{rel}: chapter page without any figure")
         for href in info.links:
