@@ -123,6 +123,17 @@ def shown_warnings(page_html: str) -> list[str]:
     return found
 
 
+_PLAIN = re.compile(r'<div class="output text_plain[^"]*">([\s\S]*?)</pre>')
+_BARE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|'[^'\n]*'|\"[^\"\n]*\"|None|True|False")
+
+
+def stray_values(page_html: str) -> list[str]:
+    """Outputs that are only a number, a quoted string or None/True/False: a value the cell returned by
+    accident (e.g. a last line ``glue(...)``, which returns what it glues), shown without a word."""
+    values = (html.unescape(re.sub(r"<[^>]+>", "", block)).strip() for block in _PLAIN.findall(page_html))
+    return [v for v in values if _BARE.fullmatch(v)]
+
+
 def static_problems(root: Path) -> list[str]:
     problems = []
     parsed = {p: _parse(p) for p in book_pages(root)}
@@ -130,8 +141,11 @@ def static_problems(root: Path) -> list[str]:
         rel = page.relative_to(root)
         if info.error_cells:
             problems.append(f"{rel}: {info.error_cells} error output cell(s)")
-        for warning in shown_warnings(page.read_text(encoding="utf-8", errors="replace")):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        for warning in shown_warnings(text):
             problems.append(f"{rel}: a cell shows a Python warning to the reader: {warning}")
+        for value in stray_values(text):
+            problems.append(f"{rel}: a cell shows a bare value with no label (a last line that returns it?): {value}")
         if rel.parts[0] == "notebooks" and info.imgs == 0:
             problems.append(f"{rel}: chapter page without any figure")
         for href in info.links:
